@@ -1,0 +1,471 @@
+"""Merge near-duplicate listings into product groups, and split groups into train/val/test.
+
+Marketplaces re-list the same product under other sellers with lightly edited seller photos
+(a crop, a resize, a watermark, a colour tweak). If one copy lands in train and another in
+test, retrieval metrics measure memorisation. This module
+
+1. hashes every shop photo perceptually (``imagehash``: pHash, dHash, wHash),
+2. finds every pair of photos within a Hamming radius through a FAISS binary index
+   (multi-index hashing, exact by the pigeonhole principle; never an all-pairs Python loop),
+3. merges products connected by such pairs into groups (connected components = union-find),
+4. assigns whole groups to splits, stratified by category.
+
+Merging is done at the *product* level, not the item (product x colour) level: the colours of
+one product share a group unconditionally, and if any colour of product A matches any colour
+of product B, the two products are one group. Leakage happens at the product level (a model
+that saw A in navy has seen B in red too, the garment is the same), so a finer grouping would
+still leak. Pairs between two photos of the same product are ignored: two colours of one
+product are not duplicates, they are already together.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import faiss
+import imagehash
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, Field, model_validator
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from street2shop.cleaning.images import open_rgb
+from street2shop.storage.schemas import GROUPS, SPLITS
+
+HashName = Literal["phash", "dhash", "whash"]
+
+#: Perceptual hash functions by name (imagehash's signature: ``f(image, hash_size)``).
+HASHERS: dict[str, Callable[..., imagehash.ImageHash]] = {
+    "phash": imagehash.phash,
+    "dhash": imagehash.dhash,
+    "whash": imagehash.whash,
+}
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
+
+class DedupParams(BaseModel):
+    """Parameters of the dedup/merge and split stage (they go into the version id)."""
+
+    hashes: list[HashName] = Field(default_factory=lambda: ["phash"], min_length=1)
+    hash_size: int = Field(8, ge=2, le=32)
+    max_distance: int = Field(8, ge=0)
+    #: With several hashes: a pair matches if it is within ``max_distance`` under every hash
+    #: ("all": fewer false merges) or under any of them ("any": fewer missed duplicates).
+    combine: Literal["all", "any"] = "all"
+    #: Hamming search: "auto" picks by a cost model; "multihash" and "flat" are both exact.
+    search: Literal["auto", "multihash", "flat"] = "auto"
+    seed: int = 0
+    train_fraction: float = Field(0.7, ge=0.0, le=1.0)
+    val_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DedupParams:
+        bits = self.hash_size * self.hash_size
+        if bits % 8:
+            # FAISS binary indexes work on whole bytes.
+            raise ValueError(f"hash_size={self.hash_size} gives {bits} bits, not a multiple of 8")
+        if "whash" in self.hashes and self.hash_size & (self.hash_size - 1):
+            raise ValueError(f"whash needs a power-of-two hash_size, got {self.hash_size}")
+        if self.max_distance >= bits:
+            raise ValueError(f"max_distance={self.max_distance} must be below the {bits} hash bits")
+        if len(set(self.hashes)) != len(self.hashes):
+            raise ValueError(f"hashes listed twice: {self.hashes}")
+        total = self.train_fraction + self.val_fraction + self.test_fraction
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise ValueError(f"split fractions must sum to 1, got {total}")
+        return self
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        return dict(zip(SPLIT_NAMES, (self.train_fraction, self.val_fraction, self.test_fraction)))
+
+
+@dataclass(frozen=True)
+class DedupResult:
+    """Output of :func:`merge_near_duplicates`."""
+
+    groups: pa.Table  #: GROUPS: item_id, group_id, evidence
+    pairs: pa.Table  #: :func:`pairs_schema`: every matched photo pair between two products
+    stats: dict[str, float | int] = field(default_factory=dict)
+
+
+def pairs_schema(hashes: Sequence[str]) -> pa.Schema:
+    """Schema of the matched-pairs table: the two photos, their products, one distance per hash."""
+    fields = [
+        pa.field("image_id_a", pa.string(), nullable=False),
+        pa.field("image_id_b", pa.string(), nullable=False),
+        pa.field("product_id_a", pa.string(), nullable=False),
+        pa.field("product_id_b", pa.string(), nullable=False),
+    ]
+    return pa.schema(fields + [pa.field(h, pa.int32(), nullable=False) for h in hashes])
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def hash_image(image, hashes: Sequence[str], hash_size: int) -> list[np.ndarray]:
+    """Perceptual hashes of one PIL image, each packed into ``hash_size**2 / 8`` bytes."""
+    return [np.packbits(HASHERS[h](image, hash_size=hash_size).hash.ravel()) for h in hashes]
+
+
+# ------------------------------------------------------------------ Hamming range search
+
+
+def _multihash_plan(n: int, bits: int, radius: int) -> tuple[int, int, int, float]:
+    """Choose (substrings m, bits per substring b, flips, cost) for exact multi-index hashing.
+
+    Split the code into ``m`` substrings of ``b`` bits: two codes within ``radius`` differ
+    in at most ``radius // m`` bits on at least one substring (pigeonhole), so probing every
+    bucket within ``radius // m`` flips of each substring finds all of them. The cost per
+    query is ``m * probes * (1 + c * n / 2**b)`` (bucket probes plus candidates to verify,
+    which cost about ``c`` probes each, measured); pick the cheapest ``m``.
+    """
+    best: tuple[float, int, int, int] | None = None
+    for m in range(1, min(bits, radius + 1) + 1):
+        b = bits // m
+        if b > 32:  # probing 2**b-wide tables with many flips is never the cheapest
+            continue
+        flips = radius // m
+        probes = sum(math.comb(b, k) for k in range(flips + 1))
+        cost = m * probes * (1.0 + 4.0 * n / 2.0**b)
+        if best is None or cost < best[0]:
+            best = (cost, m, b, flips)
+    if best is None:  # codes too long for b <= 32 with m <= radius + 1: fall back to flat cost
+        return 1, 32, radius, math.inf
+    return best[1], best[2], best[3], best[0]
+
+
+def _search_method(n: int, bits: int, radius: int) -> str:
+    """"flat" (brute force in C++, about 40x cheaper per comparison than a bucket probe,
+    measured) for small sets, "multihash" once the sub-quadratic probing wins."""
+    return "flat" if n / 40.0 < _multihash_plan(n, bits, radius)[3] else "multihash"
+
+
+def hamming_pairs(
+    codes: np.ndarray, max_distance: int, method: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` of rows of ``codes`` within Hamming distance ``max_distance``.
+
+    ``codes`` is ``(n, nbytes)`` uint8 (packed bits). Returns ``(i, j, distance)`` int64
+    arrays sorted by ``(i, j)``. Both methods are exact; "multihash" scales sub-quadratically
+    (see :func:`_multihash_plan`), "flat" is FAISS brute force.
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be 2-D (n, nbytes), got shape {codes.shape}")
+    n, nbytes = codes.shape
+    bits = nbytes * 8
+    empty = np.empty(0, dtype=np.int64)
+    if n < 2:
+        return empty, empty.copy(), empty.copy()
+    if method == "auto":
+        method = _search_method(n, bits, max_distance)
+    if method == "flat":
+        index = faiss.IndexBinaryFlat(bits)
+    elif method == "multihash":
+        m, b, flips, _ = _multihash_plan(n, bits, max_distance)
+        index = faiss.IndexBinaryMultiHash(bits, m, b)
+        index.nflip = flips
+    else:
+        raise ValueError(f"unknown search method {method!r}; use 'auto', 'multihash' or 'flat'")
+    index.add(codes)
+    # FAISS binary range search keeps distances strictly below the radius.
+    lims, dist, idx = index.range_search(codes, max_distance + 1)
+    query = np.repeat(np.arange(n, dtype=np.int64), np.diff(lims))
+    idx = idx.astype(np.int64)
+    upper = query < idx  # each pair once, and no self-matches
+    i, j, d = query[upper], idx[upper], dist[upper].astype(np.int64)
+    order = np.lexsort((j, i))
+    return i[order], j[order], d[order]
+
+
+def hamming_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Hamming distance of two equally shaped packed uint8 arrays."""
+    return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ merge
+
+
+def _product_of_items(items: pa.Table) -> dict[str, str]:
+    return dict(zip(items.column("item_id").to_pylist(), items.column("product_id").to_pylist()))
+
+
+def merge_near_duplicates(
+    items: pa.Table, shop_images: pa.Table, params: DedupParams
+) -> DedupResult:
+    """Group items into products merged through near-duplicate shop photos.
+
+    ``items`` is shaped like ITEMS, ``shop_images`` like IMAGES with absolute ``path``s (rows
+    whose role is not "shop" are ignored). An unreadable photo is skipped and counted in
+    ``stats["n_unreadable"]``. ``group_id`` is ``"g" + the smallest product_id of the group``,
+    so it is deterministic and stable when unrelated products are added.
+    """
+    started = time.perf_counter()
+    product_of = _product_of_items(items)
+    shop = shop_images.filter(pc.equal(shop_images.column("role"), "shop"))
+    unknown = sorted(set(shop.column("item_id").to_pylist()) - product_of.keys())
+    if unknown:
+        raise ValueError(f"{len(unknown)} shop photos belong to items not in `items`: {unknown[:5]}")
+
+    # The same bytes may be listed under several items (even of different products): hash
+    # each image once, remember every product it shows.
+    products_of_image: dict[str, set[str]] = {}
+    path_of_image: dict[str, str] = {}
+    for image_id, item_id, path in zip(
+        shop.column("image_id").to_pylist(),
+        shop.column("item_id").to_pylist(),
+        shop.column("path").to_pylist(),
+    ):
+        products_of_image.setdefault(image_id, set()).add(product_of[item_id])
+        path_of_image.setdefault(image_id, path)
+
+    image_ids: list[str] = []
+    codes: list[list[np.ndarray]] = []
+    n_unreadable = 0
+    for image_id, path in path_of_image.items():
+        image = open_rgb(path)
+        if image is None:
+            n_unreadable += 1
+            continue
+        image_ids.append(image_id)
+        codes.append(hash_image(image, params.hashes, params.hash_size))
+    hashed_at = time.perf_counter()
+
+    nbytes = params.hash_size * params.hash_size // 8
+    per_hash = [
+        np.array([c[k] for c in codes], dtype=np.uint8).reshape(len(codes), nbytes)
+        for k in range(len(params.hashes))
+    ]
+    i, j = _matching_pairs(per_hash, params)
+    searched_at = time.perf_counter()
+    distances = np.stack([hamming_distance(h[i], h[j]) for h in per_hash], axis=1)
+
+    # Photo pairs between different products (one photo listed under two products is a
+    # pair of itself, at distance 0).
+    rows: list[tuple[str, str, str, str, tuple[int, ...]]] = []
+    for a, b, dist in zip(i.tolist(), j.tolist(), distances.tolist()):
+        ia, ib = image_ids[a], image_ids[b]
+        for pa_ in sorted(products_of_image[ia]):
+            for pb in sorted(products_of_image[ib]):
+                if pa_ != pb:
+                    rows.append((ia, ib, pa_, pb, tuple(dist)) if pa_ < pb else (ib, ia, pb, pa_, tuple(dist)))
+    zero = (0,) * len(params.hashes)
+    for image_id in image_ids:
+        shared = sorted(products_of_image[image_id])
+        for x in range(len(shared)):
+            for y in range(x + 1, len(shared)):
+                rows.append((image_id, image_id, shared[x], shared[y], zero))
+    rows.sort(key=lambda r: (r[2], r[3], sum(r[4]), r[0], r[1]))
+
+    pairs = pa.Table.from_pydict(
+        {
+            "image_id_a": [r[0] for r in rows],
+            "image_id_b": [r[1] for r in rows],
+            "product_id_a": [r[2] for r in rows],
+            "product_id_b": [r[3] for r in rows],
+            **{h: [r[4][k] for r in rows] for k, h in enumerate(params.hashes)},
+        },
+        schema=pairs_schema(params.hashes),
+    )
+
+    group_of = _group_of_products(items, rows)
+    groups = _groups_table(items, group_of, rows, params.hashes)
+    group_sizes = Counter(group_of.values())
+    stats: dict[str, float | int] = {
+        "n_items": items.num_rows,
+        "n_products": len(set(product_of.values())),
+        "n_shop_images": len(path_of_image),
+        "n_hashed": len(image_ids),
+        "n_unreadable": n_unreadable,
+        "n_pairs": pairs.num_rows,
+        "n_groups": len(group_sizes),
+        "n_merged_groups": sum(1 for size in group_sizes.values() if size > 1),
+        "largest_group_products": max(group_sizes.values(), default=0),
+        "hash_seconds": round(hashed_at - started, 4),
+        "search_seconds": round(searched_at - hashed_at, 4),
+    }
+    return DedupResult(groups=groups, pairs=pairs, stats=stats)
+
+
+def _matching_pairs(per_hash: list[np.ndarray], params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
+    """Photo index pairs ``i < j`` that match under ``params.combine`` of the hashes."""
+    if params.combine == "all":
+        # Search with the first hash; the others only filter its (few) candidates.
+        i, j, _ = hamming_pairs(per_hash[0], params.max_distance, params.search)
+        for codes in per_hash[1:]:
+            ok = hamming_distance(codes[i], codes[j]) <= params.max_distance
+            i, j = i[ok], j[ok]
+        return i, j
+    found = [hamming_pairs(codes, params.max_distance, params.search)[:2] for codes in per_hash]
+    both = np.unique(np.stack([np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])]), axis=1)
+    return both[0], both[1]
+
+
+def _group_of_products(items: pa.Table, rows: Sequence[tuple]) -> dict[str, str]:
+    """product_id -> group_id: connected components of the product graph."""
+    products = sorted(set(items.column("product_id").to_pylist()))
+    position = {p: k for k, p in enumerate(products)}
+    src = np.array([position[r[2]] for r in rows], dtype=np.int64)
+    dst = np.array([position[r[3]] for r in rows], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(rows)), (src, dst)), shape=(len(products), len(products)))
+    _, label = connected_components(graph, directed=False)
+    # Products are sorted, so the first product seen for a component is its smallest.
+    name: dict[int, str] = {}
+    for p, lab in zip(products, label.tolist()):
+        name.setdefault(lab, "g" + p)
+    return {p: name[lab] for p, lab in zip(products, label.tolist())}
+
+
+def _groups_table(
+    items: pa.Table, group_of: Mapping[str, str], rows: Sequence[tuple], hashes: Sequence[str]
+) -> pa.Table:
+    # Evidence for a product: its closest match (rows are sorted by product pair, then
+    # summed distance, so the first row that names a product is not necessarily its best).
+    best: dict[str, tuple[int, str]] = {}
+    for image_a, image_b, prod_a, prod_b, dist in rows:
+        text = ",".join(f"{h}={d}" for h, d in zip(hashes, dist)) + f" {image_a[:8]}~{image_b[:8]}"
+        for p in (prod_a, prod_b):
+            if p not in best or sum(dist) < best[p][0]:
+                best[p] = (sum(dist), text)
+    item_ids = items.column("item_id").to_pylist()
+    products = items.column("product_id").to_pylist()
+    order = sorted(range(len(item_ids)), key=lambda k: item_ids[k])
+    return pa.Table.from_pydict(
+        {
+            "item_id": [item_ids[k] for k in order],
+            "group_id": [group_of[products[k]] for k in order],
+            "evidence": [best.get(products[k], (0, ""))[1] for k in order],
+        },
+        schema=GROUPS,
+    )
+
+
+# ---------------------------------------------------------------------- merge quality
+
+
+def merge_quality(groups: pa.Table, truth_design_ids: Mapping[str, str]) -> dict[str, float | int]:
+    """Pairwise precision/recall of the merge at the product level.
+
+    Two products are truly the same when they share a ``design_id`` (the generator's ground
+    truth, given per item; a product's design is that of its items). Predicted same: they
+    share a ``group_id``. Counted by pair counting over the group x design contingency table,
+    so it is exact without enumerating pairs. Products missing from the truth are ignored.
+    Precision (recall) is 1.0 when nothing is predicted (truly) merged.
+    """
+    group_of_product: dict[str, str] = {}
+    design_of_product: dict[str, str] = {}
+    for item_id, group_id in zip(groups.column("item_id").to_pylist(), groups.column("group_id").to_pylist()):
+        if item_id not in truth_design_ids:
+            continue
+        product = item_id.split(":", 1)[0]
+        group_of_product.setdefault(product, group_id)
+        design_of_product.setdefault(product, truth_design_ids[item_id])
+
+    def pairs(counts: Counter) -> int:
+        return sum(c * (c - 1) // 2 for c in counts.values())
+
+    n_pred = pairs(Counter(group_of_product.values()))
+    n_true = pairs(Counter(design_of_product.values()))
+    n_correct = pairs(Counter((group_of_product[p], design_of_product[p]) for p in group_of_product))
+    precision = n_correct / n_pred if n_pred else 1.0
+    recall = n_correct / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "n_products": len(group_of_product),
+        "n_pairs_predicted": n_pred,
+        "n_pairs_true": n_true,
+        "n_pairs_correct": n_correct,
+    }
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def _split_targets(n: int, fractions: Sequence[float]) -> np.ndarray:
+    """Group counts per split: largest-remainder rounding of ``n * fraction``, then every
+    split with a positive fraction gets at least one group when there are enough groups."""
+    ideal = np.asarray(fractions) * n
+    counts = np.floor(ideal).astype(np.int64)
+    for k in np.argsort(-(ideal - counts), kind="stable")[: n - counts.sum()]:
+        counts[k] += 1
+    positive = np.asarray(fractions) > 0
+    if n >= positive.sum():
+        for k in np.flatnonzero(positive & (counts == 0)):
+            counts[int(np.argmax(counts))] -= 1
+            counts[k] += 1
+    return counts
+
+
+def _stratified_allocation(per_category: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+    """Integer (category x split) counts whose row sums are the categories' sizes, whose
+    column sums are the global targets, and which stay close to ``size * fraction``."""
+    frac = np.asarray(fractions, dtype=float)
+    ideal = per_category[:, None] * frac[None, :]
+    alloc = np.floor(ideal).astype(np.int64)
+    target = _split_targets(int(per_category.sum()), fractions)
+    # The "at least one per split" rule can leave a split's floors above its target: take
+    # back from the cells furthest above their ideal share.
+    for s in range(len(frac)):
+        while alloc[:, s].sum() > target[s]:
+            c = int(np.argmax(np.where(alloc[:, s] > 0, alloc[:, s] - ideal[:, s], -np.inf)))
+            alloc[c, s] -= 1
+    # Hand out the rest one group at a time to the cell with the largest deficit; a cell
+    # is open while its category has groups left and its split is below target.
+    while True:
+        row_left = per_category - alloc.sum(axis=1)
+        col_left = target - alloc.sum(axis=0)
+        open_ = (row_left[:, None] > 0) & (col_left[None, :] > 0)
+        if not open_.any():
+            break
+        c, s = np.unravel_index(np.argmax(np.where(open_, ideal - alloc, -np.inf)), alloc.shape)
+        alloc[c, s] += 1
+    return alloc
+
+
+def make_splits(groups: pa.Table, items: pa.Table, params: DedupParams) -> pa.Table:
+    """Assign every group to train/val/test (SPLITS), stratified by the group's category.
+
+    A group's category is the majority category of its items (ties: alphabetical). Groups
+    are counted, not items or photos. Deterministic for a seed: groups are sorted before a
+    seeded shuffle. With tiny data every split with a positive fraction gets a group as
+    long as there are at least as many groups as such splits.
+    """
+    category_of_item = dict(zip(items.column("item_id").to_pylist(), items.column("category").to_pylist()))
+    votes: dict[str, Counter] = {}
+    for item_id, group_id in zip(groups.column("item_id").to_pylist(), groups.column("group_id").to_pylist()):
+        if item_id not in category_of_item:
+            raise ValueError(f"item {item_id!r} of group {group_id!r} is not in `items`")
+        votes.setdefault(group_id, Counter())[category_of_item[item_id]] += 1
+    category_of_group = {g: min(v.items(), key=lambda kv: (-kv[1], kv[0]))[0] for g, v in votes.items()}
+
+    categories = sorted(set(category_of_group.values()))
+    members = {c: sorted(g for g, cat in category_of_group.items() if cat == c) for c in categories}
+    sizes = np.array([len(members[c]) for c in categories], dtype=np.int64)
+    fractions = list(params.fractions.values())
+    alloc = _stratified_allocation(sizes, fractions) if len(categories) else np.zeros((0, 3), np.int64)
+
+    rng = np.random.default_rng(params.seed)
+    split_of: dict[str, str] = {}
+    for c, category in enumerate(categories):
+        shuffled = [members[category][k] for k in rng.permutation(len(members[category]))]
+        bounds = np.concatenate([[0], np.cumsum(alloc[c])])
+        for s, name in enumerate(SPLIT_NAMES):
+            for g in shuffled[bounds[s] : bounds[s + 1]]:
+                split_of[g] = name
+    ordered = sorted(split_of)
+    return pa.Table.from_pydict(
+        {"group_id": ordered, "split": [split_of[g] for g in ordered]}, schema=SPLITS
+    )

@@ -1,0 +1,509 @@
+"""Noise filter for customer review photos: which street photos are usable for training.
+
+Review photos include parcels, fabric close-ups, screenshots and unrelated pictures. A few
+thousand human labels (``good`` / ``noise``) train a small classifier on cheap image features;
+it scores every street photo with ``p_noise`` and a ``keep`` verdict (nothing is deleted).
+
+- Features come from an extractor chosen by name (:func:`build_extractor`). ``"colour_edge"``
+  (HSV colour histograms, edge density and orientation, texture and layout statistics) needs
+  nothing but PIL/numpy/scipy; a frozen-CNN extractor registers itself under another name
+  with :func:`register_extractor` and plugs in unchanged.
+- The labelled photos are split into train and held-out *by product*, so photos of one
+  product never sit on both sides and the held-out figures are honest.
+- The ``keep`` threshold is chosen on the held-out labels: the largest kept set whose
+  precision of "good" reaches the target. The model is fitted on the train side only, so the
+  threshold is calibrated for exactly the model that is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from PIL import Image
+from pydantic import BaseModel, Field
+from scipy import ndimage
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from street2shop.cleaning.images import open_rgb
+from street2shop.storage.blobs import BlobStore
+from street2shop.storage.schemas import NOISE_LABELS, NOISE_SCORES
+
+LABELS: tuple[str, str] = ("good", "noise")
+MODEL_FILE = "noise_filter.joblib"
+REPORT_FILE = "noise_report.json"
+
+# ------------------------------------------------------------------ feature extractors
+
+
+class FeatureExtractor(ABC):
+    """Turns images into fixed-width feature rows. Subclasses fill :meth:`features`.
+
+    The base class owns loading: unreadable files are reported through a mask instead of
+    raising, and images are passed in batches so that a CNN extractor can batch on its side.
+    """
+
+    name: ClassVar[str]
+    batch_size: ClassVar[int] = 64
+
+    def __init__(self, image_size: int = 128):
+        if image_size < 16:
+            raise ValueError(f"image_size must be at least 16, got {image_size}")
+        self.image_size = image_size
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this extractor with :func:`build_extractor`."""
+        return {"image_size": self.image_size}
+
+    @abstractmethod
+    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """``(len(images), dim)`` float32 features of decoded RGB images."""
+
+    def extract(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the readable files and a boolean mask of which files were readable."""
+        ok = np.zeros(len(paths), dtype=bool)
+        rows: list[np.ndarray] = []
+        for start in range(0, len(paths), self.batch_size):
+            batch: list[Image.Image] = []
+            for k, path in enumerate(paths[start : start + self.batch_size], start=start):
+                image = open_rgb(path)
+                if image is not None:
+                    ok[k] = True
+                    batch.append(image)
+            if batch:
+                rows.append(np.asarray(self.features(batch), dtype=np.float32))
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32), ok
+        return np.concatenate(rows), ok
+
+
+_EXTRACTORS: dict[str, type[FeatureExtractor]] = {}
+
+
+def register_extractor(name: str) -> Callable[[type[FeatureExtractor]], type[FeatureExtractor]]:
+    """Class decorator: make an extractor available to :func:`build_extractor` by ``name``."""
+
+    def wrap(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
+        if name in _EXTRACTORS:
+            raise ValueError(f"feature extractor {name!r} is already registered")
+        cls.name = name
+        _EXTRACTORS[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_extractors() -> list[str]:
+    return sorted(_EXTRACTORS)
+
+
+def build_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
+    """Instantiate the feature extractor registered as ``name``."""
+    if name not in _EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {name!r}; available: {available_extractors()}")
+    return _EXTRACTORS[name](**kwargs)
+
+
+@register_extractor("colour_edge")
+class ColourEdgeExtractor(FeatureExtractor):
+    """Cheap, deterministic hand-made features (51 numbers per image).
+
+    What separates noise from garment photos: a parcel is brown and low-saturation with a few
+    long straight edges; a fabric close-up has the same texture everywhere and no object
+    against a background; a garment photo has an object in the centre that differs from its
+    border. Hence colour histograms, edge statistics, texture and centre-vs-border layout.
+    """
+
+    HUE_BINS, SAT_BINS, VAL_BINS, ORIENT_BINS, GRID = 12, 6, 6, 8, 4
+
+    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return np.stack([self._one(image) for image in images])
+
+    def _one(self, image: Image.Image) -> np.ndarray:
+        aspect = math.log(image.width / image.height)
+        small = image.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
+        hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 255.0
+        h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+        # Hue is meaningless for greys: weight each pixel's hue vote by its saturation.
+        hue_hist = np.histogram(h, bins=self.HUE_BINS, range=(0, 1), weights=s)[0]
+        hue_hist = hue_hist / (hue_hist.sum() + 1e-6)
+        sat_hist = np.histogram(s, bins=self.SAT_BINS, range=(0, 1))[0] / s.size
+        val_hist = np.histogram(v, bins=self.VAL_BINS, range=(0, 1))[0] / v.size
+
+        gray = np.asarray(small.convert("L"), dtype=np.float32) / 255.0
+        gx, gy = ndimage.sobel(gray, axis=1), ndimage.sobel(gray, axis=0)
+        magnitude = np.hypot(gx, gy) / 4.0  # Sobel's kernel sums to 4: scale to [0, ~1.4]
+        orientation = np.mod(np.arctan2(gy, gx), np.pi)  # edge direction, sign-free
+        orient_hist = np.histogram(orientation, bins=self.ORIENT_BINS, range=(0, np.pi), weights=magnitude)[0]
+        orient_hist = orient_hist / (orient_hist.sum() + 1e-6)
+        edges = magnitude > 0.1
+        laplacian = ndimage.laplace(gray)
+        gray_hist = np.histogram(gray, bins=16, range=(0, 1))[0] / gray.size
+        entropy = -np.sum(gray_hist * np.log2(gray_hist + 1e-12))
+
+        # Layout: a GRID x GRID mosaic of block means and edge densities. A close-up has the
+        # same statistics in every block; an object on a background does not.
+        g = self.GRID
+        cut = self.image_size - self.image_size % g
+        blocks = gray[:cut, :cut].reshape(g, cut // g, g, cut // g).mean(axis=(1, 3))
+        block_edges = edges[:cut, :cut].reshape(g, cut // g, g, cut // g).mean(axis=(1, 3))
+        centre = np.zeros(gray.shape, dtype=bool)
+        q = self.image_size // 4
+        centre[q:-q, q:-q] = True
+        rgb = np.asarray(small, dtype=np.float32) / 255.0
+        centre_border = np.linalg.norm(rgb[centre].mean(axis=0) - rgb[~centre].mean(axis=0))
+
+        return np.concatenate(
+            [
+                hue_hist,
+                sat_hist,
+                val_hist,
+                orient_hist,
+                [
+                    s.mean(), s.std(), v.mean(), v.std(),
+                    magnitude.mean(), magnitude.std(), edges.mean(), (magnitude > 0.25).mean(),
+                    gray.std(), laplacian.var(), entropy,
+                    blocks.std(), block_edges.std(),
+                    centre_border, abs(v[centre].mean() - v[~centre].mean()),
+                    gray[centre].std() - gray[~centre].std(),
+                    aspect,
+                ],
+            ]
+        ).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- params
+
+
+class NoiseParams(BaseModel):
+    """Parameters of the noise filter (they go into the version id)."""
+
+    features: str = "colour_edge"
+    target_precision_good: float = Field(0.95, gt=0.0, le=1.0)
+    holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    seed: int = 0
+    C: float = Field(1.0, gt=0.0)
+    image_size: int = Field(128, ge=16)
+
+
+class NoiseReport(BaseModel):
+    """Held-out quality of a trained noise filter (noise = positive class)."""
+
+    features: str
+    n_train: int
+    n_heldout: int
+    n_unreadable: int  #: labelled photos that could not be decoded (left out of training)
+    precision_noise: float  #: at the chosen threshold (noise = not kept)
+    recall_noise: float
+    f1_noise: float
+    roc_auc: float
+    threshold: float  #: keep a photo when p_noise <= threshold
+    precision_good_at_threshold: float
+    kept_fraction: float  #: of the held-out photos
+    target_precision_good: float
+    target_met: bool
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    threshold: float
+    precision_good: float
+    kept_fraction: float
+    target_met: bool
+
+
+def choose_threshold(p_noise: np.ndarray, is_noise: np.ndarray, target_precision_good: float) -> ThresholdChoice:
+    """The ``p_noise`` cut that keeps the most photos while precision of "good" >= target.
+
+    Photos are kept from the most confidently good upwards; cuts only fall between distinct
+    scores (tied photos are kept or dropped together). When no cut reaches the target, the
+    cut with the best precision is taken (and ``target_met`` is False) rather than keeping
+    nothing, so the caller can decide.
+    """
+    p = np.asarray(p_noise, dtype=np.float64)
+    noise = np.asarray(is_noise, dtype=bool)
+    if p.size == 0:
+        raise ValueError("cannot choose a threshold without held-out photos")
+    order = np.argsort(p, kind="stable")
+    p_sorted, good_sorted = p[order], ~noise[order]
+    kept = np.arange(1, p.size + 1)
+    precision = np.cumsum(good_sorted) / kept
+    # Only the last photo of each run of tied scores is a valid cut.
+    is_cut = np.append(p_sorted[1:] != p_sorted[:-1], True)
+    feasible = is_cut & (precision >= target_precision_good - 1e-12)
+    if feasible.any():
+        k = int(np.flatnonzero(feasible)[-1])
+    else:
+        # Best precision, the larger kept set among equals.
+        candidates = np.flatnonzero(is_cut)
+        k = int(candidates[np.lexsort((-candidates, -precision[candidates]))[0]])
+    return ThresholdChoice(
+        threshold=float(p_sorted[k]),
+        precision_good=float(precision[k]),
+        kept_fraction=float(kept[k] / p.size),
+        target_met=bool(feasible.any()),
+    )
+
+
+# ------------------------------------------------------------------------- training
+
+
+def _street_images(images: pa.Table) -> pa.Table:
+    """Street photos, one row per image_id (the same bytes may be listed under two items),
+    with the product the photo was posted under."""
+    street = images.filter(pc.equal(images.column("role"), "street"))
+    seen: set[str] = set()
+    keep: list[int] = []
+    for k, image_id in enumerate(street.column("image_id").to_pylist()):
+        if image_id not in seen:
+            seen.add(image_id)
+            keep.append(k)
+    street = street.take(pa.array(keep, type=pa.int64()))
+    product = [item.split(":", 1)[0] for item in street.column("item_id").to_pylist()]
+    return pa.table(
+        {
+            "image_id": street.column("image_id"),
+            "path": street.column("path"),
+            "product_id": pa.array(product, type=pa.string()),
+        }
+    )
+
+
+def _heldout_split(is_noise: np.ndarray, products: np.ndarray, params: NoiseParams) -> tuple[np.ndarray, np.ndarray]:
+    """Train/held-out indices grouped by product and stratified by label.
+
+    StratifiedGroupKFold (rather than GroupShuffleSplit) keeps both labels on both sides
+    even with few products; one fold of ``round(1 / holdout_fraction)`` is held out.
+    """
+    n_splits = max(2, round(1.0 / params.holdout_fraction))
+    n_products = len(np.unique(products))
+    if n_products < n_splits:
+        raise ValueError(
+            f"labelled photos come from {n_products} products; holding out "
+            f"{params.holdout_fraction:.0%} by product needs at least {n_splits}"
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=params.seed)
+    train, heldout = next(splitter.split(np.zeros(len(is_noise)), is_noise, groups=products))
+    for side, idx in (("train", train), ("held-out", heldout)):
+        if len(np.unique(is_noise[idx])) < 2:
+            raise ValueError(
+                f"the {side} side of the by-product split has only one label; label more "
+                "photos of both kinds (good and noise) across more products"
+            )
+    return train, heldout
+
+
+def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, out_dir: Path) -> NoiseReport:
+    """Fit the noise filter on labelled street photos, save it in ``out_dir``, report on held-out.
+
+    ``images`` is shaped like IMAGES with absolute paths; ``labels`` like NOISE_LABELS (checked
+    with :func:`validate_labels` against the street photos). Writes ``noise_filter.joblib``
+    (model, extractor config, threshold) and ``noise_report.json``.
+    """
+    street = _street_images(images)
+    labels = validate_labels(labels, street.column("image_id").to_pylist())
+    label_of = dict(zip(labels.column("image_id").to_pylist(), labels.column("label").to_pylist()))
+    rows = [k for k, image_id in enumerate(street.column("image_id").to_pylist()) if image_id in label_of]
+    labelled = street.take(pa.array(rows, type=pa.int64()))
+
+    extractor = build_extractor(params.features, image_size=params.image_size)
+    features, readable = extractor.extract(labelled.column("path").to_pylist())
+    labelled = labelled.filter(pa.array(readable))
+    is_noise = np.array([label_of[i] == "noise" for i in labelled.column("image_id").to_pylist()])
+    products = np.array(labelled.column("product_id").to_pylist())
+    train, heldout = _heldout_split(is_noise, products, params)
+
+    model: Pipeline = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=params.C, class_weight="balanced", max_iter=2000, random_state=params.seed),
+    )
+    model.fit(features[train], is_noise[train])
+    p_heldout = model.predict_proba(features[heldout])[:, 1]
+    choice = choose_threshold(p_heldout, is_noise[heldout], params.target_precision_good)
+    predicted_noise = p_heldout > choice.threshold
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        is_noise[heldout], predicted_noise, average="binary", pos_label=True, zero_division=0
+    )
+    report = NoiseReport(
+        features=params.features,
+        n_train=len(train),
+        n_heldout=len(heldout),
+        n_unreadable=int((~readable).sum()),
+        precision_noise=float(precision),
+        recall_noise=float(recall),
+        f1_noise=float(f1),
+        roc_auc=float(roc_auc_score(is_noise[heldout], p_heldout)),
+        threshold=choice.threshold,
+        precision_good_at_threshold=choice.precision_good,
+        kept_fraction=choice.kept_fraction,
+        target_precision_good=params.target_precision_good,
+        target_met=choice.target_met,
+    )
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    joblib.dump(
+        {
+            "model": model,
+            "extractor": {"name": extractor.name, "config": extractor.config},
+            "threshold": choice.threshold,
+            "report": report.model_dump(),
+        },
+        out_dir / MODEL_FILE,
+    )
+    (out_dir / REPORT_FILE).write_text(json.dumps(report.model_dump(), indent=2) + "\n")
+    return report
+
+
+# -------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class NoiseFilter:
+    """A trained noise filter loaded back from its directory."""
+
+    model: Pipeline
+    extractor: FeatureExtractor
+    threshold: float
+
+    @classmethod
+    def load(cls, model_dir: Path) -> NoiseFilter:
+        path = Path(model_dir) / MODEL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"no trained noise filter at {path}")
+        saved = joblib.load(path)
+        spec = saved["extractor"]
+        return cls(saved["model"], build_extractor(spec["name"], **spec["config"]), float(saved["threshold"]))
+
+    def score(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_noise, keep)`` per file. An unreadable file is certainly unusable: p_noise
+        1.0 and never kept (even under a degenerate threshold of 1.0)."""
+        features, readable = self.extractor.extract(paths)
+        p = np.ones(len(paths), dtype=np.float32)
+        if readable.any():
+            p[readable] = self.model.predict_proba(features)[:, 1]
+        return p, readable & (p <= self.threshold)
+
+
+def score_images(images: pa.Table, model_dir: Path) -> pa.Table:
+    """NOISE_SCORES for every street photo (once per image_id): p_noise and keep.
+
+    ``keep`` is ``p_noise <= threshold`` for readable photos; an unreadable photo gets
+    ``p_noise = 1.0`` and ``keep = False``.
+    """
+    noise_filter = NoiseFilter.load(model_dir)
+    street = _street_images(images)
+    p, keep = noise_filter.score(street.column("path").to_pylist())
+    return pa.table(
+        {"image_id": street.column("image_id"), "p_noise": pa.array(p, pa.float32()), "keep": pa.array(keep)},
+        schema=NOISE_SCORES,
+    )
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def _read_labels(source: pa.Table | str | Path) -> tuple[pa.Table, Path | None]:
+    if isinstance(source, pa.Table):
+        return source, None
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(f"label file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        # Read ids as text: a hex sha256 made only of digits must not become a number.
+        options = pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in ("image_id", "path", "label")},
+            strings_can_be_null=True,
+        )
+        return pacsv.read_csv(path, convert_options=options), path.parent
+    if suffix in (".parquet", ".pq"):
+        return pq.read_table(path), path.parent
+    raise ValueError(f"unsupported label file {path.name!r}: use .csv or .parquet")
+
+
+def _rows(rows: list[int], values: list[Any] | None = None, limit: int = 10) -> str:
+    """'rows 2, 5 (...)' — 1-based data rows, not counting a CSV header."""
+    shown = [f"{r + 1}" + (f" ({values[i]!r})" if values is not None else "") for i, r in enumerate(rows[:limit])]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} " + ", ".join(shown) + more
+
+
+def validate_labels(table_or_path: pa.Table | str | Path, known_image_ids: Collection[str]) -> pa.Table:
+    """Check a user's noise labels and return them as NOISE_LABELS, or refuse with ValueError.
+
+    Accepts a table or a .csv/.parquet file with a ``label`` column and either ``image_id``
+    or ``path`` (an image file whose sha256 is its image_id; relative to the label file).
+    Labels are compared after trimming and lower-casing. Refuses, naming the offending
+    rows (1-based, header not counted): a missing column, an empty cell, an unknown label,
+    an unknown image, an image labelled twice.
+    """
+    table, base = _read_labels(table_or_path)
+    columns = set(table.column_names)
+    if "label" not in columns or not columns & {"image_id", "path"}:
+        raise ValueError(
+            f"noise labels need a 'label' column and an 'image_id' or 'path' column; got {sorted(columns)}"
+        )
+    id_column = "image_id" if "image_id" in columns else "path"
+    raw_ids = table.column(id_column).cast(pa.string()).to_pylist()
+    raw_labels = table.column("label").cast(pa.string()).to_pylist()
+    ids = [v.strip() if isinstance(v, str) and v.strip() else None for v in raw_ids]
+    labels = [v.strip().lower() if isinstance(v, str) and v.strip() else None for v in raw_labels]
+    problems: list[str] = []
+    empty = [k for k in range(table.num_rows) if ids[k] is None or labels[k] is None]
+    if empty:
+        problems.append(f"empty {id_column} or label in {_rows(empty)}")
+    if id_column == "path":
+        # A photo given by file: its image_id is the sha256 of its bytes, as in the store.
+        missing_files: list[int] = []
+        for k, value in enumerate(ids):
+            if value is None:
+                continue
+            file = Path(value)
+            if base is not None and not file.is_absolute():
+                file = base / file
+            if file.is_file():
+                ids[k] = BlobStore.digest(file.read_bytes())
+            else:
+                ids[k] = None
+                missing_files.append(k)
+        if missing_files:
+            problems.append(f"image file not found in {_rows(missing_files, [raw_ids[k] for k in missing_files])}")
+    bad_label = [k for k, lab in enumerate(labels) if lab is not None and lab not in LABELS]
+    if bad_label:
+        problems.append(f"unknown label (expected {' or '.join(LABELS)}) in {_rows(bad_label, [raw_labels[k] for k in bad_label])}")
+    known = known_image_ids if isinstance(known_image_ids, (set, frozenset, dict)) else set(known_image_ids)
+    unknown = [k for k, i in enumerate(ids) if i is not None and i not in known]
+    if unknown:
+        problems.append(f"image not among the street photos in {_rows(unknown, [ids[k] for k in unknown])}")
+    first: dict[str, int] = {}
+    duplicated: list[int] = []
+    for k, i in enumerate(ids):
+        if i is None:
+            continue
+        if i in first:
+            duplicated.append(k)
+        else:
+            first[i] = k
+    if duplicated:
+        pairs = [f"{first[ids[k]] + 1}" for k in duplicated]
+        problems.append(f"image labelled more than once in {_rows(duplicated)} (first labelled in rows {', '.join(pairs[:10])})")
+    if problems:
+        raise ValueError("noise labels refused:\n  - " + "\n  - ".join(problems))
+    return pa.table({"image_id": ids, "label": labels}, schema=NOISE_LABELS)

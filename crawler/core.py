@@ -1,0 +1,514 @@
+"""The crawl stage's core: walk a shop, download and validate its photos, return tables.
+
+``crawl(params, blobs, state_dir, previous)`` is a pure-ish core function in the pipeline's
+sense: it reads a shop over HTTP and writes image bytes to the content-addressed
+``BlobStore``, and returns the ``items``, ``images`` and ``crawl_rejects`` tables (exactly the
+schemas in ``street2shop.storage.schemas``) for the task to publish. It knows no artifact
+paths.
+
+The walk: home -> categories -> listing pages (following ``rel=next``) -> product pages ->
+feedback pages (newest first) -> images. Pages and images are fetched by a bounded thread
+pool through one ``PoliteFetcher``; every fetch outcome is journaled (``journal.py``), so a
+killed crawl restarted with the same ``state_dir`` replays what it already has and ends with
+the same rows as an uninterrupted one. Outputs are sorted by their keys, so they do not
+depend on thread timing, and an unchanged shop gives byte-identical tables.
+
+Incremental re-crawl (``previous`` = the last published items and images): listing and
+product pages are re-read (that is how new products and colours are found), images already
+known by source URL are not downloaded again, feedback paging stops at the first known
+review, and the result is the full snapshot: rows of the previous crawl still in the shop
+plus the new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm.auto import tqdm
+
+from street2shop.crawler.adapters import (
+    ADAPTERS,
+    ImageRef,
+    ItemRecord,
+    PageParseError,
+    ProductLink,
+    ShopAdapter,
+    get_adapter,
+    item_id,
+)
+from street2shop.crawler.fetch import DEFAULT_USER_AGENT, FetchResult, PoliteFetcher
+from street2shop.crawler.journal import CrawlJournal, ImageOutcome, PageOutcome
+from street2shop.crawler.validate import ImageLimits, validate_image
+from street2shop.storage.blobs import BlobStore
+from street2shop.storage.schemas import CRAWL_REJECTS, IMAGES, ITEMS
+
+__all__ = ["CrawlError", "CrawlParams", "CrawlResult", "crawl"]
+
+log = logging.getLogger(__name__)
+
+#: ``after_fetch(kind, url)`` is called once per URL fetched from the network, after its
+#: outcome is journaled; ``kind`` is "page" or "image". Tests use it to interrupt a crawl.
+FetchHook = Callable[[str, str], None]
+
+
+class CrawlError(RuntimeError):
+    """The crawl cannot produce a meaningful snapshot (e.g. the home page is unreachable)."""
+
+
+class CrawlParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    adapter: str = "demo"
+    concurrency: int = Field(4, ge=1, le=64)
+    rate_limit_rps: float | None = Field(50.0, gt=0)  # None: no limit (loopback benchmarks)
+    timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_factor: float = Field(0.2, ge=0)
+    max_retry_after_s: float = Field(60.0, ge=0)
+    max_products: int | None = Field(None, ge=1)
+    categories: list[str] | None = None  # slugs; None: every category on the home page
+    image_limits: ImageLimits = Field(default_factory=ImageLimits)
+    user_agent: str = DEFAULT_USER_AGENT
+    progress: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL with a host, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, v: str) -> str:
+        if v not in ADAPTERS:
+            raise ValueError(f"unknown shop adapter {v!r}; known: {sorted(ADAPTERS)}")
+        return v
+
+    def fingerprint(self) -> str:
+        """What decides the crawl's pages and images (not how fast they are fetched)."""
+        what = self.model_dump(
+            mode="json", include={"base_url", "adapter", "max_products", "categories", "image_limits"}
+        )
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class CrawlResult:
+    items: pa.Table  # ITEMS
+    images: pa.Table  # IMAGES
+    rejects: pa.Table  # CRAWL_REJECTS (of this pass)
+    stats: dict[str, float | int] = field(default_factory=dict)
+
+
+@dataclass
+class _ProductOutcome:
+    link: ProductLink
+    items: list[ItemRecord] = field(default_factory=list)
+    refs: list[ImageRef] = field(default_factory=list)
+    visited_reviews: set[str] = field(default_factory=set)
+    #: every review of the product was seen this pass (none older left to carry over).
+    reviews_complete: bool = False
+    #: the page exists but could not be read: keep the previous crawl's rows of the product.
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class _Previous:
+    """The last published snapshot, indexed for the incremental re-crawl."""
+
+    items_by_product: dict[str, list[dict]]
+    images_by_item: dict[str, list[dict]]
+    by_source_url: dict[str, dict]
+    review_ids: frozenset[str]
+
+    @classmethod
+    def of(cls, previous: tuple[pa.Table, pa.Table] | None) -> _Previous:
+        if previous is None:
+            return cls({}, {}, {}, frozenset())
+        items, images = previous
+        for name, table, schema in (("items", items, ITEMS), ("images", images, IMAGES)):
+            missing = set(schema.names) - set(table.column_names)
+            if missing:
+                raise ValueError(f"previous {name} table lacks columns {sorted(missing)}")
+        items_by_product: dict[str, list[dict]] = defaultdict(list)
+        for row in items.select(ITEMS.names).to_pylist():
+            items_by_product[row["product_id"]].append(row)
+        images_by_item: dict[str, list[dict]] = defaultdict(list)
+        by_url: dict[str, dict] = {}
+        for row in images.select(IMAGES.names).to_pylist():
+            images_by_item[row["item_id"]].append(row)
+            by_url[row["source_url"]] = row
+        reviews = frozenset(r for r in images.column("review_id").to_pylist() if r)
+        return cls(dict(items_by_product), dict(images_by_item), by_url, reviews)
+
+
+def crawl(
+    params: CrawlParams,
+    blobs: BlobStore,
+    state_dir: str | Path,
+    previous: tuple[pa.Table, pa.Table] | None = None,
+    *,
+    after_fetch: FetchHook | None = None,
+) -> CrawlResult:
+    """Crawl the shop at ``params.base_url``; see the module docstring for the contract.
+
+    ``state_dir`` holds the journal: reuse it to resume an interrupted crawl. ``previous``
+    makes the crawl incremental. Raises ``CrawlError`` only when nothing sensible can be
+    returned (home page unreachable or unparseable); every other failure is a reject row.
+    """
+    with CrawlJournal(state_dir) as journal:
+        resumed = journal.begin(params.fingerprint())
+        if resumed:
+            log.info("resuming crawl of %s from %s (%s)", params.base_url, state_dir, journal.counts())
+        run = _CrawlRun(params, blobs, journal, _Previous.of(previous), after_fetch)
+        result = run.run()
+        result.stats["resumed"] = int(resumed)
+        journal.mark_complete()
+    return result
+
+
+class _CrawlRun:
+    """One pass of the walk; holds the shared state its worker threads report into."""
+
+    def __init__(
+        self,
+        params: CrawlParams,
+        blobs: BlobStore,
+        journal: CrawlJournal,
+        previous: _Previous,
+        after_fetch: FetchHook | None,
+    ):
+        self.params = params
+        self.adapter: ShopAdapter = get_adapter(params.adapter)
+        self.blobs = blobs
+        self.journal = journal
+        self.previous = previous
+        self.after_fetch = after_fetch
+        self.fetcher = PoliteFetcher(
+            user_agent=params.user_agent,
+            concurrency=params.concurrency,
+            rate_limit_rps=params.rate_limit_rps,
+            timeout_s=params.timeout_s,
+            max_retries=params.max_retries,
+            backoff_factor=params.backoff_factor,
+            max_retry_after_s=params.max_retry_after_s,
+        )
+        self._lock = threading.Lock()
+        self.rejects: list[dict] = []
+        self.counts: dict[str, int] = defaultdict(int)
+        self.page_bar = tqdm(desc="pages", unit="page", disable=not params.progress)
+        self.image_bar = tqdm(desc="images", unit="img", total=0, disable=not params.progress)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def stored_url(self, url: str) -> str:
+        """URLs on the shop's own host are stored relative to it (``/img/a.jpg``), so the
+        artifacts do not change when the same shop is served from another host or port."""
+        base, u = urlsplit(self.params.base_url), urlsplit(url)
+        if (u.scheme, u.netloc) == (base.scheme, base.netloc):
+            return urlunsplit(("", "", u.path, u.query, ""))
+        return url
+
+    def reject(self, url: str, kind: str, reason: str, item: str | None = None) -> None:
+        with self._lock:
+            self.rejects.append({"url": self.stored_url(url), "kind": kind, "item_id": item, "reason": reason})
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
+    # -- fetching through the journal ------------------------------------------------------
+    def fetch_page(self, url: str) -> tuple[FetchResult, str]:
+        """The page's fetch result and its text, from the journal when already fetched."""
+        cached = self.journal.page(url)
+        if cached is None:
+            res = self.fetcher.get(url)
+            cached = PageOutcome(res.status, res.content_type, res.content, res.error)
+            self.journal.put_page(url, cached)
+            self.count("pages_fetched")
+            self._notify("page", url)
+        else:
+            self.count("pages_from_journal")
+        self.page_bar.update()
+        res = FetchResult(url, cached.status, cached.body, cached.content_type, cached.error)
+        return res, _decode(cached.body, cached.content_type)
+
+    def fetch_image(self, url: str) -> ImageOutcome:
+        known = self.previous.by_source_url.get(self.stored_url(url))
+        if known is not None and self.blobs.resolve(known["path"]).exists():
+            self.count("images_known")
+            return self._done_image(
+                ImageOutcome(known["image_id"], known["path"], known["width"], known["height"])
+            )
+        cached = self.journal.image(url)
+        if cached is not None and (not cached.ok or self.blobs.resolve(cached.path).exists()):
+            self.count("images_from_journal")
+            return self._done_image(cached)
+        res = self.fetcher.get(url)
+        if not res.ok:
+            outcome = ImageOutcome(nbytes=len(res.content), reason=res.error)
+        else:
+            check = validate_image(res.content, self.params.image_limits)
+            if check.ok:
+                # Blob first, journal second: a crash in between re-fetches, never dangles.
+                sha, rel = self.blobs.put(res.content, check.extension)
+                outcome = ImageOutcome(sha, rel, check.width, check.height, len(res.content))
+            else:
+                outcome = ImageOutcome(nbytes=len(res.content), reason=check.reason)
+        self.journal.put_image(url, outcome)
+        self.count("images_fetched")
+        self._notify("image", url)
+        return self._done_image(outcome)
+
+    def _done_image(self, outcome: ImageOutcome) -> ImageOutcome:
+        self.image_bar.update()
+        return outcome
+
+    def _notify(self, kind: str, url: str) -> None:
+        if self.after_fetch is not None:
+            self.after_fetch(kind, url)
+
+    # -- the walk --------------------------------------------------------------------------
+    def run(self) -> CrawlResult:
+        start = time.perf_counter()
+        pool = ThreadPoolExecutor(self.params.concurrency, thread_name_prefix="crawl")
+        try:
+            categories = self._categories()
+            links = self._product_links(pool, categories)
+            outcomes, images = self._products_and_images(pool, links)
+        except BaseException:
+            # Do not wait for the queued fetches of a crawl that is being abandoned.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            self.page_bar.close()
+            self.image_bar.close()
+            self.fetcher.close()
+        pool.shutdown()
+        items, image_rows = self._rows(outcomes, images)
+        seconds = time.perf_counter() - start
+        stats = dict(self.counts)
+        stats.update(
+            items=len(items),
+            images=len(image_rows),
+            rejected=len(self.rejects),
+            bytes=self.fetcher.bytes,
+            requests=self.fetcher.requests,
+            seconds=round(seconds, 3),
+            pages_per_s=round(stats.get("pages_fetched", 0) / seconds, 2),
+            images_per_s=round(stats.get("images_fetched", 0) / seconds, 2),
+        )
+        for key in ("pages_fetched", "pages_from_journal", "images_fetched", "images_known",
+                    "images_from_journal", "images_carried_over"):
+            stats.setdefault(key, 0)
+        return CrawlResult(
+            items=_table(items, ITEMS, ("item_id",)),
+            images=_table(image_rows, IMAGES, ("item_id", "role", "review_id", "source_url")),
+            rejects=_table(self.rejects, CRAWL_REJECTS, ("kind", "url", "item_id", "reason")),
+            stats=stats,
+        )
+
+    def _categories(self) -> dict[str, str]:
+        home = self.params.base_url + "/"
+        res, text = self.fetch_page(home)
+        if not res.ok:
+            raise CrawlError(f"home page {home} failed: {res.error}")
+        try:
+            categories = self.adapter.parse_home(text, home)
+        except PageParseError as e:
+            raise CrawlError(f"home page {home} unreadable: {e.reason}") from e
+        wanted = self.params.categories
+        if wanted is None:
+            return categories
+        unknown = sorted(set(wanted) - set(categories))
+        if unknown:
+            raise ValueError(f"categories {unknown} are not on the shop; it has {sorted(categories)}")
+        return {slug: categories[slug] for slug in wanted}
+
+    def _walk_listing(self, slug: str, url: str | None) -> list[ProductLink]:
+        links: list[ProductLink] = []
+        seen: set[str] = set()
+        while url is not None and url not in seen:  # `seen` guards against a looping "next"
+            seen.add(url)
+            res, text = self.fetch_page(url)
+            if not res.ok:
+                self.reject(url, "page", res.error or "fetch failed")
+                break
+            try:
+                page = self.adapter.parse_listing(text, url, slug)
+            except PageParseError as e:
+                self.reject(url, "page", e.reason)
+                url = e.next_url
+                continue
+            links.extend(page.products)
+            url = page.next_url
+        return links
+
+    def _product_links(self, pool: ThreadPoolExecutor, categories: dict[str, str]) -> list[ProductLink]:
+        per_category = list(pool.map(lambda kv: self._walk_listing(*kv), categories.items()))
+        by_id: dict[str, ProductLink] = {}
+        for links in per_category:  # home-page order: the first category listing a product wins
+            for link in links:
+                by_id.setdefault(link.product_id, link)
+        ordered = [by_id[pid] for pid in sorted(by_id)]
+        return ordered[: self.params.max_products] if self.params.max_products else ordered
+
+    def _products_and_images(
+        self, pool: ThreadPoolExecutor, links: list[ProductLink]
+    ) -> tuple[list[_ProductOutcome], dict[str, ImageOutcome]]:
+        product_futures = [pool.submit(self._crawl_product, link) for link in links]
+        image_futures: dict[str, Future[ImageOutcome]] = {}
+        outcomes = []
+        # Images are queued as soon as their product is read, so pages and images overlap.
+        for fut in as_completed(product_futures):
+            outcome = fut.result()
+            outcomes.append(outcome)
+            new = [r.url for r in outcome.refs if r.url not in image_futures]
+            self.image_bar.total += len(set(new))
+            self.image_bar.refresh()
+            for url in new:
+                if url not in image_futures:
+                    image_futures[url] = pool.submit(self.fetch_image, url)
+        images = {url: fut.result() for url, fut in image_futures.items()}
+        return outcomes, images
+
+    def _crawl_product(self, link: ProductLink) -> _ProductOutcome:
+        out = _ProductOutcome(link)
+        res, text = self.fetch_page(link.url)
+        if not res.ok:
+            self.reject(link.url, "page", res.error or "fetch failed")
+            out.failed = res.status != 404  # 404: the product is gone, nothing to keep
+            return out
+        try:
+            page = self.adapter.parse_product(text, link.url, link)
+        except PageParseError as e:
+            self.reject(link.url, "page", e.reason)
+            out.failed = True
+            return out
+        out.items = page.items
+        out.refs = list(page.images)
+        out.visited_reviews = {r.review_id for r in page.images if r.review_id}
+        if page.feedback_url is None:
+            out.reviews_complete = True  # the page itself lists every review
+        else:
+            out.reviews_complete = self._walk_feedback(page.feedback_url, out)
+        return out
+
+    def _walk_feedback(self, url: str | None, out: _ProductOutcome) -> bool:
+        """Collect customer photos, newest first; True when every review was seen."""
+        colours = {i.colour for i in out.items}
+        pid = out.link.product_id
+        seen: set[str] = set()
+        guessed = False
+        complete = True
+        while url is not None and url not in seen:
+            seen.add(url)
+            res, text = self.fetch_page(url)
+            if not res.ok:
+                if guessed and res.status == 404:
+                    break  # the page after a broken one does not exist: the end
+                self.reject(url, "page", res.error or "fetch failed")
+                return False
+            try:
+                page = self.adapter.parse_feedback(text, url)
+            except PageParseError as e:
+                # The page's reviews are lost, later pages are not: go on to the next one.
+                self.reject(url, "page", e.reason)
+                complete = False
+                guessed = e.next_url is None
+                url = e.next_url or self.adapter.guess_next_page(url)
+                continue
+            guessed = False
+            for review in page.reviews:
+                if review.review_id in self.previous.review_ids:
+                    # Newest first: everything from here on was crawled before.
+                    return False
+                out.visited_reviews.add(review.review_id)
+                if review.colour not in colours:
+                    self.reject(url, "page", f"review {review.review_id} is of colour "
+                                f"{review.colour!r}, not one of the product's {sorted(colours)}")
+                    continue
+                iid = item_id(pid, review.colour)
+                out.refs.extend(ImageRef(u, iid, "street", review.review_id) for u in review.image_urls)
+            url = page.next_url
+        return complete
+
+    # -- rows ------------------------------------------------------------------------------
+    def _rows(
+        self, outcomes: list[_ProductOutcome], images: dict[str, ImageOutcome]
+    ) -> tuple[list[dict], list[dict]]:
+        items: dict[str, dict] = {}
+        image_rows: dict[tuple, dict] = {}
+
+        def add_image(row: dict) -> None:
+            image_rows.setdefault((row["item_id"], row["role"], row["review_id"], row["source_url"]), row)
+
+        def carry_over(row: dict) -> None:
+            self.count("images_carried_over")
+            add_image(row)
+
+        for out in outcomes:
+            if out.failed:
+                # Unreadable this time, not gone: the last snapshot's rows still stand.
+                for row in self.previous.items_by_product.get(out.link.product_id, []):
+                    items[row["item_id"]] = row
+                    for img in self.previous.images_by_item.get(row["item_id"], []):
+                        carry_over(img)
+                continue
+            for rec in out.items:
+                items[rec.item_id] = {
+                    "item_id": rec.item_id, "product_id": rec.product_id,
+                    "seller_id": rec.seller_id, "category": rec.category, "colour": rec.colour,
+                    "title": rec.title, "url": self.stored_url(rec.url),
+                }
+            for ref in out.refs:
+                got = images[ref.url]
+                if not got.ok:
+                    self.reject(ref.url, "image", got.reason or "rejected", ref.item_id)
+                    continue
+                add_image({
+                    "image_id": got.image_id, "item_id": ref.item_id, "role": ref.role,
+                    "path": got.path, "width": got.width, "height": got.height,
+                    "source_url": self.stored_url(ref.url), "review_id": ref.review_id,
+                })
+            if not out.reviews_complete:
+                # Reviews this pass did not reach (older than the first known one) keep
+                # their rows from the previous snapshot.
+                for rec in out.items:
+                    for img in self.previous.images_by_item.get(rec.item_id, []):
+                        if img["role"] == "street" and img["review_id"] not in out.visited_reviews:
+                            carry_over(img)
+        return list(items.values()), list(image_rows.values())
+
+
+def _decode(body: bytes, content_type: str) -> str:
+    charset = "utf-8"
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            charset = value.strip('"')
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:  # an unknown charset name
+        return body.decode("utf-8", errors="replace")
+
+
+def _table(rows: list[dict], schema: pa.Schema, keys: tuple[str, ...]) -> pa.Table:
+    """Rows as a table of ``schema``, sorted by ``keys`` (None first) and de-duplicated."""
+    unique = {tuple(r[k] for k in schema.names): r for r in rows}
+    ordered = sorted(unique.values(), key=lambda r: tuple((r[k] is not None, r[k] or "") for k in keys))
+    return pa.Table.from_pylist(ordered, schema=schema)

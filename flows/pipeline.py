@@ -1,0 +1,73 @@
+"""The pipeline flow: crawl -> noise filter -> dedup/merge -> train <-> mine -> evaluate -> build index.
+
+Every stage is a sub-flow, so the Prefect UI shows the DAG, each round of the train/mine
+loop, and each stage's figures. A stage whose output for these inputs and params is
+already published is skipped, so re-running after a failure redoes only the failed
+stage and those after it.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel
+
+from street2shop.flows.config import PipelineConfig
+from street2shop.flows.stages import (
+    build_index_flow,
+    crawl_flow,
+    dedup_flow,
+    evaluate_flow,
+    mine_flow,
+    noise_filter_flow,
+    train_flow,
+)
+from street2shop.tasks.data import DataRefs
+from street2shop.tasks.stage import StageResult
+
+
+class PipelineResult(BaseModel):
+    """Per stage: the version it produced or reused, whether it was skipped, and its figures."""
+
+    stages: list[dict]
+
+    def stage(self, name: str) -> dict:
+        for s in self.stages:
+            if s["stage"] == name or s.get("label") == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s["label"] for s in self.stages if not s["skipped"]]
+
+
+def _summary(label: str, r: StageResult) -> dict:
+    return {"label": label, "stage": r.stage, "version": r.version, "skipped": r.skipped, "refs": {k: str(v) for k, v in r.refs.items()}, "metrics": r.metrics}
+
+
+@flow(name="street2shop", log_prints=True)
+def pipeline(home: str, cfg: PipelineConfig) -> PipelineResult:
+    crawled = crawl_flow(home, cfg.crawl)
+    scores = noise_filter_flow(home, cfg.labels_path, cfg.noise, images=crawled["images"])
+    merged = dedup_flow(home, cfg.dedup, items=crawled["items"], images=crawled["images"], truth_items_csv=cfg.truth_items_csv)
+    data = DataRefs(
+        items=crawled["items"],
+        images=crawled["images"],
+        groups=merged["groups"],
+        splits=merged["splits"],
+        noise_scores=scores["noise_scores"],
+        noise_labels=scores["noise_labels"],
+    )
+    trained = train_flow(home, cfg.train, round=0, data=data)
+    steps = [("crawl", crawled), ("noise", scores), ("dedup", merged), ("train[0]", trained)]
+    for r in range(1, cfg.rounds + 1):
+        mined = mine_flow(home, cfg.mine.model_copy(update={"round": r}), checkpoint=trained["checkpoint"], data=data)
+        trained = train_flow(home, cfg.train, round=r, data=data, init=trained["checkpoint"], triplets=mined["triplets"])
+        steps += [(f"mine[{r}]", mined), (f"train[{r}]", trained)]
+    evaluated = evaluate_flow(home, cfg.evaluate, checkpoint=trained["checkpoint"], data=data)
+    indexed = build_index_flow(home, cfg.index, embeddings=evaluated["embeddings"], images=crawled["images"], checkpoint=trained["checkpoint"])
+    steps += [("evaluate", evaluated), ("index", indexed)]
+    result = PipelineResult(stages=[_summary(label, r) for label, r in steps])
+    for s in result.stages:
+        print(f"{s['label']:<10} {'reused ' if s['skipped'] else 'new    '} {s['version']}")
+    return result

@@ -1,0 +1,106 @@
+"""One Prefect flow per stage, so any stage can be run (or re-run after a failure) alone.
+
+Each flow takes the references of its inputs (defaulting to the latest published
+versions) and returns a :class:`StageResult` of references to what it published.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from street2shop.cleaning.dedup import DedupParams
+from street2shop.cleaning.noise import NoiseParams
+from street2shop.crawler.core import CrawlParams
+from street2shop.models.mining import MineParams
+from street2shop.models.training import TrainParams
+from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.tasks.crawl import crawl_task
+from street2shop.tasks.data import DataRefs
+from street2shop.tasks.dedup import dedup_task
+from street2shop.tasks.evaluate import EvaluateParams, evaluate_task
+from street2shop.tasks.index import IndexParams, build_index_task
+from street2shop.tasks.mine import mine_task
+from street2shop.tasks.noise import noise_filter_task
+from street2shop.tasks.stage import StageResult
+from street2shop.tasks.train import train_task
+
+
+def latest_data_refs(home: str) -> DataRefs:
+    """The newest published clean data (what ``run --stage`` uses for train/mine/evaluate)."""
+    store = ArtifactStore(home)
+    return DataRefs(
+        items=store.latest("crawl", "items"),
+        images=store.latest("crawl", "images"),
+        groups=store.latest("dedup", "groups"),
+        splits=store.latest("dedup", "splits"),
+        noise_scores=store.latest("noise", "noise_scores"),
+        noise_labels=store.latest("noise", "noise_labels"),
+    )
+
+
+@flow(name="crawl", log_prints=True)
+def crawl_flow(home: str, params: CrawlParams) -> StageResult:
+    return crawl_task(home, params)
+
+
+@flow(name="noise-filter", log_prints=True)
+def noise_filter_flow(home: str, labels_path: str, params: NoiseParams, images: ArtifactRef | None = None) -> StageResult:
+    images = images or ArtifactStore(home).latest("crawl", "images")
+    return noise_filter_task(home, images, labels_path, params)
+
+
+@flow(name="dedup-merge", log_prints=True)
+def dedup_flow(
+    home: str, params: DedupParams, items: ArtifactRef | None = None, images: ArtifactRef | None = None, truth_items_csv: str | None = None
+) -> StageResult:
+    store = ArtifactStore(home)
+    items = items or store.latest("crawl", "items")
+    images = images or store.latest("crawl", "images")
+    return dedup_task(home, items, images, params, truth_items_csv)
+
+
+@flow(name="train", log_prints=True)
+def train_flow(
+    home: str,
+    params: TrainParams,
+    round: int = 0,
+    data: DataRefs | None = None,
+    init: ArtifactRef | None = None,
+    triplets: ArtifactRef | None = None,
+) -> StageResult:
+    return train_task(home, data or latest_data_refs(home), params, round, init, triplets)
+
+
+@flow(name="mine", log_prints=True)
+def mine_flow(home: str, params: MineParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None) -> StageResult:
+    checkpoint = checkpoint or ArtifactStore(home).latest("train", "checkpoint")
+    return mine_task(home, data or latest_data_refs(home), checkpoint, params)
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(home: str, params: EvaluateParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None) -> StageResult:
+    checkpoint = checkpoint or ArtifactStore(home).latest("train", "checkpoint")
+    return evaluate_task(home, data or latest_data_refs(home), checkpoint, params)
+
+
+@flow(name="build-index", log_prints=True)
+def build_index_flow(
+    home: str,
+    params: IndexParams,
+    embeddings: ArtifactRef | None = None,
+    images: ArtifactRef | None = None,
+    checkpoint: ArtifactRef | None = None,
+) -> StageResult:
+    store = ArtifactStore(home)
+    embeddings = embeddings or store.latest("evaluate", "embeddings")
+    images = images or store.latest("crawl", "images")
+    checkpoint = checkpoint or _checkpoint_of(store, embeddings)
+    return build_index_task(home, embeddings, images, checkpoint, params)
+
+
+def _checkpoint_of(store: ArtifactStore, embeddings: ArtifactRef) -> ArtifactRef:
+    """The checkpoint an embeddings version was made with (from its lineage)."""
+    for ref in store.manifest(embeddings).inputs:
+        if ref.stage == "train" and ref.name == "checkpoint":
+            return ref
+    raise ValueError(f"{embeddings} records no checkpoint among its inputs")

@@ -1,0 +1,1 @@
+"""street2shop."""

@@ -1,0 +1,71 @@
+"""Batch inference: photos -> L2-normalised float32 embeddings.
+
+The one function every consumer calls (evaluation, mining, indexing, benchmarks): decoding
+runs in DataLoader workers while the main process runs the network, so on this 2-core
+machine both cores stay busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from street2shop.models.data import ImageDataset
+from street2shop.models.embedder import Embedder
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def embed_images(
+    model: Embedder,
+    paths: Sequence[str],
+    batch_size: int = 32,
+    num_workers: int = 2,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Embeddings ``(len(paths), model.dim)`` float32, unit-norm rows, in ``paths`` order.
+
+    An unreadable image raises :class:`~street2shop.models.preprocess.UnreadableImageError`
+    naming the file (re-raised from the worker that hit it).
+    """
+    device = torch.device(device) if device is not None else default_device()
+    out = np.empty((len(paths), model.dim), dtype=np.float32)
+    if not len(paths):
+        return out
+    loader = DataLoader(
+        ImageDataset(paths, model.preprocess),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    was_training = model.training
+    model.eval().to(device)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    start = 0
+    try:
+        with torch.inference_mode():
+            batches = loader
+            if progress:
+                from tqdm.auto import tqdm
+
+                batches = tqdm(loader, desc="embed", unit="batch")
+            for images, _, _ in batches:
+                images = images.to(device, non_blocking=True, memory_format=memory_format)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    vectors = model(images)
+                # Renormalise in float32: half-precision outputs are only approximately unit-norm.
+                vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
+                out[start : start + len(vectors)] = vectors.cpu().numpy()
+                start += len(vectors)
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,179 @@
+"""The embedder: backbone -> pooling head -> L2-normalised embedding, and its checkpoints.
+
+A checkpoint carries the :class:`EmbedderConfig` and the :class:`Preprocess` next to the
+weights, so :func:`load_embedder` rebuilds exactly the trained network and the serving side
+cannot drift from the preprocessing the model was trained with.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from street2shop.models.backbones import Backbone, create_backbone
+from street2shop.models.pooling import GlobalDescriptor, create_pooling
+from street2shop.models.preprocess import Preprocess
+
+CHECKPOINT_FORMAT = 1
+
+
+class EmbedderConfig(BaseModel):
+    """Everything needed to rebuild an embedder's architecture (weights come separately).
+
+    ``mode="pretrained_features"`` is the no-training baseline: parameter-free pooling
+    (GeM with p fixed at 3, or SPoC/MAC) of the pretrained backbone, no projection.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    backbone: str = "efficientnet_lite0"
+    pool: str = "gem"
+    dim: int | None = Field(default=256, gt=0)
+    mode: Literal["trained", "pretrained_features"] = "trained"
+    freeze_backbone: bool = False
+    image_size: int | None = Field(default=None, gt=0)
+
+
+class Embedder(nn.Module):
+    """Images ``(B, 3, S, S)`` -> unit-norm embeddings ``(B, dim)``."""
+
+    def __init__(
+        self, backbone: Backbone, head: GlobalDescriptor, preprocess: Preprocess, config: EmbedderConfig
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.preprocess = preprocess
+        self.config = config
+        if config.freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    @property
+    def dim(self) -> int:
+        return self.head.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.backbone.forward_features(x)), dim=-1)
+
+    def train(self, mode: bool = True) -> Embedder:
+        super().train(mode)
+        if self.config.freeze_backbone:
+            # A frozen backbone must also keep its BatchNorm statistics frozen.
+            self.backbone.eval()
+        return self
+
+
+def _build(config: EmbedderConfig, pretrained: bool, weights_path: str | Path | None) -> Embedder:
+    backbone = create_backbone(config.backbone, pretrained=pretrained, weights_path=weights_path)
+    preprocess = backbone.preprocess
+    if config.image_size is not None:
+        preprocess = preprocess.model_copy(update={"image_size": config.image_size})
+    if config.mode == "pretrained_features":
+        head = create_pooling(config.pool, backbone.num_features, None, gem_p=3.0, learnable_p=False)
+    else:
+        head = create_pooling(config.pool, backbone.num_features, config.dim)
+    return Embedder(backbone, head, preprocess, config)
+
+
+def build_embedder(
+    backbone: str = "efficientnet_lite0",
+    pool: str = "gem",
+    dim: int = 256,
+    pretrained: bool = True,
+    freeze_backbone: bool = False,
+    image_size: int | None = None,
+    weights_path: str | Path | None = None,
+) -> Embedder:
+    """A trainable embedder: pretrained backbone, pooling head projected to ``dim``."""
+    config = EmbedderConfig(
+        backbone=backbone, pool=pool, dim=dim, freeze_backbone=freeze_backbone, image_size=image_size
+    )
+    return _build(config, pretrained, weights_path)
+
+
+def pretrained_features(
+    backbone: str = "efficientnet_lite0",
+    pool: str = "gem",
+    image_size: int | None = None,
+    weights_path: str | Path | None = None,
+) -> Embedder:
+    """The "pretrained backbone" baseline: no training, GeM (p=3 fixed) or SPoC features."""
+    config = EmbedderConfig(
+        backbone=backbone,
+        pool=pool,
+        dim=None,
+        mode="pretrained_features",
+        freeze_backbone=True,
+        image_size=image_size,
+    )
+    return _build(config, pretrained=True, weights_path=weights_path).eval()
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Embedder,
+    optimizer: torch.optim.Optimizer | None = None,
+    config: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write model weights, its architecture and preprocessing, and training state.
+
+    ``config`` is the run's configuration (e.g. ``TrainParams.model_dump()``), ``extra`` any
+    training state to resume from. The file is written to a temporary name and renamed, so
+    a run killed while saving leaves the previous checkpoint intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "embedder": model.config.model_dump(),
+        "preprocess": model.preprocess.model_dump(),
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "config": dict(config or {}),
+        "extra": dict(extra or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw checkpoint dictionary (tensors and plain Python values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    # weights_only: a checkpoint is data, never code, even when it comes from a shared store.
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a street2shop embedder checkpoint (format {payload.get('format')!r})")
+    return payload
+
+
+def embedder_from_checkpoint(payload: Mapping[str, Any]) -> Embedder:
+    """Rebuild the embedder described by a checkpoint dictionary and load its weights strictly."""
+    config = EmbedderConfig(**payload["embedder"])
+    # The checkpoint holds every weight, so the backbone is built empty (nothing to look up).
+    model = _build(config, pretrained=False, weights_path=None)
+    model.preprocess = Preprocess(**payload["preprocess"])
+    model.load_state_dict(payload["state_dict"], strict=True)
+    return model
+
+
+def load_embedder(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> Embedder:
+    """The embedder saved at ``checkpoint_path``, in eval mode, with its own preprocessing."""
+    return embedder_from_checkpoint(read_checkpoint(checkpoint_path, map_location)).eval()

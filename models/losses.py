@@ -1,0 +1,104 @@
+"""Metric-learning losses and miners by name, from pytorch-metric-learning (PML) 2.x.
+
+Losses: ``triplet`` (margin), ``contrastive`` (Siamese pairs), ``arcface`` and ``softmax``
+(normalised softmax with temperature and label smoothing). The last two are classification
+losses with a weight matrix of their own: pass ``loss.parameters()`` to the optimiser and
+save ``loss.state_dict()`` with the checkpoint. Pair/triplet losses accept PML's
+``ref_emb``/``ref_labels``, which is how shop anchors are compared with street photos.
+
+Miners: ``semihard``, ``hard``, ``all`` (``TripletMarginMiner`` types), ``batch_hard``
+(one hardest positive and negative per anchor) and ``none``.
+
+Distances: ``euclidean`` (L2 on normalised embeddings, the default: ranking equals cosine
+ranking, and a margin is a length) or ``cosine`` (similarity; PML flips the inequalities).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pytorch_metric_learning import distances, losses, miners, reducers
+
+Distance = Literal["euclidean", "cosine"]
+LOSSES = ("triplet", "contrastive", "arcface", "softmax")
+MINERS = ("semihard", "hard", "all", "batch_hard", "none")
+#: losses that classify against per-item weights: they need ``num_classes`` and ignore ref_emb.
+CLASSIFICATION_LOSSES = frozenset({"arcface", "softmax"})
+
+
+def create_distance(name: Distance = "euclidean") -> distances.BaseDistance:
+    if name == "euclidean":
+        return distances.LpDistance(p=2, normalize_embeddings=True)
+    if name == "cosine":
+        return distances.CosineSimilarity()
+    raise ValueError(f"unknown distance {name!r}; choose 'euclidean' or 'cosine'")
+
+
+class LabelSmoothedNormalizedSoftmaxLoss(losses.NormalizedSoftmaxLoss):
+    """PML's ``NormalizedSoftmaxLoss`` (cosine logits / temperature) with label smoothing."""
+
+    def __init__(self, num_classes: int, embedding_size: int, temperature: float = 0.05,
+                 label_smoothing: float = 0.1, **kwargs) -> None:
+        super().__init__(num_classes, embedding_size, temperature=temperature, **kwargs)
+        # The parent computes its loss with this criterion; only the smoothing differs.
+        self.cross_entropy = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=label_smoothing)
+
+
+def create_loss(
+    name: str,
+    margin: float = 0.2,
+    distance: Distance = "euclidean",
+    num_classes: int | None = None,
+    embedding_size: int | None = None,
+    scale: float = 64.0,
+    temperature: float = 0.05,
+    label_smoothing: float = 0.1,
+) -> losses.BaseMetricLossFunction:
+    """A PML loss by name.
+
+    ``margin`` is the triplet margin, the contrastive negative margin, and for ``arcface``
+    the additive angular margin in *degrees* (PML's convention; 28.6 deg = 0.5 rad).
+    """
+    if name == "triplet":
+        # Collecting stats lets training log how many triplets were active (loss > 0).
+        return losses.TripletMarginLoss(
+            margin=margin,
+            distance=create_distance(distance),
+            reducer=reducers.AvgNonZeroReducer(collect_stats=True),
+        )
+    if name == "contrastive":
+        dist = create_distance(distance)
+        # Positives pulled to distance 0 (similarity 1), negatives pushed beyond the margin.
+        pos_margin, neg_margin = (0.0, margin) if not dist.is_inverted else (1.0, 1.0 - margin)
+        return losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin, distance=dist)
+    if name in CLASSIFICATION_LOSSES:
+        if not num_classes or not embedding_size:
+            raise ValueError(f"loss {name!r} needs num_classes and embedding_size")
+        if name == "arcface":
+            return losses.ArcFaceLoss(num_classes, embedding_size, margin=margin, scale=scale)
+        return LabelSmoothedNormalizedSoftmaxLoss(
+            num_classes, embedding_size, temperature=temperature, label_smoothing=label_smoothing
+        )
+    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+
+
+def create_miner(
+    name: str, margin: float = 0.2, distance: Distance = "euclidean"
+) -> miners.BaseMiner | None:
+    """A PML miner by name (``None`` for ``"none"``: the loss then uses every tuple)."""
+    if name in ("semihard", "hard", "all"):
+        return miners.TripletMarginMiner(
+            margin=margin, type_of_triplets=name, distance=create_distance(distance)
+        )
+    if name == "batch_hard":
+        return miners.BatchHardMiner(distance=create_distance(distance))
+    if name == "none":
+        return None
+    raise ValueError(f"unknown miner {name!r}; choose one of {MINERS}")
+
+
+def active_tuples(loss: losses.BaseMetricLossFunction) -> int | None:
+    """How many tuples had a non-zero loss in the last call, when the reducer records it."""
+    count = getattr(loss.reducer, "num_past_filter", None)
+    return int(count) if count is not None else None

@@ -1,0 +1,128 @@
+"""Pooling heads: a feature map ``(B, C, H, W)`` to one global descriptor.
+
+Three poolings, chosen by name: ``gem`` (generalised mean, learnable exponent p;
+Radenović et al. 2018), ``spoc`` (average; Babenko & Lempitsky 2015) and ``mac`` (max;
+Tolias et al. 2016). ``create_pooling`` also builds the combined global descriptor of
+Jun et al. 2019 ("CGD"): ``"gem+mac+spoc"`` runs each pooling, projects each to its share of
+the output width, L2-normalises each, concatenates and L2-normalises the whole. A single
+name is the same construction with one branch, so there is one code path for both.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling ``(mean x^p)^(1/p)``; p=1 is SPoC, p -> inf is MAC."""
+
+    def __init__(self, p: float = 3.0, learnable: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        if p <= 0:
+            raise ValueError(f"GeM exponent must be positive, got {p}")
+        p_tensor = torch.tensor(float(p))
+        if learnable:
+            self.p = nn.Parameter(p_tensor)
+        else:
+            self.register_buffer("p", p_tensor)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clamp(min=self.eps)
+        # Factor out the per-channel max so that x^p cannot overflow for large p (a learnt p
+        # can drift upwards): (mean x^p)^(1/p) = m * (mean (x/m)^p)^(1/p) with x/m in (0, 1].
+        peak = x.amax(dim=(-2, -1), keepdim=True)
+        pooled = (x / peak).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p)
+        return pooled * peak.flatten(-3)
+
+    def extra_repr(self) -> str:
+        return f"p={float(self.p):.3g}, learnable={isinstance(self.p, nn.Parameter)}"
+
+
+class SPoC(nn.Module):
+    """Sum (average) pooling."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1))
+
+
+class MAC(nn.Module):
+    """Max pooling over space."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(-2, -1))
+
+
+POOLS: dict[str, type[nn.Module]] = {"gem": GeM, "spoc": SPoC, "mac": MAC}
+
+
+def create_pool(name: str, **kwargs) -> nn.Module:
+    """One parameter-light pooling module ``(B, C, H, W) -> (B, C)`` by name."""
+    try:
+        return POOLS[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown pooling {name!r}; choose one of {sorted(POOLS)}") from None
+
+
+def parse_pooling(name: str) -> list[str]:
+    """``"gem+spoc"`` -> ``["gem", "spoc"]``, checking each part and refusing repeats."""
+    parts = [part.strip() for part in name.lower().split("+")]
+    unknown = [part for part in parts if part not in POOLS]
+    if unknown or not parts:
+        raise ValueError(f"unknown pooling {unknown or name!r} in {name!r}; use {sorted(POOLS)} joined by '+'")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"pooling {name!r} repeats a branch")
+    return parts
+
+
+class GlobalDescriptor(nn.Module):
+    """Pool with one or more branches, project each, L2-normalise, concatenate.
+
+    With ``out_dim=None`` nothing is learnt: the branches are concatenated as they are (the
+    "pretrained features" baseline), so the width is ``len(branches) * in_dim``.
+    The output of a single branch is *not* normalised here; the embedder normalises last.
+    """
+
+    def __init__(
+        self,
+        pools: list[str],
+        in_dim: int,
+        out_dim: int | None,
+        gem_p: float = 3.0,
+        learnable_p: bool = True,
+    ) -> None:
+        super().__init__()
+        if out_dim is not None and out_dim < len(pools):
+            raise ValueError(f"out_dim={out_dim} cannot be shared among {len(pools)} branches")
+        self.names = list(pools)
+        self.pools = nn.ModuleList(
+            create_pool(n, p=gem_p, learnable=learnable_p) if n == "gem" else create_pool(n)
+            for n in pools
+        )
+        if out_dim is None:
+            self.projections = None
+            self.out_dim = in_dim * len(pools)
+        else:
+            # Each branch gets an equal share; the first absorbs the remainder.
+            shares = [out_dim // len(pools)] * len(pools)
+            shares[0] += out_dim - sum(shares)
+            self.projections = nn.ModuleList(nn.Linear(in_dim, share) for share in shares)
+            self.out_dim = out_dim
+        self.in_dim = in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = [pool(x) for pool in self.pools]
+        if self.projections is not None:
+            branches = [proj(b) for proj, b in zip(self.projections, branches, strict=True)]
+        if len(branches) == 1:
+            return branches[0]
+        return F.normalize(torch.cat([F.normalize(b, dim=-1) for b in branches], dim=-1), dim=-1)
+
+
+def create_pooling(
+    name: str, in_dim: int, out_dim: int | None, gem_p: float = 3.0, learnable_p: bool = True
+) -> GlobalDescriptor:
+    """The head for ``name`` (``"gem"``, ``"spoc"``, ``"mac"`` or a ``+``-joined combination)."""
+    return GlobalDescriptor(parse_pooling(name), in_dim, out_dim, gem_p=gem_p, learnable_p=learnable_p)

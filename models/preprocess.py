@@ -1,0 +1,66 @@
+"""Image preprocessing shared by training, embedding and serving.
+
+A :class:`Preprocess` is declared by each backbone, stored inside every checkpoint and read
+back by :func:`street2shop.models.embedder.load_embedder`, so the pixels the API feeds the
+model are produced by exactly the code and numbers the model was trained with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field
+from torchvision.transforms import functional as TF
+
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+class UnreadableImageError(ValueError):
+    """An image file is missing, truncated or not an image; the message names the file."""
+
+
+class Preprocess(BaseModel):
+    """How a PIL image becomes a normalised ``(3, size, size)`` float tensor.
+
+    ``resize="pad"`` letterboxes the whole photo into the square (filled with the mean
+    colour, i.e. zeros after normalisation): a garment photographed in portrait keeps its
+    shape and nothing of it is cropped away. ``"squash"`` stretches to the square instead.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    image_size: int = Field(gt=0)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: Literal["pad", "squash"] = "pad"
+    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+
+    def resize_image(self, image: Image.Image) -> Image.Image:
+        """RGB image resized to ``image_size`` square according to the resize policy."""
+        image = image.convert("RGB")
+        size = (self.image_size, self.image_size)
+        method = _RESAMPLE[self.interpolation]
+        if self.resize == "squash":
+            return image.resize(size, method)
+        fill = tuple(round(m * 255) for m in self.mean)
+        return ImageOps.pad(image, size, method=method, color=fill)
+
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """Normalised tensor of an already resized image."""
+        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.to_tensor(self.resize_image(image))
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Decode an image file fully, raising :class:`UnreadableImageError` naming the file."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, inside the try, so truncated files fail here
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise UnreadableImageError(f"cannot read image {str(path)!r}: {exc}") from exc

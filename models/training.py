@@ -1,0 +1,340 @@
+"""Training the embedder: seeded, checkpointed every epoch, resumable after a kill.
+
+``train_embedder(images, params, out_dir)`` trains with in-batch mining on P x K batches
+(anchors from one domain and references from the other, see ``anchor_domain``) or, when a
+``triplets`` table from an offline mining round is given, on exactly those triplets.
+
+Reproducibility: batches are a function of ``(seed, epoch)`` (the sampler is re-seeded per
+epoch) and the checkpoint written after every epoch carries model, optimiser and loss
+weights plus the torch / numpy / random RNG states. A run that finds ``last.pt`` in
+``out_dir`` continues from it and reaches the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from street2shop.models import losses as L
+from street2shop.models.data import AnchorDomain, PKBatchSampler, labelled_dataset, split_by_domain
+from street2shop.models.embedder import (
+    Embedder,
+    build_embedder,
+    embedder_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from street2shop.storage.schemas import TRAIN_LOG
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+class TrainParams(BaseModel):
+    """Everything that decides what a training run computes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backbone: str = "efficientnet_lite0"
+    pool: str = "gem"
+    dim: int = Field(default=256, gt=0)
+    pretrained: bool = True
+    loss: Literal["triplet", "contrastive", "arcface", "softmax"] = "triplet"
+    miner: Literal["semihard", "hard", "all", "batch_hard", "none"] = "semihard"
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    margin: float = Field(default=0.2, gt=0)
+    lr: float = Field(default=1e-4, gt=0)
+    #: the pooling head and loss weights learn this many times faster than the backbone.
+    head_lr_mult: float = Field(default=10.0, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    batch_p: int = Field(default=8, ge=2)
+    batch_k: int = Field(default=4, ge=2)
+    #: triplets per step when training on offline-mined triplets.
+    triplet_batch: int = Field(default=32, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    steps_per_epoch: int | None = Field(default=None, ge=1)
+    image_size: int | None = Field(default=None, gt=0)
+    freeze_backbone: bool = False
+    anchor_domain: AnchorDomain = "shop"
+    augment: bool = True
+    seed: int = 0
+    round: int = Field(default=0, ge=0)
+    num_workers: int = Field(default=2, ge=0)
+    #: stop after this many epochs without a better validation score (needs ``val_fn``).
+    patience: int | None = Field(default=None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # CUDA only: bfloat16 autocast
+    channels_last: bool = True  # CUDA only
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if self.loss in L.CLASSIFICATION_LOSSES and self.miner != "none":
+            raise ValueError(f"loss {self.loss!r} classifies every sample; use miner='none'")
+        return self
+
+    def resume_key(self) -> dict:
+        """The fields a resumed run must share with the checkpoint it continues."""
+        return self.model_dump(exclude={"epochs", "num_workers", "patience", "device"})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path  # best by validation when ``val_fn`` is given, else the last epoch
+    log: pa.Table  # schemas.TRAIN_LOG
+    epochs_done: int
+    best_val: float | None
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # numpy's state is stored as tensors/ints so the checkpoint loads with weights_only.
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "random": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["random"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _device(params: TrainParams) -> torch.device:
+    if params.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if params.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but CUDA is not available")
+    return torch.device(params.device)
+
+
+def _triplet_indices(images: pa.Table, triplets: pa.Table) -> np.ndarray:
+    """Triplets of image ids -> ``(n, 3)`` row indices into ``images``, checking every id."""
+    row_of = {image_id: row for row, image_id in enumerate(images.column("image_id").to_pylist())}
+    columns = ("anchor_id", "positive_id", "negative_id")
+    ids = [triplets.column(c).to_pylist() for c in columns]
+    unknown = sorted({i for col in ids for i in col if i not in row_of})
+    if unknown:
+        raise ValueError(f"{len(unknown)} triplet image ids are not in the images table, e.g. {unknown[:3]}")
+    return np.asarray([[row_of[i] for i in col] for col in ids], dtype=np.int64).T
+
+
+class _Trainer:
+    """One training run; the public entry point is :func:`train_embedder`."""
+
+    def __init__(self, images: pa.Table, params: TrainParams, out_dir: Path,
+                 init_checkpoint: Path | None, triplets: pa.Table | None) -> None:
+        self.params, self.out_dir = params, Path(out_dir)
+        self.device = _device(params)
+        self.cuda = self.device.type == "cuda"
+        _seed_everything(params.seed)
+        if init_checkpoint is not None:
+            # Continue from an earlier round's weights; architecture comes from that checkpoint.
+            self.model = embedder_from_checkpoint(read_checkpoint(init_checkpoint))
+        else:
+            self.model = build_embedder(
+                params.backbone, params.pool, params.dim, pretrained=params.pretrained,
+                freeze_backbone=params.freeze_backbone, image_size=params.image_size,
+            )
+        self.model.to(self.device)
+        if self.cuda and params.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.dataset, labels, _, vocabulary = labelled_dataset(
+            images, self.model.preprocess, augment=params.augment
+        )
+        self.loss = L.create_loss(
+            params.loss, margin=params.margin, distance=params.distance,
+            num_classes=len(vocabulary), embedding_size=self.model.dim,
+        ).to(self.device)
+        self.miner = L.create_miner(params.miner, params.margin, params.distance)
+        self.triplet_rows = None
+        if triplets is not None:
+            if params.loss != "triplet":
+                raise ValueError("offline triplets train with loss='triplet'")
+            if len(triplets) == 0:
+                raise ValueError("the triplets table is empty")
+            self.triplet_rows = _triplet_indices(images, triplets)
+            self.sampler = None
+        else:
+            self.sampler = PKBatchSampler(
+                labels, self.dataset.roles.numpy(), params.batch_p, params.batch_k, seed=params.seed,
+                anchor_domain="any" if params.loss in L.CLASSIFICATION_LOSSES else params.anchor_domain,
+                num_batches=params.steps_per_epoch,
+            )
+        backbone_params = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        head_params = list(self.model.head.parameters()) + list(self.loss.parameters())
+        groups = [{"params": head_params, "lr": params.lr * params.head_lr_mult}]
+        if backbone_params:
+            groups.append({"params": backbone_params, "lr": params.lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=params.weight_decay)
+        self.log_rows: list[dict] = []
+        self.epoch = 0
+        self.best_val: float | None = None
+        self.best_epoch: int | None = None
+
+    # ------------------------------------------------------------------ checkpointing
+    def save(self, path: Path) -> None:
+        extra = {
+            "epoch": self.epoch,
+            "loss_state": self.loss.state_dict(),
+            "rng": _rng_state(),
+            "log": self.log_rows,
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+        }
+        save_checkpoint(path, self.model, self.optimizer, self.params.model_dump(), extra)
+
+    def resume(self, path: Path) -> None:
+        payload = read_checkpoint(path, map_location=self.device)
+        saved = TrainParams(**payload["config"])
+        if saved.resume_key() != self.params.resume_key():
+            diff = {k: (v, self.params.resume_key()[k]) for k, v in saved.resume_key().items()
+                    if self.params.resume_key()[k] != v}
+            raise ValueError(f"{path} was written with other parameters {diff}; use a new out_dir")
+        self.model.load_state_dict(payload["state_dict"], strict=True)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        extra = payload["extra"]
+        self.loss.load_state_dict(extra["loss_state"])
+        _set_rng_state(extra["rng"])
+        self.epoch = int(extra["epoch"])
+        self.log_rows = list(extra["log"])
+        self.best_val, self.best_epoch = extra["best_val"], extra["best_epoch"]
+
+    # ------------------------------------------------------------------ one step
+    def _loader(self, batch_sampler) -> DataLoader:
+        return DataLoader(
+            self.dataset, batch_sampler=batch_sampler, num_workers=self.params.num_workers,
+            pin_memory=self.cuda, persistent_workers=False,
+        )
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        memory_format = torch.channels_last if self.cuda and self.params.channels_last else torch.contiguous_format
+        images = images.to(self.device, non_blocking=True, memory_format=memory_format)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.params.amp):
+            embeddings = self.model(images)
+        return embeddings.float()
+
+    def _pk_step(self, images, labels, roles) -> tuple[torch.Tensor, int | None]:
+        embeddings = self._embed(images)
+        labels, roles = labels.to(self.device), roles.to(self.device)
+        if self.params.loss in L.CLASSIFICATION_LOSSES:
+            return self.loss(embeddings, labels), None
+        kwargs = split_by_domain(embeddings, labels, roles, self.params.anchor_domain)
+        indices = None
+        if self.miner is not None:
+            indices = self.miner(**kwargs)
+        loss = self.loss(indices_tuple=indices, **kwargs)
+        active = L.active_tuples(self.loss)
+        if active is None and indices is not None:
+            active = len(indices[0])
+        return loss, active
+
+    def _triplet_step(self, images, labels, rows: np.ndarray) -> tuple[torch.Tensor, int | None]:
+        # ``rows`` are the (n, 3) image rows of this batch's triplets; the batch holds each
+        # distinct image once, so the triplets index into it.
+        embeddings = self._embed(images)
+        unique = np.unique(rows)
+        position = {row: i for i, row in enumerate(unique.tolist())}
+        a, p, n = (torch.as_tensor([position[r] for r in rows[:, j]], device=self.device) for j in range(3))
+        loss = self.loss(embeddings, labels.to(self.device), indices_tuple=(a, p, n))
+        return loss, L.active_tuples(self.loss)
+
+    def _epoch_batches(self):
+        """``(batch_sampler, per-batch triplet rows or None)`` for the current epoch."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+            return self.sampler, None
+        rng = np.random.default_rng([self.params.seed, self.epoch])
+        order = self.triplet_rows[rng.permutation(len(self.triplet_rows))]
+        chunks = [order[i : i + self.params.triplet_batch] for i in range(0, len(order), self.params.triplet_batch)]
+        if self.params.steps_per_epoch:
+            chunks = chunks[: self.params.steps_per_epoch]
+        return [np.unique(c).tolist() for c in chunks], chunks
+
+    def train_epoch(self) -> None:
+        self.model.train()
+        batch_sampler, triplet_chunks = self._epoch_batches()
+        bar = tqdm(self._loader(batch_sampler), total=len(batch_sampler),
+                   desc=f"epoch {self.epoch + 1}/{self.params.epochs}", leave=False)
+        for step, (images, labels, roles) in enumerate(bar):
+            self.loss.reducer.reset_stats()
+            if triplet_chunks is None:
+                loss, active = self._pk_step(images, labels, roles)
+            else:
+                loss, active = self._triplet_step(images, labels, triplet_chunks[step])
+            self.optimizer.zero_grad(set_to_none=True)
+            if loss.requires_grad:  # no mined tuple at all gives a constant zero loss
+                loss.backward()
+                self.optimizer.step()
+            value = float(loss.detach())
+            self.log_rows.append({
+                "round": self.params.round, "epoch": self.epoch, "step": len(self.log_rows),
+                "loss": value, "active_triplets": active,
+            })
+            bar.set_postfix(loss=f"{value:.4f}", active=active)
+
+    def run(self, val_fn: Callable[[Embedder], float] | None) -> TrainResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        last, best = self.out_dir / LAST, self.out_dir / BEST
+        if last.exists():
+            self.resume(last)
+        stale = 0 if self.best_epoch is None else self.epoch - 1 - self.best_epoch
+        while self.epoch < self.params.epochs:
+            if self.params.patience is not None and stale >= self.params.patience:
+                break
+            self.train_epoch()
+            self.epoch += 1
+            improved = False
+            if val_fn is not None:
+                self.model.eval()
+                with torch.inference_mode():
+                    score = float(val_fn(self.model))
+                if self.best_val is None or score > self.best_val:
+                    self.best_val, self.best_epoch, improved = score, self.epoch - 1, True
+                stale = 0 if improved else stale + 1
+            self.save(last)
+            if improved:
+                self.save(best)
+        log = pa.Table.from_pylist(self.log_rows, schema=TRAIN_LOG)
+        checkpoint = best if val_fn is not None and best.exists() else last
+        return TrainResult(checkpoint=checkpoint, log=log, epochs_done=self.epoch, best_val=self.best_val)
+
+
+def train_embedder(
+    train_images: pa.Table,
+    params: TrainParams,
+    out_dir: Path,
+    init_checkpoint: Path | None = None,
+    triplets: pa.Table | None = None,
+    val_fn: Callable[[Embedder], float] | None = None,
+) -> TrainResult:
+    """Train (or resume training) an embedder; checkpoints land in ``out_dir``.
+
+    ``train_images`` is shaped like ``schemas.IMAGES`` with absolute ``path``s. ``val_fn``
+    scores the model after every epoch (higher is better, e.g. recall@k): the best epoch is
+    kept as ``best.pt`` and ``params.patience`` stops a run that no longer improves.
+    """
+    trainer = _Trainer(train_images, params, Path(out_dir), init_checkpoint, triplets)
+    return trainer.run(val_fn)

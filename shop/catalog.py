@@ -1,0 +1,92 @@
+"""The demo shop's catalogue file (``catalog.json``): the one thing the server reads.
+
+The generator writes it, the server renders it, ``grow_shop`` extends it. Keeping it a typed
+pydantic model means a hand-edited or stale catalogue fails loudly on load instead of
+rendering half a page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+CATALOG_FILE = "catalog.json"
+IMAGES_DIR = "images"
+
+#: The seeds' categories, in the order the home page lists them.
+CATEGORIES: dict[str, str] = {
+    "dresses": "Dresses",
+    "blouses-shirts": "Blouses & Shirts",
+    "hoodies-sweatshirts": "Hoodies & Sweatshirts",
+    "sweaters": "Sweaters",
+    "jackets-coats": "Jackets & Coats",
+}
+
+
+class Category(BaseModel):
+    slug: str
+    name: str
+
+
+class Seller(BaseModel):
+    id: str  # "s0042"
+    name: str
+
+
+class Variant(BaseModel):
+    """One colour of a product = one sellable item, with its seller photo."""
+
+    colour: str  # slug, "dusty-pink"
+    colour_name: str  # "Dusty Pink"
+    image: str  # file name under images/
+
+
+class Review(BaseModel):
+    review_id: str  # "r0001234"; higher = newer
+    colour: str
+    rating: int = Field(ge=1, le=5)
+    text: str
+    images: list[str] = Field(default_factory=list)  # file names under images/
+
+
+class Product(BaseModel):
+    product_id: str  # "p000123"
+    title: str
+    category: str
+    seller_id: str
+    price_cents: int
+    variants: list[Variant]
+    reviews: list[Review] = Field(default_factory=list)
+
+
+class Catalog(BaseModel):
+    seed: int
+    categories: list[Category]
+    sellers: list[Seller]
+    products: list[Product]
+
+    def seller(self, seller_id: str) -> Seller:
+        for s in self.sellers:
+            if s.id == seller_id:
+                return s
+        raise KeyError(seller_id)
+
+
+def load_catalog(shop_dir: str | Path) -> Catalog:
+    """Read ``shop_dir/catalog.json``; a clear error when the folder is not a shop."""
+    path = Path(shop_dir) / CATALOG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: is {shop_dir} a shop made by `street2shop shop generate`?"
+        )
+    return Catalog.model_validate_json(path.read_bytes())
+
+
+def save_catalog(catalog: Catalog, shop_dir: str | Path) -> Path:
+    """Write the catalogue atomically (a running server may be polling it for changes)."""
+    path = Path(shop_dir) / CATALOG_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(catalog.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,210 @@
+"""HTML of the demo shop's pages, as pure functions of the catalogue.
+
+The markup follows ``docs/shop-protocol.md`` exactly (class names, data attributes, the
+``__PRODUCT__`` JSON blob and one schema.org JSON-LD block per colour); everything else
+(header, breadcrumbs, prices, stars) is there so the pages look like a marketplace and a
+parser has real noise to ignore.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from html import escape
+
+from street2shop.shop.catalog import Catalog, Product, Review
+
+LISTING_PAGE_SIZE = 24
+FEEDBACK_PAGE_SIZE = 10
+
+ROBOTS_TXT = "User-agent: *\nDisallow: /cart\nDisallow: /admin\nCrawl-delay: 0\n"
+
+
+def img_url(name: str) -> str:
+    return f"/img/{name}"
+
+
+def _json_script(obj: object) -> str:
+    # "</" inside a <script> would end it early; JSON allows the escaped form.
+    return json.dumps(obj, ensure_ascii=False).replace("</", "<\\/")
+
+
+def _layout(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)} | DemoMarket</title>"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<link rel=\"stylesheet\" href=\"/static/site.css\"></head>\n<body>\n"
+        "<header class=\"site-header\"><a class=\"logo\" href=\"/\">DemoMarket</a>"
+        "<form class=\"search\" action=\"/search\"><input name=\"q\" placeholder=\"Search\"></form>"
+        "<a class=\"cart\" href=\"/cart\">Cart (0)</a></header>\n"
+        f"<main>\n{body}\n</main>\n"
+        "<footer class=\"site-footer\">&copy; DemoMarket, a generated shop for testing crawlers."
+        "</footer>\n</body></html>\n"
+    )
+
+
+def n_pages(n_rows: int, page_size: int) -> int:
+    """Pages needed for ``n_rows``; an empty list still has its page 1."""
+    return max(1, math.ceil(n_rows / page_size))
+
+
+def _pagination(base: str, page: int, total: int) -> str:
+    prev = f"<a rel=\"prev\" href=\"{base}?page={page - 1}\">Previous</a>" if page > 1 else ""
+    nxt = f"<a rel=\"next\" href=\"{base}?page={page + 1}\">Next</a>" if page < total else ""
+    return f"<nav class=\"pagination\">{prev}<span class=\"page\">Page {page} of {total}</span>{nxt}</nav>"
+
+
+def _price(cents: int) -> str:
+    return f"${cents // 100}.{cents % 100:02d}"
+
+
+def home_page(catalog: Catalog) -> str:
+    links = "\n".join(
+        f"<li><a class=\"category\" href=\"/c/{c.slug}\">{escape(c.name)}</a></li>"
+        for c in catalog.categories
+    )
+    return _layout("Home", f"<h1>Shop by category</h1>\n<ul class=\"categories\">\n{links}\n</ul>")
+
+
+def listing_page(catalog: Catalog, slug: str, products: list[Product], page: int) -> str:
+    """One page of a category; ``products`` are that category's products sorted by id."""
+    name = next(c.name for c in catalog.categories if c.slug == slug)
+    total = n_pages(len(products), LISTING_PAGE_SIZE)
+    rows = products[(page - 1) * LISTING_PAGE_SIZE : page * LISTING_PAGE_SIZE]
+    cards = "\n".join(
+        f"<div class=\"product-card\" data-product-id=\"{p.product_id}\">"
+        f"<img class=\"thumb\" src=\"{img_url(p.variants[0].image)}\" alt=\"\" loading=\"lazy\">"
+        f"<a class=\"product-link\" href=\"/p/{p.product_id}\">{escape(p.title)}</a>"
+        f"<span class=\"price\">{_price(p.price_cents)}</span>"
+        f"<span class=\"colours\">{len(p.variants)} colours</span></div>"
+        for p in rows
+    )
+    body = (
+        f"<nav class=\"breadcrumbs\"><a href=\"/\">Home</a> / {escape(name)}</nav>\n"
+        f"<h1>{escape(name)}</h1>\n<div class=\"product-grid\">\n{cards}\n</div>\n"
+        + _pagination(f"/c/{slug}", page, total)
+    )
+    return _layout(name, body)
+
+
+def _product_state(catalog: Catalog, p: Product) -> dict:
+    seller = catalog.seller(p.seller_id)
+    return {
+        "product_id": p.product_id,
+        "title": p.title,
+        "category": p.category,
+        "price": _price(p.price_cents),
+        "seller": {"id": seller.id, "name": seller.name},
+        "variants": [
+            {"colour": v.colour, "colour_name": v.colour_name, "image": img_url(v.image)}
+            for v in p.variants
+        ],
+        "feedback_url": f"/p/{p.product_id}/feedback",
+        "review_count": len(p.reviews),
+    }
+
+
+def _json_ld(catalog: Catalog, p: Product, colour: str, image: str) -> dict:
+    seller = catalog.seller(p.seller_id)
+    reviews = [
+        {
+            "@type": "Review",
+            "identifier": r.review_id,
+            "reviewRating": {"@type": "Rating", "ratingValue": r.rating},
+            "reviewBody": r.text,
+            "image": [img_url(f) for f in r.images],
+        }
+        for r in sorted(p.reviews, key=lambda r: r.review_id, reverse=True)
+        if r.colour == colour and r.images
+    ]
+    return {
+        "@context": "https://schema.org",
+        "@type": "Product",
+        "productID": p.product_id,
+        "sku": f"{p.product_id}:{colour}",
+        "name": p.title,
+        "color": colour,
+        "category": p.category,
+        "image": [img_url(image)],
+        "brand": {"@type": "Brand", "name": seller.name},
+        "offers": {
+            "@type": "Offer",
+            "price": f"{p.price_cents / 100:.2f}",
+            "priceCurrency": "USD",
+            "seller": {"@type": "Organization", "identifier": seller.id, "name": seller.name},
+        },
+        "review": reviews,
+    }
+
+
+def item_page(catalog: Catalog, p: Product) -> str:
+    seller = catalog.seller(p.seller_id)
+    category = next((c.name for c in catalog.categories if c.slug == p.category), p.category)
+    variants = "\n".join(
+        f"<li class=\"variant\" data-colour=\"{v.colour}\">"
+        f"<img class=\"seller-photo\" src=\"{img_url(v.image)}\" alt=\"{escape(v.colour_name)}\">"
+        f"<span class=\"colour-name\">{escape(v.colour_name)}</span></li>"
+        for v in p.variants
+    )
+    ld = "\n".join(
+        f"<script type=\"application/ld+json\">{_json_script(_json_ld(catalog, p, v.colour, v.image))}</script>"
+        for v in p.variants
+    )
+    body = (
+        f"<script id=\"__PRODUCT__\" type=\"application/json\">{_json_script(_product_state(catalog, p))}</script>\n"
+        f"{ld}\n"
+        f"<nav class=\"breadcrumbs\"><a href=\"/\">Home</a> / "
+        f"<a href=\"/c/{p.category}\">{escape(category)}</a></nav>\n"
+        f"<article class=\"product\">\n<h1 class=\"title\">{escape(p.title)}</h1>\n"
+        f"<span class=\"seller\" data-seller-id=\"{seller.id}\">Sold by {escape(seller.name)}</span>\n"
+        f"<span class=\"price\">{_price(p.price_cents)}</span>\n"
+        f"<ul class=\"variants\">\n{variants}\n</ul>\n"
+        f"<button class=\"add-to-cart\" formaction=\"/cart\">Add to cart</button>\n"
+        f"<a class=\"feedback-link\" href=\"/p/{p.product_id}/feedback\">"
+        f"{len(p.reviews)} reviews</a>\n</article>"
+    )
+    return _layout(p.title, body)
+
+
+def _review_html(r: Review, colour_names: dict[str, str]) -> str:
+    photos = "".join(
+        f"<img class=\"review-photo\" src=\"{img_url(f)}\" alt=\"customer photo\">" for f in r.images
+    )
+    stars = "&#9733;" * r.rating + "&#9734;" * (5 - r.rating)
+    return (
+        f"<div class=\"review\" data-review-id=\"{r.review_id}\" data-colour=\"{r.colour}\">"
+        f"<span class=\"stars\" title=\"{r.rating} of 5\">{stars}</span>"
+        f"<span class=\"bought\">Colour: {escape(colour_names.get(r.colour, r.colour))}</span>"
+        f"<p class=\"review-text\">{escape(r.text)}</p>{photos}</div>"
+    )
+
+
+def feedback_page(p: Product, page: int, malformed: bool = False) -> str:
+    """Reviews newest first. The pagination comes before the reviews, so even a malformed
+    (cut-off) page still carries its ``rel="next"`` link and a crawler can go on."""
+    ordered = sorted(p.reviews, key=lambda r: r.review_id, reverse=True)
+    total = n_pages(len(ordered), FEEDBACK_PAGE_SIZE)
+    rows = ordered[(page - 1) * FEEDBACK_PAGE_SIZE : page * FEEDBACK_PAGE_SIZE]
+    names = {v.colour: v.colour_name for v in p.variants}
+    reviews = "\n".join(_review_html(r, names) for r in rows)
+    body = (
+        f"<nav class=\"breadcrumbs\"><a href=\"/p/{p.product_id}\">{escape(p.title)}</a> / Reviews</nav>\n"
+        f"<h1>Reviews of {escape(p.title)}</h1>\n"
+        + _pagination(f"/p/{p.product_id}/feedback", page, total)
+        + f"\n<section class=\"reviews\">\n{reviews}\n</section>"
+    )
+    html = _layout(f"Reviews of {p.title}", body)
+    return truncate_mid_review(html) if malformed else html
+
+
+def truncate_mid_review(html: str) -> str:
+    """Cut the page off inside the opening tag of its middle review, with no closing tags
+    after it: the kind of page a dropped connection or a broken template gives. Reviews
+    before the cut still parse, so a crawler must notice the page is broken (no ``</html>``),
+    not merely that it is empty."""
+    start = html.find("<section class=\"reviews\">")
+    starts = [m.start() for m in re.finditer('<div class="review"', html[start:])]
+    anchor = start + (starts[len(starts) // 2] if starts else 0)
+    return html[: anchor + 12]

@@ -1,0 +1,150 @@
+"""Arrow schemas of every tabular artifact: the contract between stages.
+
+The store checks a table against its schema on write (same column names, compatible
+types, non-null keys), so a stage that drifts fails loudly at publish time rather than
+silently corrupting the stages after it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: items: one row per sellable item = product x colour.
+ITEMS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),  # "<product_id>:<colour>"
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("seller_id", pa.string(), nullable=False),
+        pa.field("category", pa.string(), nullable=False),
+        pa.field("colour", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("url", pa.string()),
+    ]
+)
+
+#: images: every accepted photo. ``path`` is relative to the store's home
+#: (content-addressed blob); the task resolves it before calling a core function.
+IMAGES = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),  # sha256 of the bytes
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),  # "shop" | "street"
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("source_url", pa.string(), nullable=False),
+        pa.field("review_id", pa.string()),  # street photos only
+    ]
+)
+
+#: crawl_rejects: what the crawl refused and why (nothing is dropped silently).
+CRAWL_REJECTS = pa.schema(
+    [
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # "image" | "page"
+        pa.field("item_id", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+
+#: noise_labels: human labels of review photos.
+NOISE_LABELS = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),  # "good" | "noise"
+    ]
+)
+
+#: noise_scores: the classifier's verdict on every street photo (nothing deleted).
+NOISE_SCORES = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("p_noise", pa.float32(), nullable=False),
+        pa.field("keep", pa.bool_(), nullable=False),
+    ]
+)
+
+#: groups: items merged into product groups (near-duplicate listings share a group).
+GROUPS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("group_id", pa.string(), nullable=False),
+        pa.field("evidence", pa.string()),  # e.g. "phash=4 a1b2..~c3d4.." or "" (singleton)
+    ]
+)
+
+#: splits: by group, so no product leaks between train and test.
+SPLITS = pa.schema(
+    [
+        pa.field("group_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),  # "train" | "val" | "test"
+    ]
+)
+
+#: triplets: offline-mined training triplets of one round.
+TRIPLETS = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("anchor_id", pa.string(), nullable=False),
+        pa.field("positive_id", pa.string(), nullable=False),
+        pa.field("negative_id", pa.string(), nullable=False),
+        pa.field("d_ap", pa.float32(), nullable=False),
+        pa.field("d_an", pa.float32(), nullable=False),
+    ]
+)
+
+#: metrics: long format, one row per figure.
+METRICS = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),  # "trained" | baseline name
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("category", pa.string(), nullable=False),  # "all" for overall
+        pa.field("metric", pa.string(), nullable=False),  # "top_k" | "map" | ...
+        pa.field("k", pa.int32()),
+        pa.field("value", pa.float64(), nullable=False),
+    ]
+)
+
+#: index_ids: FAISS row -> image and item.
+INDEX_IDS = pa.schema(
+    [
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+    ]
+)
+
+#: train_log: one row per logged training step.
+TRAIN_LOG = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("step", pa.int32(), nullable=False),
+        pa.field("loss", pa.float64(), nullable=False),
+        pa.field("active_triplets", pa.int64()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "items": ITEMS,
+    "images": IMAGES,
+    "crawl_rejects": CRAWL_REJECTS,
+    "noise_labels": NOISE_LABELS,
+    "noise_scores": NOISE_SCORES,
+    "groups": GROUPS,
+    "splits": SPLITS,
+    "triplets": TRIPLETS,
+    "metrics": METRICS,
+    "index_ids": INDEX_IDS,
+    "train_log": TRAIN_LOG,
+}
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Embeddings carry a fixed-size vector so DuckDB sees ``FLOAT[dim]``."""
+    return pa.schema(
+        [
+            pa.field("image_id", pa.string(), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )

@@ -1,0 +1,60 @@
+"""Crawl stage task: walk the shop, publish ``items``, ``images`` and ``crawl_rejects``.
+
+The crawl's input is a live shop, so its version is derived from what it found: an
+unchanged shop gives the same tables, hence the same version, and publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from street2shop.crawler.core import CrawlParams, crawl
+from street2shop.storage.blobs import BlobStore
+from street2shop.storage.store import ArtifactStore, content_version
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+
+STAGE = "crawl"
+CODE_VERSION = "1"
+OUTPUTS = ("items", "images", "crawl_rejects")
+
+
+def crawl_state_key(params: CrawlParams) -> str:
+    """One resumable crawl journal per shop and adapter."""
+    return hashlib.sha256(f"{params.base_url}|{params.adapter}".encode()).hexdigest()[:16]
+
+
+def run_crawl(store: ArtifactStore, params: CrawlParams) -> StageResult:
+    previous = None
+    items_ref, images_ref = store.latest_or_none(STAGE, "items"), store.latest_or_none(STAGE, "images")
+    if items_ref and images_ref:
+        previous = (store.read_table(items_ref), store.read_table(images_ref))
+    result = crawl(params, BlobStore(store.home), store.work_dir(STAGE, crawl_state_key(params)), previous=previous)
+    tables = {"items": result.items, "images": result.images, "crawl_rejects": result.rejects}
+    # Rejects describe one pass (an incremental pass does not revisit old pages), so the
+    # version is what was found: items and images.
+    version = content_version({"items": result.items, "images": result.images}, extra={"code": CODE_VERSION})
+
+    def compute(writers) -> None:
+        for name, table in tables.items():
+            writers[name].write_table(table)
+        writers["items"].metrics.update(
+            {
+                "items": result.items.num_rows,
+                "images": result.images.num_rows,
+                "rejected": result.rejects.num_rows,
+                **{k: v for k, v in result.stats.items() if isinstance(v, (int, float, str))},
+            }
+        )
+
+    # Params that do not change what was crawled (speed knobs) stay out of the version.
+    return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, params=params, version=version)
+
+
+@task(name="crawl", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def crawl_task(home: str, params: CrawlParams) -> StageResult:
+    result = run_crawl(ArtifactStore(home), params)
+    report_to_prefect(result, "crawl")
+    return result

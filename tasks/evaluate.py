@@ -1,0 +1,89 @@
+"""Evaluate stage task: the trained embedder and its baselines through the one evaluation path.
+
+Queries are labelled-clean street photos of the test split, the gallery is every shop
+photo of the catalogue, search is exact. Baselines (white-box features, the same
+backbone's pretrained features) go through the same code, so the ``metrics`` table always
+shows how far training moved. The trained model's vectors are published as ``embeddings``
+for the index stage.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from street2shop.evaluate import evaluate_features
+from street2shop.models.embed import embed_images
+from street2shop.models.embedder import load_embedder, pretrained_features
+from street2shop.retrieval.baselines import baseline_features
+from street2shop.selection import gallery_images, query_images
+from street2shop.storage.schemas import embeddings_schema
+from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.tasks.data import DataRefs, load_annotated
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+from street2shop.tasks.train import CHECKPOINT_FILE
+
+STAGE = "evaluate"
+CODE_VERSION = "1"
+OUTPUTS = ("metrics", "embeddings")
+
+
+class EvaluateParams(BaseModel):
+    split: str = "test"
+    ks: list[int] = [1, 5, 10, 20]
+    #: white-box baselines by name, plus "pretrained" (the trained model's backbone, untrained head)
+    baselines: list[str] = ["colour_histogram", "pretrained"]
+    baseline_image_size: int = 128
+    batch_size: int = 32
+
+
+def run_evaluate(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, params: EvaluateParams) -> StageResult:
+    def compute(writers) -> None:
+        annotated = load_annotated(store, data)
+        model = load_embedder(store.file(checkpoint, CHECKPOINT_FILE))
+        feature_fns = {"trained": partial(embed_images, model, batch_size=params.batch_size)}
+        for name in params.baselines:
+            if name == "pretrained":
+                baseline = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size)
+                feature_fns[name] = partial(embed_images, baseline, batch_size=params.batch_size)
+            else:
+                feature_fns[name] = partial(baseline_features, name, image_size=params.baseline_image_size)
+        rows, figures, vectors = [], {}, None
+        for name, fn in feature_fns.items():
+            report, vecs = evaluate_features(fn, annotated, params.split, ks=params.ks)
+            rows.extend(report.to_rows(name, params.split))
+            for key in ("top1", "top20", "map"):
+                if key in report.overall:
+                    figures[f"{name}_{key}"] = report.overall[key]
+            if name == "trained":
+                vectors = vecs
+                figures.update({"queries": report.overall.get("n_queries"), "gallery": report.overall.get("gallery_size")})
+        writers["metrics"].write_table(pa.Table.from_pylist(rows))
+        writers["metrics"].metrics.update(figures)
+
+        gallery, queries = gallery_images(annotated), query_images(annotated, params.split)
+        ids = gallery.column("image_id").to_pylist() + queries.column("image_id").to_pylist()
+        matrix = np.concatenate([vectors["gallery"], vectors["queries"]]).astype(np.float32)
+        dim = matrix.shape[1]
+        flat = pa.array(matrix.reshape(-1), pa.float32())
+        table = pa.table({"image_id": pa.array(ids, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+        # the same photo may be a gallery image of two items: one vector per image id
+        _, first = np.unique(np.asarray(ids, dtype=object), return_index=True)
+        table = table.take(pa.array(np.sort(first)))
+        writers["embeddings"].write_table(table, embeddings_schema(dim))
+        writers["embeddings"].metrics.update({"dim": dim, "vectors": table.num_rows})
+
+    inputs = {**data.as_inputs(), "checkpoint": checkpoint}
+    return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs=inputs, params=params)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(home: str, data: DataRefs, checkpoint: ArtifactRef, params: EvaluateParams) -> StageResult:
+    result = run_evaluate(ArtifactStore(home), data, checkpoint, params)
+    report_to_prefect(result, "evaluate")
+    return result

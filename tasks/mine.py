@@ -1,0 +1,47 @@
+"""Mine stage task: embed a sample of the train split with the current checkpoint and
+choose semi-hard triplets (offline re-mining round), published as ``triplets``."""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from street2shop.models.embedder import load_embedder
+from street2shop.models.mining import MineParams, mine_semi_hard
+from street2shop.selection import training_images
+from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.tasks.data import DataRefs, load_annotated
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+from street2shop.tasks.train import CHECKPOINT_FILE
+
+STAGE = "mine"
+CODE_VERSION = "1"
+OUTPUTS = ("triplets",)
+
+
+def run_mine(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, params: MineParams) -> StageResult:
+    def compute(writers) -> None:
+        train = training_images(load_annotated(store, data))
+        model = load_embedder(store.file(checkpoint, CHECKPOINT_FILE))
+        triplets = mine_semi_hard(model, train, params)
+        writers["triplets"].write_table(triplets)
+        n = triplets.num_rows
+        writers["triplets"].metrics.update(
+            {
+                "round": params.round,
+                "triplets": n,
+                "mean_d_ap": pc.mean(triplets.column("d_ap")).as_py() if n else None,
+                "mean_d_an": pc.mean(triplets.column("d_an")).as_py() if n else None,
+            }
+        )
+
+    inputs = {**data.as_inputs(), "checkpoint": checkpoint}
+    return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs=inputs, params=params)
+
+
+@task(name="mine", cache_policy=NO_CACHE, task_run_name="mine-round-{params.round}")
+def mine_task(home: str, data: DataRefs, checkpoint: ArtifactRef, params: MineParams) -> StageResult:
+    result = run_mine(ArtifactStore(home), data, checkpoint, params)
+    report_to_prefect(result, f"mine round {params.round}")
+    return result

@@ -1,0 +1,90 @@
+"""Train stage task: fit the embedder on the train split, one round at a time.
+
+Round 0 trains with online in-batch mining; round r > 0 starts from round r-1's
+checkpoint and trains on the triplets the ``mine`` stage chose with it. Training state
+lives in a work folder keyed by the version, so a killed run resumes where it stopped;
+only the finished checkpoint is published.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from street2shop.evaluate import evaluate_features
+from street2shop.models.embed import embed_images
+from street2shop.models.training import TrainParams, train_embedder
+from street2shop.selection import training_images
+from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.tasks.data import DataRefs, load_annotated
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+
+STAGE = "train"
+CODE_VERSION = "1"
+OUTPUTS = ("checkpoint", "train_log")
+CHECKPOINT_FILE = "model.pt"
+VAL_K = 20
+
+
+def run_train(
+    store: ArtifactStore,
+    data: DataRefs,
+    params: TrainParams,
+    round: int = 0,
+    init: ArtifactRef | None = None,
+    triplets: ArtifactRef | None = None,
+) -> StageResult:
+    params = params.model_copy(update={"round": round})
+    inputs = data.as_inputs()
+    if init is not None:
+        inputs["init"] = init
+    if triplets is not None:
+        inputs["triplets"] = triplets
+
+    def compute(writers) -> None:
+        annotated = load_annotated(store, data)
+        train = training_images(annotated)
+
+        def val_fn(model) -> float:
+            try:
+                report, _ = evaluate_features(lambda paths: embed_images(model, paths), annotated, "val", ks=(VAL_K,))
+            except ValueError:  # no validation queries (tiny shop): no early stopping signal
+                return float("nan")
+            return float(report.overall[f"top{VAL_K}"])
+
+        work = store.work_dir(STAGE, writers["checkpoint"].version)
+        result = train_embedder(
+            train,
+            params,
+            work,
+            init_checkpoint=store.file(init, CHECKPOINT_FILE) if init is not None else None,
+            triplets=store.read_table(triplets) if triplets is not None else None,
+            val_fn=val_fn,
+        )
+        shutil.copyfile(result.checkpoint, writers["checkpoint"].path(CHECKPOINT_FILE))
+        writers["train_log"].write_table(result.log)
+        losses = result.log.column("loss").to_pylist()
+        figures = {
+            "round": round,
+            "epochs": result.epochs_done,
+            f"best_val_top{VAL_K}": result.best_val,
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+            "train_images": train.num_rows,
+        }
+        writers["checkpoint"].metrics.update(figures)
+        writers["train_log"].metrics.update(figures)
+
+    result = run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs=inputs, params=params)
+    if not result.skipped:
+        shutil.rmtree(store.home / "work" / STAGE / result.version, ignore_errors=True)
+    return result
+
+
+@task(name="train", cache_policy=NO_CACHE, task_run_name="train-round-{round}")
+def train_task(home: str, data: DataRefs, params: TrainParams, round: int = 0, init: ArtifactRef | None = None, triplets: ArtifactRef | None = None) -> StageResult:
+    result = run_train(ArtifactStore(home), data, params, round, init, triplets)
+    report_to_prefect(result, f"train round {round}")
+    return result

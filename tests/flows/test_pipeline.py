@@ -1,0 +1,61 @@
+"""End to end: the whole pipeline on a small demo shop, then the skip/re-run rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from street2shop.demo import TINY, demo_config, serving_demo_shop
+from street2shop.flows.pipeline import pipeline
+from street2shop.storage.catalog import query
+from street2shop.storage.store import ArtifactStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+ALL = ["crawl", "noise", "dedup", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    with serving_demo_shop(home, TINY) as (shop_dir, url):
+        cfg = demo_config(shop_dir, url, TINY, progress=False)
+        first = pipeline(str(home), cfg)
+        yield home, cfg, first
+
+
+def test_first_run_publishes_every_stage(demo) -> None:
+    home, _, first = demo
+    assert first.ran == ALL
+    store = ArtifactStore(home)
+    for stage, name in [("crawl", "items"), ("crawl", "images"), ("noise", "noise_scores"), ("dedup", "splits"),
+                        ("train", "checkpoint"), ("mine", "triplets"), ("evaluate", "metrics"), ("index", "index_ids")]:
+        assert store.latest(stage, name), (stage, name)
+    metrics = first.stage("evaluate")["metrics"]
+    assert 0.0 <= metrics["trained_top1"] <= metrics["trained_top20"] <= 1.0
+    assert "colour_histogram_top20" in metrics and "pretrained_top20" in metrics
+    assert first.stage("index")["metrics"]["factory"] == "Flat"
+
+
+def test_sql_answers_from_the_artifacts(demo) -> None:
+    home, _, _ = demo
+    rows = query(ArtifactStore(home), "select stage, count(*) as n from versions group by stage order by stage").to_pylist()
+    assert {r["stage"] for r in rows} == {"crawl", "noise", "dedup", "train", "mine", "evaluate", "index"}
+    n_items = query(ArtifactStore(home), "select count(*) as n from latest_items").to_pylist()[0]["n"]
+    assert n_items >= TINY.products
+
+
+def test_second_run_with_nothing_changed_skips_every_stage(demo) -> None:
+    home, cfg, _ = demo
+    store = ArtifactStore(home)
+    before = len(store.manifests())
+    again = pipeline(str(home), cfg)
+    assert again.ran == []
+    assert len(store.manifests()) == before
+
+
+def test_changed_parameter_reruns_that_stage_and_those_after(demo) -> None:
+    home, cfg, first = demo
+    changed = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"ks": [1, 5, 20]})})
+    again = pipeline(str(home), changed)
+    assert again.ran == ["evaluate", "index"]
+    assert again.stage("train[1]")["version"] == first.stage("train[1]")["version"]

@@ -1,0 +1,112 @@
+"""Embedder assembly, checkpoints that carry their preprocessing, and batch embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from street2shop.models.embed import embed_images
+from street2shop.models.embedder import (
+    build_embedder,
+    load_embedder,
+    pretrained_features,
+    read_checkpoint,
+    save_checkpoint,
+)
+from street2shop.models.preprocess import Preprocess, UnreadableImageError
+
+
+def tiny(**kwargs):
+    torch.manual_seed(0)
+    return build_embedder("tiny", pretrained=False, **kwargs)
+
+
+def test_embeddings_are_unit_norm_with_the_requested_width():
+    model = tiny(pool="gem+mac+spoc", dim=24).eval()
+    with torch.no_grad():
+        out = model(torch.randn(6, 3, 32, 32))
+    assert out.shape == (6, 24) and model.dim == 24
+    assert torch.allclose(out.norm(dim=-1), torch.ones(6), atol=1e-5)
+
+
+def test_checkpoint_round_trip_restores_weights_config_and_preprocessing(tmp_path):
+    model = tiny(pool="gem+spoc", dim=16, image_size=40).eval()
+    assert model.preprocess.image_size == 40  # the override replaces the backbone's 32
+    with torch.no_grad():  # change p so that a default-initialised model would differ
+        model.head.pools[0].p.fill_(4.5)
+    path = save_checkpoint(tmp_path / "ckpt" / "model.pt", model, config={"lr": 0.1}, extra={"epoch": 3})
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temporary file left
+    loaded = load_embedder(path)
+    assert not loaded.training
+    assert loaded.config == model.config and loaded.preprocess == model.preprocess
+    x = torch.randn(3, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    payload = read_checkpoint(path)
+    assert payload["config"] == {"lr": 0.1} and payload["extra"] == {"epoch": 3}
+
+
+def test_load_rejects_missing_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_embedder(tmp_path / "nope.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a street2shop embedder checkpoint"):
+        load_embedder(tmp_path / "other.pt")
+
+
+def test_frozen_backbone_has_no_gradients_and_frozen_batchnorm():
+    model = tiny(freeze_backbone=True).train()
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    assert not model.backbone.training and model.head.training
+    batchnorm = model.backbone.body[1]
+    before = batchnorm.running_mean.clone()
+    model(torch.randn(4, 3, 32, 32))
+    assert torch.equal(batchnorm.running_mean, before)
+
+
+def test_pretrained_features_baseline_is_parameter_free_pooling():
+    model = pretrained_features("efficientnet_lite0", pool="gem")
+    assert model.dim == 1280 and not model.training
+    assert float(model.head.pools[0].p) == 3.0
+    assert list(model.head.parameters()) == []
+    spoc = pretrained_features("efficientnet_lite0", pool="spoc")
+    # Same backbone weights: the pretrained ones, not a random initialisation.
+    assert torch.equal(spoc.backbone.model.conv_stem.weight, model.backbone.model.conv_stem.weight)
+
+
+def test_preprocess_pads_with_the_mean_and_keeps_aspect_ratio():
+    preprocess = Preprocess(image_size=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    tall = Image.new("RGB", (4, 8), (255, 255, 255))
+    x = preprocess(tall)
+    assert x.shape == (3, 8, 8)
+    # white (1.0 -> +1) in the middle columns, padding (mean -> 0) on the sides
+    assert x[:, :, 2:6].min() == pytest.approx(1.0) and x[:, :, :2].abs().max() < 0.01
+    squash = preprocess.model_copy(update={"resize": "squash"})(tall)
+    assert squash.min() == pytest.approx(1.0)
+
+
+def test_embed_images_matches_the_model_and_keeps_order(synthetic_images):
+    model = tiny().eval()
+    paths = synthetic_images.column("path").to_pylist()[:7]
+    vectors = embed_images(model, paths, batch_size=3, num_workers=0)
+    assert vectors.dtype == np.float32 and vectors.shape == (7, model.dim)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    from street2shop.models.preprocess import read_image
+
+    with torch.no_grad():
+        expected = model(torch.stack([model.preprocess(read_image(p)) for p in paths])).numpy()
+    assert np.allclose(vectors, expected, atol=1e-5)
+    assert embed_images(model, [], num_workers=0).shape == (0, model.dim)
+
+
+def test_unreadable_image_error_names_the_file(tmp_path, synthetic_images):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    paths = synthetic_images.column("path").to_pylist()[:2] + [str(bad)]
+    with pytest.raises(UnreadableImageError, match="broken.jpg"):
+        embed_images(tiny(), paths, batch_size=2, num_workers=1)
+    with pytest.raises(UnreadableImageError, match="missing.png"):
+        embed_images(tiny(), [str(tmp_path / "missing.png")], num_workers=0)

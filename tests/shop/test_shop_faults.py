@@ -1,0 +1,52 @@
+"""FaultConfig: deterministic, URL-keyed draws with the documented fractions."""
+
+from __future__ import annotations
+
+import pytest
+
+from street2shop.shop.faults import MAX_TRANSIENT_FAILURES, FaultConfig, canonical_url
+
+
+def test_canonical_url_ignores_host_and_query_order():
+    assert canonical_url("http://127.0.0.1:8000/p/p000001/feedback?page=2") == "/p/p000001/feedback?page=2"
+    assert canonical_url("/c/x?b=2&a=1") == canonical_url("http://h:1/c/x?a=1&b=2") == "/c/x?a=1&b=2"
+
+
+def test_draws_are_deterministic_and_close_to_their_fractions():
+    f = FaultConfig(seed=3, p_429=0.2, p_5xx=0.1, p_corrupt_image=0.1, p_truncated_image=0.05)
+    urls = [f"/img/{k:05d}.jpg" for k in range(4000)]
+    assert [f.transient_failure(u) for u in urls] == [FaultConfig(**f.model_dump()).transient_failure(u) for u in urls]
+    fails = [f.transient_failure(u) for u in urls]
+    share_429 = sum(1 for x in fails if x and x[0] == 429) / len(urls)
+    share_5xx = sum(1 for x in fails if x and x[0] in (500, 503)) / len(urls)
+    assert abs(share_429 - 0.2) < 0.03 and abs(share_5xx - 0.1) < 0.03
+    assert {x[1] for x in fails if x} == set(range(1, MAX_TRANSIENT_FAILURES + 1))
+    corrupt = {u for u in urls if f.is_corrupt_image(u)}
+    truncated = {u for u in urls if f.is_truncated_image(u)}
+    assert not corrupt & truncated
+    assert abs(len(corrupt) / len(urls) - 0.1) < 0.02 and abs(len(truncated) / len(urls) - 0.05) < 0.02
+    assert FaultConfig(seed=4, p_corrupt_image=0.1).is_corrupt_image(urls[0]) in (True, False)
+    other = {u for u in urls if FaultConfig(seed=4, p_corrupt_image=0.1).is_corrupt_image(u)}
+    assert other != corrupt  # the seed matters
+
+
+def test_only_later_feedback_pages_can_be_malformed():
+    f = FaultConfig(p_malformed_page=1.0)
+    assert f.is_malformed_page("/p/p000001/feedback?page=2")
+    assert f.is_malformed_page("http://127.0.0.1:9/p/p000001/feedback?page=7")
+    for url in ["/p/p000001/feedback", "/p/p000001/feedback?page=1", "/p/p000001", "/c/dresses?page=2", "/"]:
+        assert not f.is_malformed_page(url)
+    assert not FaultConfig().is_malformed_page("/p/p000001/feedback?page=2")
+
+
+def test_garbage_is_deterministic_and_not_a_jpeg():
+    f = FaultConfig(seed=1)
+    g = f.garbage_bytes("/img/a.jpg", 1000)
+    assert len(g) == 1000 and g == f.garbage_bytes("http://x/img/a.jpg", 1000) and not g.startswith(b"\xff\xd8")
+
+
+@pytest.mark.parametrize("kw", [{"p_429": 0.7, "p_5xx": 0.4}, {"p_corrupt_image": 0.6, "p_truncated_image": 0.5},
+                                {"p_429": -0.1}, {"latency_ms": -1}])
+def test_bad_configs_are_refused(kw):
+    with pytest.raises(ValueError):
+        FaultConfig(**kw)
