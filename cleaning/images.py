@@ -27,7 +27,8 @@ def open_rgb(path: str | Path) -> Image.Image | None:
     """Decode ``path`` fully as RGB, or return ``None`` when it is missing or unreadable."""
     try:
         with warnings.catch_warnings():
-            # A truncated JPEG only warns on some paths; make it an error so it is caught.
+            # A file over PIL's pixel limit only warns; refuse it like any undecodable file
+            # rather than expanding it to gigabytes.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()  # decode now: a truncated file fails here, not later

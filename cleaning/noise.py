@@ -122,7 +122,7 @@ def build_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
 
 @register_extractor("colour_edge")
 class ColourEdgeExtractor(FeatureExtractor):
-    """Cheap, deterministic hand-made features (51 numbers per image).
+    """Cheap, deterministic hand-made features (49 numbers per image).
 
     What separates noise from garment photos: a parcel is brown and low-saturation with a few
     long straight edges; a fabric close-up has the same texture everywhere and no object
@@ -196,6 +196,9 @@ class NoiseParams(BaseModel):
 
     features: str = "colour_edge"
     target_precision_good: float = Field(0.95, gt=0.0, le=1.0)
+    #: never keep fewer held-out photos than this, even if the precision target is missed:
+    #: a weak classifier must not silently throw away nearly every customer photo
+    min_kept_fraction: float = Field(0.5, ge=0.0, le=1.0)
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     seed: int = 0
     C: float = Field(1.0, gt=0.0)
@@ -228,13 +231,16 @@ class ThresholdChoice:
     target_met: bool
 
 
-def choose_threshold(p_noise: np.ndarray, is_noise: np.ndarray, target_precision_good: float) -> ThresholdChoice:
+def choose_threshold(
+    p_noise: np.ndarray, is_noise: np.ndarray, target_precision_good: float, min_kept_fraction: float = 0.0
+) -> ThresholdChoice:
     """The ``p_noise`` cut that keeps the most photos while precision of "good" >= target.
 
     Photos are kept from the most confidently good upwards; cuts only fall between distinct
     scores (tied photos are kept or dropped together). When no cut reaches the target, the
     cut with the best precision is taken (and ``target_met`` is False) rather than keeping
-    nothing, so the caller can decide.
+    nothing, so the caller can decide. A cut keeping fewer than ``min_kept_fraction`` of the
+    photos is widened to the smallest cut that keeps that many (``target_met`` is then False).
     """
     p = np.asarray(p_noise, dtype=np.float64)
     noise = np.asarray(is_noise, dtype=bool)
@@ -253,11 +259,15 @@ def choose_threshold(p_noise: np.ndarray, is_noise: np.ndarray, target_precision
         # Best precision, the larger kept set among equals.
         candidates = np.flatnonzero(is_cut)
         k = int(candidates[np.lexsort((-candidates, -precision[candidates]))[0]])
+    target_met = bool(feasible.any())
+    floor = np.flatnonzero(is_cut & (kept / p.size >= min_kept_fraction - 1e-12))[0]
+    if k < floor:
+        k, target_met = int(floor), False
     return ThresholdChoice(
         threshold=float(p_sorted[k]),
         precision_good=float(precision[k]),
         kept_fraction=float(kept[k] / p.size),
-        target_met=bool(feasible.any()),
+        target_met=target_met,
     )
 
 
@@ -335,7 +345,7 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
     )
     model.fit(features[train], is_noise[train])
     p_heldout = model.predict_proba(features[heldout])[:, 1]
-    choice = choose_threshold(p_heldout, is_noise[heldout], params.target_precision_good)
+    choice = choose_threshold(p_heldout, is_noise[heldout], params.target_precision_good, params.min_kept_fraction)
     predicted_noise = p_heldout > choice.threshold
     precision, recall, f1, _ = precision_recall_fscore_support(
         is_noise[heldout], predicted_noise, average="binary", pos_label=True, zero_division=0
@@ -487,7 +497,8 @@ def validate_labels(table_or_path: pa.Table | str | Path, known_image_ids: Colle
             problems.append(f"image file not found in {_rows(missing_files, [raw_ids[k] for k in missing_files])}")
     bad_label = [k for k, lab in enumerate(labels) if lab is not None and lab not in LABELS]
     if bad_label:
-        problems.append(f"unknown label (expected {' or '.join(LABELS)}) in {_rows(bad_label, [raw_labels[k] for k in bad_label])}")
+        expected = " or ".join(LABELS)
+        problems.append(f"unknown label (expected {expected}) in {_rows(bad_label, [raw_labels[k] for k in bad_label])}")
     known = known_image_ids if isinstance(known_image_ids, (set, frozenset, dict)) else set(known_image_ids)
     unknown = [k for k, i in enumerate(ids) if i is not None and i not in known]
     if unknown:
@@ -502,8 +513,8 @@ def validate_labels(table_or_path: pa.Table | str | Path, known_image_ids: Colle
         else:
             first[i] = k
     if duplicated:
-        pairs = [f"{first[ids[k]] + 1}" for k in duplicated]
-        problems.append(f"image labelled more than once in {_rows(duplicated)} (first labelled in rows {', '.join(pairs[:10])})")
+        firsts = ", ".join(str(first[ids[k]] + 1) for k in duplicated[:10])
+        problems.append(f"image labelled more than once in {_rows(duplicated)} (first labelled in rows {firsts})")
     if problems:
         raise ValueError("noise labels refused:\n  - " + "\n  - ".join(problems))
     return pa.table({"image_id": ids, "label": labels}, schema=NOISE_LABELS)

@@ -69,7 +69,7 @@ class ImageDataset(Dataset):
         return image.crop((left, top, left + crop_w, top + crop_h))
 
     def __getitem__(self, index: int):
-        image = read_image(self.paths[index])
+        image = read_image(self.paths[index], min_size=self.preprocess.image_size)
         if self.augment:
             image = self._augment(image)
         tensor = self.preprocess(image)

@@ -159,8 +159,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     # weights_only: a checkpoint is data, never code, even when it comes from a shared store.
     payload = torch.load(path, map_location=map_location, weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a street2shop embedder checkpoint (format {payload.get('format')!r})")
+    found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    if found != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a street2shop embedder checkpoint (format {found!r})")
     return payload
 
 

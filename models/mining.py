@@ -93,7 +93,9 @@ def mine_semi_hard(model: Embedder, images: pa.Table, params: MineParams) -> pa.
     eligible = sorted(set(items[roles == "shop"]) & set(items[roles == "street"]))
     if len(eligible) < 2:
         raise ValueError("mining needs at least 2 items with both shop and street photos")
-    sample = rng.choice(np.asarray(eligible, dtype=object), size=min(params.sample_items, len(eligible)), replace=False)
+    sample = rng.choice(
+        np.asarray(eligible, dtype=object), size=min(params.sample_items, len(eligible)), replace=False
+    )
     rows = np.flatnonzero(np.isin(items, sample))
     shop_rows = rows[roles[rows] == "shop"]
     street_rows = rows[roles[rows] == "street"]

@@ -71,7 +71,9 @@ def parse_pooling(name: str) -> list[str]:
     parts = [part.strip() for part in name.lower().split("+")]
     unknown = [part for part in parts if part not in POOLS]
     if unknown or not parts:
-        raise ValueError(f"unknown pooling {unknown or name!r} in {name!r}; use {sorted(POOLS)} joined by '+'")
+        raise ValueError(
+            f"unknown pooling {unknown or name!r} in {name!r}; use {sorted(POOLS)} joined by '+'"
+        )
     if len(set(parts)) != len(parts):
         raise ValueError(f"pooling {name!r} repeats a branch")
     return parts

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from street2shop.models import losses as L
@@ -30,7 +30,6 @@ from street2shop.models.data import AnchorDomain, PKBatchSampler, labelled_datas
 from street2shop.models.embedder import (
     Embedder,
     build_embedder,
-    embedder_from_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
@@ -150,14 +149,14 @@ class _Trainer:
         self.device = _device(params)
         self.cuda = self.device.type == "cuda"
         _seed_everything(params.seed)
+        self.model = build_embedder(
+            params.backbone, params.pool, params.dim,
+            pretrained=params.pretrained and init_checkpoint is None,
+            freeze_backbone=params.freeze_backbone, image_size=params.image_size,
+        )
         if init_checkpoint is not None:
-            # Continue from an earlier round's weights; architecture comes from that checkpoint.
-            self.model = embedder_from_checkpoint(read_checkpoint(init_checkpoint))
-        else:
-            self.model = build_embedder(
-                params.backbone, params.pool, params.dim, pretrained=params.pretrained,
-                freeze_backbone=params.freeze_backbone, image_size=params.image_size,
-            )
+            # Continue from an earlier round's weights (e.g. the previous mining round).
+            self._load_init(Path(init_checkpoint))
         self.model.to(self.device)
         if self.cuda and params.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -195,6 +194,15 @@ class _Trainer:
         self.best_epoch: int | None = None
 
     # ------------------------------------------------------------------ checkpointing
+    def _load_init(self, path: Path) -> None:
+        payload = read_checkpoint(path)
+        saved = payload["embedder"]
+        wanted = self.model.config.model_dump(include={"backbone", "pool", "dim", "mode"})
+        differ = {k: (saved[k], v) for k, v in wanted.items() if saved[k] != v}
+        if differ:
+            raise ValueError(f"init checkpoint {path} has another architecture: {differ} (saved, params)")
+        self.model.load_state_dict(payload["state_dict"], strict=True)
+
     def save(self, path: Path) -> None:
         extra = {
             "epoch": self.epoch,
@@ -208,11 +216,12 @@ class _Trainer:
 
     def resume(self, path: Path) -> None:
         payload = read_checkpoint(path, map_location=self.device)
-        saved = TrainParams(**payload["config"])
-        if saved.resume_key() != self.params.resume_key():
-            diff = {k: (v, self.params.resume_key()[k]) for k, v in saved.resume_key().items()
-                    if self.params.resume_key()[k] != v}
-            raise ValueError(f"{path} was written with other parameters {diff}; use a new out_dir")
+        saved, current = TrainParams(**payload["config"]).resume_key(), self.params.resume_key()
+        if saved != current:
+            diff = {k: (v, current[k]) for k, v in saved.items() if current[k] != v}
+            raise ValueError(
+                f"{path} was written with other parameters {diff} (saved, now); use a new out_dir"
+            )
         self.model.load_state_dict(payload["state_dict"], strict=True)
         self.optimizer.load_state_dict(payload["optimizer"])
         extra = payload["extra"]
@@ -230,7 +239,8 @@ class _Trainer:
         )
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        memory_format = torch.channels_last if self.cuda and self.params.channels_last else torch.contiguous_format
+        channels_last = self.cuda and self.params.channels_last
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
         images = images.to(self.device, non_blocking=True, memory_format=memory_format)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.params.amp):
             embeddings = self.model(images)
@@ -268,7 +278,8 @@ class _Trainer:
             return self.sampler, None
         rng = np.random.default_rng([self.params.seed, self.epoch])
         order = self.triplet_rows[rng.permutation(len(self.triplet_rows))]
-        chunks = [order[i : i + self.params.triplet_batch] for i in range(0, len(order), self.params.triplet_batch)]
+        size = self.params.triplet_batch
+        chunks = [order[i : i + size] for i in range(0, len(order), size)]
         if self.params.steps_per_epoch:
             chunks = chunks[: self.params.steps_per_epoch]
         return [np.unique(c).tolist() for c in chunks], chunks

@@ -49,6 +49,9 @@ def colour_histogram(image: Image.Image, bins: tuple[int, int, int] = (8, 4, 4))
     """
     hsv = np.asarray(image.convert("HSV"), dtype=np.int64)  # each channel 0..255
     n_bins = np.asarray(bins, dtype=np.int64)
+    # Hue is circular and red sits at 0: shifting by half a bin centres a bin on red, so
+    # (220, 20, 30) and (200, 30, 20) share a bin instead of landing at opposite ends.
+    hsv[..., 0] = (hsv[..., 0] + 128 // n_bins[0]) % 256
     idx = hsv * n_bins // 256  # per-channel bin, 0..bins-1
     joint = (idx[..., 0] * n_bins[1] + idx[..., 1]) * n_bins[2] + idx[..., 2]
     hist = np.bincount(joint.ravel(), minlength=int(n_bins.prod())).astype(np.float64)
@@ -81,8 +84,9 @@ def hog(image: Image.Image, cells: int = 8, orientations: int = 9) -> np.ndarray
     # Each pixel votes into two bins; one bincount over (pixel, bin) slots does all votes.
     slot = np.arange(gray.size).reshape(gray.shape) * orientations
     votes = np.bincount(
-        np.concatenate([(slot + low % orientations).ravel(),
-                        (slot + (low + 1) % orientations).ravel()]),
+        np.concatenate(
+            [(slot + low % orientations).ravel(), (slot + (low + 1) % orientations).ravel()]
+        ),
         weights=np.concatenate([(magnitude * (1 - frac)).ravel(), (magnitude * frac).ravel()]),
         minlength=gray.size * orientations,
     )

@@ -37,7 +37,7 @@ the whole gallery, as a shopper's photo is.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,7 @@ class RetrievalReport:
     ranked_scores: np.ndarray  # (n_q, max(ks)) float32, NaN past the gallery's end
     first_hit_rank: np.ndarray  # (n_q,) 1-based rank of the first relevant item; 0 = missing
     average_precision: np.ndarray  # (n_q,)
-    query_categories: np.ndarray | None = field(default=None)
+    query_categories: np.ndarray | None = None  # (n_q,) when categories were given
 
     def to_rows(self, model: str, split: str) -> list[dict[str, Any]]:
         """Long-format rows matching ``street2shop.storage.schemas.METRICS``."""
@@ -162,20 +162,22 @@ def evaluate_retrieval(
             "as misses"
         )
 
-    ranked_codes, ranked_scores, ranks = _rank(queries, gallery, gallery_codes, len(items),
-                                               relevant, max(ks))
+    ranked_codes, ranked_scores, ranks = _rank(
+        queries, gallery, gallery_codes, len(items), relevant, max(ks)
+    )
 
     # Per-query figures; aggregation (overall and per category) is a mean of these.
     sorted_ranks = np.sort(ranks, axis=1)  # missing relevant slots hold a huge rank: last
     first_hit = np.where(missing, 0, sorted_ranks[:, 0])
-    denom = np.maximum(n_relevant, 1)[:, None]
+    denom = np.maximum(n_relevant, 1)  # a missing query scores 0, not 0/0
     position = np.arange(1, relevant.shape[1] + 1)[None, :]
     precision_at_hits = np.where(position <= n_relevant[:, None], position / sorted_ranks, 0.0)
-    average_precision = precision_at_hits.sum(axis=1) / denom[:, 0]
+    average_precision = precision_at_hits.sum(axis=1) / denom
     per_query: dict[str, np.ndarray] = {}
     for k in ks:
         per_query[f"top{k}"] = ((first_hit >= 1) & (first_hit <= k)).astype(np.float64)
-        per_query[f"recall@{k}"] = (ranks <= k).sum(axis=1) / denom[:, 0]
+    for k in ks:
+        per_query[f"recall@{k}"] = (ranks <= k).sum(axis=1) / denom
     per_query["map"] = average_precision
     if item_product is not None:
         per_query["wrong_colour_top1"] = _wrong_colour(
@@ -285,8 +287,9 @@ def _item_codes(gallery_items: np.ndarray) -> tuple[list[str], np.ndarray]:
     Numbering items by first appearance makes "lower code" mean "earlier in the gallery",
     which is the documented tie-break.
     """
-    uniques, first_pos, inverse = np.unique(gallery_items, return_index=True,
-                                            return_inverse=True)
+    uniques, first_pos, inverse = np.unique(
+        gallery_items, return_index=True, return_inverse=True
+    )
     by_appearance = np.argsort(first_pos)
     code_of = np.empty_like(by_appearance)
     code_of[by_appearance] = np.arange(len(by_appearance))

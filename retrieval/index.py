@@ -87,6 +87,11 @@ def build_index(
     n, dim = x.shape
     concrete = resolve_factory(n, dim, factory)
     index = faiss.index_factory(dim, concrete, faiss.METRIC_INNER_PRODUCT)
+    # The factory turns on polysemous training for PQ codes (an annealing pass, 10-100x the
+    # k-means time here) that only pays off with Hamming-threshold search, which we never use.
+    for part in (faiss.downcast_index(index), _ivf_of(index)):
+        if part is not None and hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
     ivf = _ivf_of(index)
     if ivf is not None:
         ivf.cp.seed = seed

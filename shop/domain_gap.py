@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -315,8 +316,16 @@ def closeup_photo(garment: Image.Image, mask: Image.Image, rng: np.random.Genera
     return _degrade(_light(_to_image(arr), rng, p), rng, p)
 
 
-def unrelated_photo(rng: np.random.Generator, size: int) -> Image.Image:
-    """Something else entirely: a landscape, a pet-like blob, a cup, a screenshot."""
+def unrelated_photo(
+    rng: np.random.Generator, size: int, photos: Sequence[Image.Image] = (), p_photo: float = 0.6
+) -> Image.Image:
+    """Something else entirely: a landscape, a cup, a screenshot, or (with probability
+    ``p_photo``, when ``photos`` are given) a real photo of something the shop does not sell,
+    re-framed like a street photo."""
+    p = DomainGapParams()
+    if photos and rng.random() < p_photo:
+        img = _reframe_scene(photos[int(rng.integers(len(photos)))], rng, size, p)
+        return _degrade(_light(img, rng, p), rng, p)
     kind = int(rng.integers(3))
     if kind == 0:  # landscape: sky, horizon, sun, hills
         sky = np.array(rng.uniform([90, 140, 200], [170, 200, 250]), np.float32)
@@ -355,5 +364,4 @@ def unrelated_photo(rng: np.random.Generator, size: int) -> Image.Image:
             draw.line([(size * 0.06, y), (size * rng.uniform(0.3, 0.94), y)], fill=(70, 70, 70),
                       width=max(1, size // 60))
             y += size * rng.uniform(0.05, 0.1)
-    p = DomainGapParams()
     return _degrade(_light(img, rng, p), rng, p)

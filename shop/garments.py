@@ -321,11 +321,29 @@ def mask_quality(mask: np.ndarray) -> tuple[float, float]:
 
 
 @functools.lru_cache(maxsize=1)
-def real_index() -> dict[str, str]:
-    """file name -> category of the shipped real photos."""
+def _real_index_file() -> dict:
     if not REAL_INDEX.is_file():
         raise FileNotFoundError(f"{REAL_INDEX} missing: run `python -m street2shop.shop.make_assets`")
     return json.loads(REAL_INDEX.read_text())
+
+
+def real_index() -> dict[str, str]:
+    """file name -> category of the shipped real garment photos."""
+    return _real_index_file()["garments"]
+
+
+@functools.lru_cache(maxsize=4)
+def real_unrelated_photos(size: int) -> tuple[Image.Image, ...]:
+    """The shipped photos of things the shop does not sell (shoes, hats, trousers...),
+    square-cropped to ``size``: real-looking "unrelated" review photos."""
+    out = []
+    for name in _real_index_file()["unrelated"]:
+        with Image.open(REAL_DIR / name) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            out.append(im.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side)))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=256)

@@ -171,7 +171,8 @@ def _draw(job: _PhotoJob, params: ShopParams) -> Image.Image:
         # Real garments: crop the scene, whose pixels outside the mask are the real floor/bed.
         return closeup_photo(render.scene if render.scene is not None else render.rgb, render.mask, rng, size)
     if job.kind == "noise_unrelated":
-        return unrelated_photo(rng, size)
+        photos = G.real_unrelated_photos(size) if job.design.kind == "real" else ()
+        return unrelated_photo(rng, size, photos)
     raise ValueError(f"unknown photo kind {job.kind!r}; known: {IMAGE_KINDS}")
 
 
@@ -182,14 +183,17 @@ def _encode(args: tuple[_PhotoJob, ShopParams]) -> bytes:
     return buf.getvalue()
 
 
-def _encode_all(jobs: list[_PhotoJob], params: ShopParams, workers: int) -> list[bytes]:
-    """JPEG bytes of every job, in order; on ``workers`` processes for big shops. The bytes
+def _encode_all(jobs: list[_PhotoJob], params: ShopParams, workers: int, min_parallel: int = 256) -> list[bytes]:
+    """JPEG bytes of every job, in order; on ``workers`` processes when there are at least
+    ``min_parallel`` jobs (fewer do not repay starting processes, about a second). The bytes
     do not depend on the number of workers (every job carries its own seed)."""
     args = [(j, params) for j in jobs]
-    if workers <= 1 or len(jobs) < 16 * workers:  # too few to repay starting processes
+    if workers <= 1 or len(jobs) < min_parallel:
         return [_encode(a) for a in args]
-    # fork: workers inherit the loaded modules and assets instead of re-importing them.
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    # forkserver, not fork: the caller may have threads (a Prefect task, a running shop
+    # server), and forking a threaded process can deadlock; workers import this module.
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ctx.Pool(workers) as pool:
         return pool.map(_encode, args, chunksize=max(1, len(jobs) // (workers * 8)))
 

@@ -9,7 +9,8 @@ unpacked in ``/work/shared/data/clothing-small``. Its classes map to the shop's 
                              long-sleeved tops photographed flat; the source does not
                              separate them)
     outwear               -> jackets-coats
-    (hat, pants, shoes, shorts, skirt are not in the seed categories and are skipped)
+    hat, pants, shoes, shorts, skirt -> not garments of the shop: a few of each are kept as
+                             "unrelated" review photos (people post their other purchases)
 
 Photos are taken in a fixed pseudo-random order (sha256 of the file name), kept only where
 the generator's simple background model cuts the garment out sanely (``mask_quality``),
@@ -42,6 +43,8 @@ SOURCES: dict[str, list[tuple[str, float]]] = {
     "sweaters": [("longsleeve", 1.0)],
     "jackets-coats": [("outwear", 1.0)],
 }
+#: source classes of the "unrelated" noise photos, and how many of each
+UNRELATED: dict[str, int] = {"shoes": 4, "hat": 4, "pants": 4, "shorts": 4, "skirt": 4}
 
 
 def usable(photo: Image.Image) -> bool:
@@ -82,22 +85,35 @@ def select(source: Path, per_category: int) -> dict[str, list[Path]]:
     return chosen
 
 
-def build(source: Path = DEFAULT_SOURCE, out: Path = REAL_DIR, per_category: int = 20) -> dict[str, str]:
-    """Write the photos, LICENSE, CREDITS.md and the index; return the index."""
+def _save_small(src: Path, dst: Path) -> None:
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        im.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
+        im.save(dst, "JPEG", quality=QUALITY)
+
+
+def build(source: Path = DEFAULT_SOURCE, out: Path = REAL_DIR, per_category: int = 20) -> dict:
+    """Write the photos, LICENSE, CREDITS.md and the index; return the index
+    ``{"garments": {file: category}, "unrelated": [file, ...]}``."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    index: dict[str, str] = {}
+    garments: dict[str, str] = {}
     credits = []
     for category, files in select(source, per_category).items():
         for k, f in enumerate(files, 1):
             name = f"{category}-{k:02d}.jpg"
-            with Image.open(f) as im:
-                im = im.convert("RGB")
-                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
-                im.save(out / name, "JPEG", quality=QUALITY)
-            index[name] = category
+            _save_small(f, out / name)
+            garments[name] = category
             credits.append(f"| {name} | {f.parent.name}/{f.name} |")
+    unrelated = []
+    for cls, n in UNRELATED.items():
+        for k, f in enumerate(_candidates(source, cls)[:n], 1):
+            name = f"other-{cls}-{k:02d}.jpg"
+            _save_small(f, out / name)
+            unrelated.append(name)
+            credits.append(f"| {name} | {f.parent.name}/{f.name} |")
+    index = {"garments": garments, "unrelated": unrelated}
     shutil.copyfile(source / "LICENSE", out / "LICENSE")
     (out / "CREDITS.md").write_text(
         "# Credits\n\nThese photos are downsized copies (max side 256 px, JPEG q85) of photos from the\n"
@@ -118,7 +134,8 @@ def main() -> None:
     args = parser.parse_args()
     index = build(args.source, REAL_DIR, args.per_category)
     size = sum(p.stat().st_size for p in REAL_DIR.glob("*.jpg"))
-    print(f"{len(index)} photos, {size / 1e6:.2f} MB in {REAL_DIR}")
+    n = len(index["garments"]) + len(index["unrelated"])
+    print(f"{n} photos ({len(index['unrelated'])} unrelated), {size / 1e6:.2f} MB in {REAL_DIR}")
 
 
 if __name__ == "__main__":

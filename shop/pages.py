@@ -20,6 +20,18 @@ FEEDBACK_PAGE_SIZE = 10
 
 ROBOTS_TXT = "User-agent: *\nDisallow: /cart\nDisallow: /admin\nCrawl-delay: 0\n"
 
+#: Enough style for a person browsing the demo shop; crawlers never need it.
+SITE_CSS = """body{font-family:sans-serif;margin:0;background:#fafafa;color:#222}
+.site-header{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#e4572e;color:#fff}
+.site-header a{color:#fff;text-decoration:none;font-weight:bold}main{padding:1em}
+.product-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:1em}
+.product-card{background:#fff;padding:.5em;border-radius:6px;display:flex;flex-direction:column}
+.product-card img,.variant img,.review img{max-width:180px;border-radius:4px}
+.variants{display:flex;gap:1em;list-style:none;padding:0}.price{color:#e4572e;font-weight:bold}
+.review{background:#fff;margin:.5em 0;padding:.5em;border-radius:6px}.review img{max-width:120px;margin:2px}
+.pagination{margin:1em 0;display:flex;gap:1em}.site-footer{padding:1em;color:#888;font-size:.8em}
+"""
+
 
 def img_url(name: str) -> str:
     return f"/img/{name}"

@@ -107,12 +107,17 @@ def path_kind(path: str) -> str:
         return "feedback"
     if seg[0] == "img" and len(seg) == 2:
         return "image"
+    if seg == ["static", "site.css"]:
+        return "static"
     return "other"
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _ShopHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, so a crawler's connection pool is reused
+    # Headers and body go out as two small writes; with Nagle on, the second waits for the
+    # client's delayed ACK (~40 ms a response on loopback).
+    disable_nagle_algorithm = True
     server_version = "DemoMarket/1.0"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
@@ -173,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "image":
             data, fault = shop.image_bytes(path)
             return data, "image/jpeg", fault
+        if kind == "static":
+            return pages.SITE_CSS.encode(), "text/css; charset=utf-8", None
         state = shop.state()
         if kind == "home":
             return pages.home_page(state.catalog).encode(), html, None

@@ -82,6 +82,6 @@ def connect(store: ArtifactStore) -> duckdb.DuckDBPyConnection:
 def query(store: ArtifactStore, sql: str) -> pa.Table:
     con = connect(store)
     try:
-        return con.execute(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table()
     finally:
         con.close()

@@ -36,6 +36,8 @@ class DemoSize(BaseModel):
     steps_per_epoch: int = 25
     rounds: int = 1
     seed: int = 0
+    #: share of review photos the "labelling team" labelled; the noise filter decides the rest
+    label_fraction: float = 0.6
 
 
 #: what the tests and CI use: procedural garments, a tiny CNN, seconds not minutes
@@ -47,7 +49,13 @@ def ensure_shop(shop_dir: Path, size: DemoSize) -> Path:
     if not (shop_dir / "catalog.json").exists():
         generate_shop(
             shop_dir,
-            ShopParams(seed=size.seed, n_products=size.products, garments=size.garments, image_size=size.image_size),
+            ShopParams(
+                seed=size.seed,
+                n_products=size.products,
+                garments=size.garments,
+                image_size=size.image_size,
+                label_fraction=size.label_fraction,
+            ),
         )
     return shop_dir
 
@@ -61,6 +69,7 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         dedup=DedupParams(seed=size.seed),
         train=TrainParams(
             backbone=size.backbone,
+            pretrained=size.backbone != "tiny",
             image_size=size.train_image_size,
             epochs=size.epochs,
             steps_per_epoch=size.steps_per_epoch,
@@ -68,7 +77,8 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         ),
         rounds=size.rounds,
         mine=MineParams(seed=size.seed),
-        evaluate=EvaluateParams(),
+        # the "pretrained" baseline needs a backbone with pretrained weights ("tiny" has none)
+        evaluate=EvaluateParams(baselines=["colour_histogram", "hog"] + (["pretrained"] if size.backbone != "tiny" else [])),
         index=IndexParams(seed=size.seed),
     )
 

@@ -1,6 +1,7 @@
 """Which photos each use sees: one place for the rules, shared by training, mining, evaluation.
 
-* Training uses shop photos of train-split items and street photos the noise filter kept.
+* Training uses shop photos of train-split items and street photos that are clean: a
+  human label wins where there is one, the noise filter's ``keep`` decides elsewhere.
 * Validation and test queries are street photos of that split that a human labelled
   ``good`` (labelled clean, not merely predicted clean); unlabelled photos fall back to the
   filter's ``keep`` only when no labels exist for that split at all.
@@ -61,7 +62,7 @@ def _where(table: pa.Table, sql: str) -> pa.Table:
 
 
 def training_images(annotated: pa.Table) -> pa.Table:
-    return _where(annotated, "split = 'train' AND (role = 'shop' OR keep)")
+    return _where(annotated, "split = 'train' AND (role = 'shop' OR coalesce(label = 'good', keep))")
 
 
 def query_images(annotated: pa.Table, split: str) -> pa.Table:

@@ -25,7 +25,7 @@ from street2shop.selection import gallery_images, query_images
 from street2shop.storage.schemas import embeddings_schema
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.data import DataRefs, load_annotated
-from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 from street2shop.tasks.train import CHECKPOINT_FILE
 
 STAGE = "evaluate"
@@ -46,11 +46,11 @@ def run_evaluate(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, 
     def compute(writers) -> None:
         annotated = load_annotated(store, data)
         model = load_embedder(store.file(checkpoint, CHECKPOINT_FILE))
-        feature_fns = {"trained": partial(embed_images, model, batch_size=params.batch_size)}
+        feature_fns = {"trained": partial(embed_images, model, batch_size=params.batch_size, num_workers=LOADER_WORKERS)}
         for name in params.baselines:
             if name == "pretrained":
                 baseline = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size)
-                feature_fns[name] = partial(embed_images, baseline, batch_size=params.batch_size)
+                feature_fns[name] = partial(embed_images, baseline, batch_size=params.batch_size, num_workers=LOADER_WORKERS)
             else:
                 feature_fns[name] = partial(baseline_features, name, image_size=params.baseline_image_size)
         rows, figures, vectors = [], {}, None

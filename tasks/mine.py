@@ -12,7 +12,7 @@ from street2shop.models.mining import MineParams, mine_semi_hard
 from street2shop.selection import training_images
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.data import DataRefs, load_annotated
-from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 from street2shop.tasks.train import CHECKPOINT_FILE
 
 STAGE = "mine"
@@ -21,6 +21,8 @@ OUTPUTS = ("triplets",)
 
 
 def run_mine(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, params: MineParams) -> StageResult:
+    params = params.model_copy(update={"num_workers": LOADER_WORKERS})
+
     def compute(writers) -> None:
         train = training_images(load_annotated(store, data))
         model = load_embedder(store.file(checkpoint, CHECKPOINT_FILE))

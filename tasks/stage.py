@@ -16,6 +16,12 @@ from street2shop.storage.store import ArtifactRef, ArtifactStore, VersionWriter,
 
 log = logging.getLogger("street2shop")
 
+#: DataLoader worker processes inside Prefect tasks. Forked workers die at shutdown under
+#: Prefect's run context ("worker exited unexpectedly with exit code 1"; reproduced with a
+#: bare TensorDataset), and spawn/forkserver workers cost seconds each to start, so stage
+#: tasks decode in the main process; the model's intra-op threads still use both cores.
+LOADER_WORKERS = 0
+
 
 @dataclass
 class StageResult:

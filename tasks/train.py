@@ -19,7 +19,7 @@ from street2shop.models.training import TrainParams, train_embedder
 from street2shop.selection import training_images
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.data import DataRefs, load_annotated
-from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 
 STAGE = "train"
 CODE_VERSION = "1"
@@ -36,7 +36,7 @@ def run_train(
     init: ArtifactRef | None = None,
     triplets: ArtifactRef | None = None,
 ) -> StageResult:
-    params = params.model_copy(update={"round": round})
+    params = params.model_copy(update={"round": round, "num_workers": LOADER_WORKERS})
     inputs = data.as_inputs()
     if init is not None:
         inputs["init"] = init
@@ -49,7 +49,7 @@ def run_train(
 
         def val_fn(model) -> float:
             try:
-                report, _ = evaluate_features(lambda paths: embed_images(model, paths), annotated, "val", ks=(VAL_K,))
+                report, _ = evaluate_features(lambda paths: embed_images(model, paths, num_workers=LOADER_WORKERS), annotated, "val", ks=(VAL_K,))
             except ValueError:  # no validation queries (tiny shop): no early stopping signal
                 return float("nan")
             return float(report.overall[f"top{VAL_K}"])

@@ -32,7 +32,7 @@ def test_first_run_publishes_every_stage(demo) -> None:
         assert store.latest(stage, name), (stage, name)
     metrics = first.stage("evaluate")["metrics"]
     assert 0.0 <= metrics["trained_top1"] <= metrics["trained_top20"] <= 1.0
-    assert "colour_histogram_top20" in metrics and "pretrained_top20" in metrics
+    assert "colour_histogram_top20" in metrics and "hog_top20" in metrics
     assert first.stage("index")["metrics"]["factory"] == "Flat"
 
 

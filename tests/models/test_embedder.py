@@ -15,7 +15,7 @@ from street2shop.models.embedder import (
     read_checkpoint,
     save_checkpoint,
 )
-from street2shop.models.preprocess import Preprocess, UnreadableImageError
+from street2shop.models.preprocess import Preprocess, UnreadableImageError, read_image
 
 
 def tiny(**kwargs):
@@ -94,8 +94,6 @@ def test_embed_images_matches_the_model_and_keeps_order(synthetic_images):
     vectors = embed_images(model, paths, batch_size=3, num_workers=0)
     assert vectors.dtype == np.float32 and vectors.shape == (7, model.dim)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    from street2shop.models.preprocess import read_image
-
     with torch.no_grad():
         expected = model(torch.stack([model.preprocess(read_image(p)) for p in paths])).numpy()
     assert np.allclose(vectors, expected, atol=1e-5)
@@ -110,3 +108,12 @@ def test_unreadable_image_error_names_the_file(tmp_path, synthetic_images):
         embed_images(tiny(), paths, batch_size=2, num_workers=1)
     with pytest.raises(UnreadableImageError, match="missing.png"):
         embed_images(tiny(), [str(tmp_path / "missing.png")], num_workers=0)
+
+
+def test_read_image_decodes_large_jpegs_at_a_reduced_scale(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (800, 600), (200, 10, 10)).save(path)
+    assert read_image(path).size == (800, 600)
+    # libjpeg scales by 1/2, 1/4, 1/8: 1/4 (200 x 150) is the smallest with both sides >= 100
+    assert read_image(path, min_size=100).size == (200, 150)
+    assert read_image(path, min_size=100).getpixel((10, 10))[0] > 150

@@ -102,3 +102,33 @@ def test_training_on_offline_triplets(synthetic_images, tmp_path):
 def test_params_reject_miners_for_classification_losses():
     with pytest.raises(ValueError, match="miner='none'"):
         TrainParams(loss="arcface", miner="semihard")
+
+
+def test_next_round_starts_from_the_previous_checkpoint(synthetic_images, tmp_path):
+    first = train_embedder(synthetic_images, TrainParams(**TINY, epochs=1, steps_per_epoch=1), tmp_path / "r0")
+    params = TrainParams(**TINY, epochs=1, steps_per_epoch=1, lr=1e-12, head_lr_mult=1.0, round=1)
+    second = train_embedder(synthetic_images, params, tmp_path / "r1", init_checkpoint=first.checkpoint)
+    a, b = _state(first.checkpoint), _state(second.checkpoint)
+    # a vanishing learning rate: the weights are the first round's, not a fresh initialisation
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a
+               if "running" not in k and "num_batches" not in k)  # BN statistics do move
+    with pytest.raises(ValueError, match="another architecture"):
+        train_embedder(synthetic_images, params.model_copy(update={"dim": 8}), tmp_path / "r2",
+                       init_checkpoint=first.checkpoint)
+
+
+@pytest.mark.parametrize(
+    "loss, miner, anchor_domain, pool",
+    [
+        ("triplet", "semihard", "street", "gem+mac+spoc"),
+        ("triplet", "batch_hard", "any", "spoc"),
+        ("contrastive", "none", "shop", "gem+spoc"),
+        ("softmax", "none", "shop", "mac"),
+    ],
+)
+def test_every_loss_and_domain_trains_a_step(synthetic_images, tmp_path, loss, miner, anchor_domain, pool):
+    params = TrainParams(**TINY, loss=loss, miner=miner, anchor_domain=anchor_domain, pool=pool,
+                         epochs=1, steps_per_epoch=2)
+    result = train_embedder(synthetic_images, params, tmp_path)
+    losses = result.log.column("loss").to_pylist()
+    assert len(losses) == 2 and all(np.isfinite(losses)) and losses[0] > 0

@@ -21,8 +21,8 @@ def test_alpha_qe_adds_neighbours_weighted_by_similarity_power():
     out = alpha_qe(np.array([[2.0, 0.0]]), GALLERY, k=1, alpha=2.0)
     np.testing.assert_allclose(out[0], normalised([1 + 0.36 * 0.6, 0.36 * 0.8]), atol=1e-6)
     # Non-positive similarities carry no weight, so k=3 gives the same answer.
-    np.testing.assert_allclose(alpha_qe(np.array([[1.0, 0.0]]), GALLERY, k=3, alpha=2.0), out,
-                               atol=1e-6)
+    wider = alpha_qe(np.array([[1.0, 0.0]]), GALLERY, k=3, alpha=2.0)
+    np.testing.assert_allclose(wider, out, atol=1e-6)
 
 
 def test_alpha_zero_is_plain_average_query_expansion():

@@ -81,6 +81,17 @@ def test_save_load_round_trip_gives_identical_results(ivf, queries, tmp_path):
     np.testing.assert_array_equal(got[0], expected[0])
 
 
+def test_compressed_index_round_trip(gallery, queries, tmp_path):
+    # 4-bit PQ codes (16 centroids per sub-vector) keep training fast on a shared CPU.
+    index = build_index(gallery[:2_000], "IVF16,PQ8x4", seed=0)
+    assert 0.3 < recall_at_k_vs_exact(index, gallery[:2_000], queries, k=20) < 1.0
+    loaded = load_index(save_index(index, tmp_path / "pq.faiss"))
+    expected = search(index, queries, 20)
+    got = search(loaded, queries, 20)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[0], expected[0])
+
+
 def test_same_seed_same_index(gallery, queries):
     a = build_index(gallery[:4_000], "IVF64,Flat", seed=3, train_sample=2_000)
     b = build_index(gallery[:4_000], "IVF64,Flat", seed=3, train_sample=2_000)

@@ -17,7 +17,8 @@ def test_real_assets_cover_every_category():
     index = G.real_index()
     assert set(index.values()) == set(G.CATEGORY_SLUGS)
     assert all((G.REAL_DIR / f).is_file() for f in index)
-    assert sum((G.REAL_DIR / f).stat().st_size for f in index) < 2.5e6
+    assert len(index) == 100 and len(G.real_unrelated_photos(64)) == 20
+    assert sum(f.stat().st_size for f in G.REAL_DIR.glob("*.jpg")) < 2.5e6
     assert "CC0" in (G.REAL_DIR / "LICENSE").read_text() or "Creative Commons" in (G.REAL_DIR / "LICENSE").read_text()
 
 

@@ -11,7 +11,16 @@ import pytest
 from PIL import Image
 
 from street2shop.shop.catalog import load_catalog
-from street2shop.shop.generator import IMAGE_KINDS, NOISE_KINDS, ShopParams, generate_shop, grow_shop
+from street2shop.shop.garments import Design
+from street2shop.shop.generator import (
+    IMAGE_KINDS,
+    NOISE_KINDS,
+    ShopParams,
+    _encode_all,
+    _PhotoJob,
+    generate_shop,
+    grow_shop,
+)
 
 
 def _rows(path):
@@ -28,6 +37,16 @@ def test_same_seed_gives_identical_files(small_shop, small_params, tmp_path):
     assert _digests(again) == _digests(small_shop)
     other = generate_shop(tmp_path / "other", ShopParams(seed=6, **small_params), workers=1)
     assert _digests(other)["items.csv"] != _digests(small_shop)["items.csv"]
+
+
+def test_photos_do_not_depend_on_the_number_of_workers(small_params):
+    params = ShopParams(seed=1, **small_params)
+    design = Design("d00001", "jackets-coats", "checks", "procedural", seed=4)
+    jobs = [_PhotoJob("p000001:navy", design, "navy", kind, "r0000001", seed=k)
+            for k, kind in enumerate(["shop", *IMAGE_KINDS[1:], "street", "street"])]
+    serial = _encode_all(jobs, params, workers=1)
+    assert _encode_all(jobs, params, workers=2, min_parallel=0) == serial
+    assert len(set(serial)) == len(jobs)
 
 
 def test_image_ids_are_sha256_of_the_served_bytes(small_shop):

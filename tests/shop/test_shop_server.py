@@ -39,6 +39,10 @@ def test_robots_home_and_404s(shop):
                  "/nowhere", "/c/dresses?page=0", "/p/p000001/feedback?page=99"]:
         assert requests.get(shop.url + path, timeout=5).status_code == 404, path
     assert requests.get(shop.url + "/c/dresses?page=x", timeout=5).status_code == 400
+    css = requests.get(shop.url + "/static/site.css", timeout=5)
+    assert css.ok and css.headers["Content-Type"].startswith("text/css")
+    head = requests.head(shop.url + "/", timeout=5)
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["Content-Length"]) > 100
 
 
 def test_listing_pagination_covers_each_category(small_shop, shop):

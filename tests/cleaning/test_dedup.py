@@ -1,0 +1,298 @@
+"""Near-duplicate merge, merge quality and group splits (street2shop.cleaning.dedup)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from street2shop.cleaning.dedup import (
+    DedupParams,
+    hamming_pairs,
+    make_splits,
+    merge_near_duplicates,
+    merge_quality,
+)
+from street2shop.storage.schemas import GROUPS, SPLITS
+
+EDITS = ("crop", "resize", "watermark", "colour")
+
+
+def _tables(rows: list[tuple[str, str, str, str]]) -> tuple[pa.Table, pa.Table]:
+    """ITEMS and IMAGES tables from (item_id, category, image_id, path) rows."""
+    items = {}
+    for item_id, category, _, _ in rows:
+        product, colour = item_id.split(":")
+        items[item_id] = (product, "s0001", category, colour)
+    items_table = pa.table(
+        {
+            "item_id": list(items),
+            "product_id": [v[0] for v in items.values()],
+            "seller_id": [v[1] for v in items.values()],
+            "category": [v[2] for v in items.values()],
+            "colour": [v[3] for v in items.values()],
+            "title": [None] * len(items),
+            "url": [None] * len(items),
+        }
+    )
+    images = pa.table(
+        {
+            "image_id": [r[2] for r in rows],
+            "item_id": [r[0] for r in rows],
+            "role": ["shop"] * len(rows),
+            "path": [r[3] for r in rows],
+            "width": pa.array([160] * len(rows), pa.int32()),
+            "height": pa.array([200] * len(rows), pa.int32()),
+            "source_url": [f"http://shop/img/{r[2]}.jpg" for r in rows],
+            "review_id": pa.array([None] * len(rows), pa.string()),
+        }
+    )
+    return items_table, images
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path, draw):
+    """8 products (2 colours each, designs 0-7), 4 re-listings of designs 0-3 with one edit
+    each (p000100-p000103), p000104 listing p000005's navy photo byte for byte, and
+    p000105 whose only photo is corrupt."""
+    rows: list[tuple[str, str, str, str]] = []
+    for design in range(8):
+        category = "dresses" if design % 2 == 0 else "sweaters"
+        for colour in ("navy", "red"):
+            image_id = f"{design:02d}{colour}".ljust(16, "0")
+            path = draw.save(draw.garment(design, colour), tmp_path / f"{image_id}.jpg")
+            rows.append((f"p{design:06d}:{colour}", category, image_id, path))
+    for k, edit in enumerate(EDITS):
+        image_id = f"dup{k}{edit}".ljust(16, "0")
+        path = draw.save(draw.near_duplicate(draw.garment(k, "red"), edit), tmp_path / f"{image_id}.jpg")
+        category = "dresses" if k % 2 == 0 else "sweaters"
+        rows.append((f"p{100 + k:06d}:red", category, image_id, path))
+    copied = next(r for r in rows if r[0] == "p000005:navy")
+    rows.append(("p000104:navy", "sweaters", copied[2], copied[3]))
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rows.append(("p000105:black", "dresses", "corrupt".ljust(16, "0"), str(corrupt)))
+    return _tables(rows)
+
+
+def _group_of(groups: pa.Table) -> dict[str, str]:
+    return dict(zip(groups.column("item_id").to_pylist(), groups.column("group_id").to_pylist()))
+
+
+# --------------------------------------------------------------------- Hamming search
+
+
+def _brute_force(codes: np.ndarray, radius: int) -> set[tuple[int, int, int]]:
+    bits = np.unpackbits(codes, axis=1).astype(np.int16)
+    dist = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
+    i, j = np.nonzero(np.triu(dist <= radius, k=1))
+    return {(a, b, dist[a, b]) for a, b in zip(i.tolist(), j.tolist())}
+
+
+@pytest.mark.parametrize("method", ["multihash", "flat", "auto"])
+@pytest.mark.parametrize("radius", [0, 3, 8])
+def test_hamming_search_equals_brute_force(method: str, radius: int) -> None:
+    rng = np.random.default_rng(radius)
+    codes = rng.integers(0, 256, (400, 8), dtype=np.uint8)
+    # Plant neighbours at every distance around the radius, including exactly on it.
+    for k, flips in enumerate(range(0, 11)):
+        src, dst = 2 * k, 300 + k
+        bits = np.unpackbits(codes[src])
+        bits[rng.choice(64, flips, replace=False)] ^= 1
+        codes[dst] = np.packbits(bits)
+    i, j, d = hamming_pairs(codes, radius, method=method)
+    found = set(zip(i.tolist(), j.tolist(), d.tolist()))
+    expected = _brute_force(codes, radius)
+    assert found == expected
+    assert {(2 * k, 300 + k) for k in range(min(radius, 10) + 1)} <= {(a, b) for a, b, _ in found}
+    assert np.all(i < j)
+
+
+def test_hamming_search_refuses_an_unknown_method() -> None:
+    with pytest.raises(ValueError, match="unknown search method"):
+        hamming_pairs(np.zeros((3, 8), np.uint8), 2, method="lsh")
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+def test_planted_duplicates_are_merged_and_unrelated_items_are_not(catalogue) -> None:
+    items, images = catalogue
+    result = merge_near_duplicates(items, images, DedupParams())
+    assert result.groups.schema == GROUPS
+    group_of = _group_of(result.groups)
+
+    for k in range(4):  # each edited re-listing joins the product it copied
+        assert group_of[f"p{100 + k:06d}:red"] == f"gp{k:06d}"
+    assert group_of["p000104:navy"] == group_of["p000005:red"] == "gp000005"  # same bytes
+    # Nothing else is merged: the other products are groups of their own.
+    groups = {}
+    for item, group in group_of.items():
+        groups.setdefault(group, set()).add(item.split(":")[0])
+    assert {g: len(p) for g, p in groups.items() if len(p) > 1} == {
+        "gp000000": 2, "gp000001": 2, "gp000002": 2, "gp000003": 2, "gp000005": 2,
+    }
+    assert len(groups) == 14 - 5  # 14 products, 5 merges
+
+    evidence = dict(zip(result.groups.column("item_id").to_pylist(), result.groups.column("evidence").to_pylist()))
+    assert evidence["p000104:navy"].startswith("phash=0 ")
+    assert evidence["p000101:red"].startswith("phash=")
+    assert evidence["p000006:navy"] == ""
+    assert result.stats["n_unreadable"] == 1
+    assert result.stats["n_merged_groups"] == 5
+    # Every pair is between two different products, named in order.
+    pairs = result.pairs.to_pylist()
+    assert pairs and all(p["product_id_a"] < p["product_id_b"] for p in pairs)
+    assert all(p["phash"] <= 8 for p in pairs)
+
+
+def test_colours_of_a_product_share_a_group_without_being_pairs(catalogue) -> None:
+    items, images = catalogue
+    result = merge_near_duplicates(items, images, DedupParams())
+    group_of = _group_of(result.groups)
+    for design in range(8):
+        assert group_of[f"p{design:06d}:navy"] == group_of[f"p{design:06d}:red"]
+    # A product with no photo that could be read is still grouped (alone).
+    assert group_of["p000105:black"] == "gp000105"
+    assert not any(p["product_id_a"] == p["product_id_b"] for p in result.pairs.to_pylist())
+
+
+def test_a_stricter_radius_merges_less(catalogue) -> None:
+    items, images = catalogue
+    loose = merge_near_duplicates(items, images, DedupParams(max_distance=8))
+    exact = merge_near_duplicates(items, images, DedupParams(max_distance=0))
+    # At radius 0 only photos with identical hashes match: the byte-for-byte copy, and
+    # edits that do not move the hash at all (e.g. a resize).
+    exact_pairs = {(p["product_id_a"], p["product_id_b"]) for p in exact.pairs.to_pylist()}
+    loose_pairs = {(p["product_id_a"], p["product_id_b"]) for p in loose.pairs.to_pylist()}
+    assert ("p000005", "p000104") in exact_pairs
+    assert exact_pairs < loose_pairs
+    assert all(p["phash"] == 0 for p in exact.pairs.to_pylist())
+
+
+def test_several_hashes_report_each_distance(catalogue) -> None:
+    items, images = catalogue
+    params = DedupParams(hashes=["phash", "dhash", "whash"], combine="all")
+    result = merge_near_duplicates(items, images, params)
+    assert result.pairs.column_names[-3:] == ["phash", "dhash", "whash"]
+    rows = result.pairs.to_pylist()
+    assert all(max(r["phash"], r["dhash"], r["whash"]) <= 8 for r in rows)
+    group_of = _group_of(result.groups)
+    # The resize and colour edits keep every hash close.
+    assert group_of["p000101:red"] == "gp000001" and group_of["p000103:red"] == "gp000003"
+    any_ = merge_near_duplicates(items, images, params.model_copy(update={"combine": "any"}))
+    assert any_.pairs.num_rows >= result.pairs.num_rows
+
+
+def test_shop_photos_of_unknown_items_are_refused(catalogue) -> None:
+    items, images = catalogue
+    with pytest.raises(ValueError, match="not in `items`"):
+        merge_near_duplicates(items.slice(0, 3), images, DedupParams())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hash_size": 6}, "not a multiple of 8"),
+        ({"train_fraction": 0.8}, "sum to 1"),
+        ({"hashes": ["phash", "phash"]}, "listed twice"),
+        ({"max_distance": 64}, "below the 64 hash bits"),
+    ],
+)
+def test_bad_dedup_params_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DedupParams(**kwargs)
+
+
+# ---------------------------------------------------------------------- merge quality
+
+
+def _groups(mapping: dict[str, str]) -> pa.Table:
+    return pa.table({"item_id": list(mapping), "group_id": list(mapping.values()), "evidence": [""] * len(mapping)})
+
+
+def test_merge_quality_counts_product_pairs_by_hand() -> None:
+    # Predicted: {A, B} {C} {D}; truth: A, B, C one design, D another.
+    groups = _groups({"A:red": "g1", "A:navy": "g1", "B:red": "g1", "C:red": "g2", "D:red": "g3"})
+    truth = {"A:red": "d1", "A:navy": "d1", "B:red": "d1", "C:red": "d1", "D:red": "d2"}
+    q = merge_quality(groups, truth)
+    # Predicted pairs: AB (1). True pairs: AB, AC, BC (3). Correct: AB (1).
+    assert (q["n_pairs_predicted"], q["n_pairs_true"], q["n_pairs_correct"]) == (1, 3, 1)
+    assert q["precision"] == 1.0 and q["recall"] == pytest.approx(1 / 3)
+    assert q["f1"] == pytest.approx(2 * (1 / 3) / (1 + 1 / 3))
+    assert q["n_products"] == 4  # colours of A counted once
+
+    over = merge_quality(_groups({"A:x": "g", "B:x": "g", "C:x": "g", "D:x": "g"}),
+                         {"A:x": "d1", "B:x": "d1", "C:x": "d2", "D:x": "d2"})
+    assert (over["n_pairs_predicted"], over["n_pairs_correct"]) == (6, 2)
+    assert over["precision"] == pytest.approx(1 / 3) and over["recall"] == 1.0
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_no_group_or_design_is_in_two_splits_and_splits_are_seeded(catalogue) -> None:
+    items, images = catalogue
+    groups = merge_near_duplicates(items, images, DedupParams()).groups
+    params = DedupParams(seed=3)
+    splits = make_splits(groups, items, params)
+    assert splits.schema == SPLITS
+    split_of = dict(zip(splits.column("group_id").to_pylist(), splits.column("split").to_pylist()))
+    assert len(split_of) == splits.num_rows == len(set(groups.column("group_id").to_pylist()))
+    # The planted re-listings land where the products they copy are.
+    group_of = _group_of(groups)
+    for k in range(4):
+        assert split_of[group_of[f"p{100 + k:06d}:red"]] == split_of[group_of[f"p{k:06d}:red"]]
+    assert set(split_of.values()) == {"train", "val", "test"}
+    assert make_splits(groups, items, params).equals(splits)
+    others = [make_splits(groups, items, DedupParams(seed=s)) for s in range(4, 10)]
+    assert any(not o.equals(splits) for o in others)
+
+
+def _synthetic_groups(sizes: dict[str, int]) -> tuple[pa.Table, pa.Table]:
+    item_ids, categories, group_ids = [], [], []
+    for category, n in sizes.items():
+        for g in range(n):
+            for colour in ("a", "b"):
+                item_ids.append(f"{category[:3]}{g:04d}:{colour}")
+                categories.append(category)
+                group_ids.append(f"g{category[:3]}{g:04d}")
+    items = pa.table({"item_id": item_ids, "category": categories})
+    groups = pa.table({"item_id": item_ids, "group_id": group_ids, "evidence": [""] * len(item_ids)})
+    return groups, items
+
+
+def test_splits_are_stratified_by_category() -> None:
+    groups, items = _synthetic_groups({"dresses": 60, "sweaters": 40})
+    splits = make_splits(groups, items, DedupParams()).to_pylist()
+    counts = Counter((row["group_id"][1:4], row["split"]) for row in splits)
+    # 0.7/0.1/0.2 of 60 and of 40 groups, exactly.
+    assert counts == {
+        ("dre", "train"): 42, ("dre", "val"): 6, ("dre", "test"): 12,
+        ("swe", "train"): 28, ("swe", "val"): 4, ("swe", "test"): 8,
+    }
+
+
+def test_a_groups_category_is_its_majority() -> None:
+    items = pa.table({"item_id": ["x:1", "x:2", "x:3"], "category": ["tops", "dresses", "dresses"]})
+    groups = pa.table({"item_id": ["x:1", "x:2", "x:3"], "group_id": ["g"] * 3, "evidence": [""] * 3})
+    one = make_splits(groups, items, DedupParams(train_fraction=1.0, val_fraction=0.0, test_fraction=0.0))
+    assert one.to_pylist() == [{"group_id": "g", "split": "train"}]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ({"dresses": 3}, {"train": 1, "val": 1, "test": 1}),
+        # 5 groups: 3.5/0.5/1.0 rounds to 4/0/1; val must not stay empty -> 3/1/1.
+        ({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}, {"train": 3, "val": 1, "test": 1}),
+        ({"dresses": 2}, {"train": 1, "test": 1}),
+    ],
+)
+def test_tiny_data_fills_every_split_it_can(sizes: dict[str, int], expected: dict[str, int]) -> None:
+    groups, items = _synthetic_groups(sizes)
+    splits = make_splits(groups, items, DedupParams())
+    assert Counter(splits.column("split").to_pylist()) == expected

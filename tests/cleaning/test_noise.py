@@ -1,0 +1,272 @@
+"""Noise filter: features by name, training and held-out threshold, scoring, label checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from street2shop.cleaning import noise
+from street2shop.cleaning.noise import (
+    NoiseParams,
+    available_extractors,
+    build_extractor,
+    choose_threshold,
+    score_images,
+    train_noise_filter,
+    validate_labels,
+)
+from street2shop.storage.schemas import NOISE_LABELS, NOISE_SCORES
+
+COLOURS = ("navy", "red", "green", "mustard", "black", "pink")
+PARAMS = NoiseParams(image_size=64)  # small images keep the tests fast; same features
+
+
+def _images_table(rows: list[tuple[str, str, str, str]]) -> pa.Table:
+    """IMAGES from (image_id, item_id, role, path) rows."""
+    n = len(rows)
+    return pa.table(
+        {
+            "image_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "role": [r[2] for r in rows],
+            "path": [r[3] for r in rows],
+            "width": pa.array([160] * n, pa.int32()),
+            "height": pa.array([200] * n, pa.int32()),
+            "source_url": [f"http://shop/img/{r[0]}.jpg" for r in rows],
+            "review_id": [f"r{k:07d}" for k in range(n)],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory, draw):
+    """36 products, each with 2 good review photos and 1 noise photo (parcel or close-up).
+
+    Returns (images, labels). The image_id is the sha256 of the file, as in the store.
+    """
+    root = tmp_path_factory.mktemp("street")
+    rows, labels = [], []
+    for p in range(36):
+        item = f"p{p:06d}:{COLOURS[p % len(COLOURS)]}"
+        photos = [
+            (draw.garment(100 + 2 * p, COLOURS[p % len(COLOURS)]), "good"),
+            (draw.garment(101 + 2 * p, COLOURS[(p + 1) % len(COLOURS)]), "good"),
+            ((draw.parcel(p) if p % 2 else draw.close_up(p)), "noise"),
+        ]
+        for k, (image, label) in enumerate(photos):
+            path = draw.save(image, root / f"{p}_{k}.jpg")
+            image_id = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            rows.append((image_id, item, "street", path))
+            labels.append((image_id, label))
+    images = _images_table(rows)
+    labels_table = pa.table({"image_id": [i for i, _ in labels], "label": [lab for _, lab in labels]})
+    return images, labels_table
+
+
+@pytest.fixture(scope="module")
+def trained(street, tmp_path_factory):
+    images, labels = street
+    out = tmp_path_factory.mktemp("noise_model")
+    return train_noise_filter(images, labels, PARAMS, out), out
+
+
+# ------------------------------------------------------------------------- features
+
+
+def test_colour_edge_features_are_deterministic_and_finite(draw) -> None:
+    extractor = build_extractor("colour_edge", image_size=64)
+    images = [draw.garment(1), draw.parcel(1), draw.close_up(1)]
+    a, b = extractor.features(images), extractor.features(images)
+    assert a.shape == (3, 49) and a.dtype == np.float32
+    assert np.isfinite(a).all() and np.array_equal(a, b)
+    assert not np.allclose(a[0], a[1])
+
+
+def test_unknown_extractor_is_refused_with_the_choices() -> None:
+    assert "colour_edge" in available_extractors()
+    with pytest.raises(ValueError, match=r"unknown feature extractor 'cnn'.*colour_edge"):
+        build_extractor("cnn")
+
+
+def test_a_registered_extractor_plugs_in_by_name(street, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(noise, "_EXTRACTORS", dict(noise._EXTRACTORS))
+
+    @noise.register_extractor("mean_rgb")
+    class MeanRGB(noise.FeatureExtractor):
+        def features(self, images):
+            return np.stack([np.asarray(im, np.float32).mean(axis=(0, 1)) for im in images])
+
+    with pytest.raises(ValueError, match="already registered"):
+        noise.register_extractor("mean_rgb")(MeanRGB)
+    images, labels = street
+    report = train_noise_filter(images, labels, PARAMS.model_copy(update={"features": "mean_rgb"}), tmp_path)
+    assert report.features == "mean_rgb"
+    scores = score_images(images, tmp_path)  # loaded back through the registry
+    assert scores.num_rows == images.num_rows
+
+
+# --------------------------------------------------------------------- threshold
+
+
+def test_threshold_keeps_the_most_photos_at_target_precision() -> None:
+    p = np.array([0.5, 0.1, 0.4, 0.3, 0.2])
+    is_noise = np.array([1, 0, 0, 1, 0], dtype=bool)
+    # Sorted: 0.1 g, 0.2 g, 0.3 n, 0.4 g, 0.5 n -> precision 1, 1, 2/3, 3/4, 3/5.
+    choice = choose_threshold(p, is_noise, 0.75)
+    assert (choice.threshold, choice.precision_good, choice.kept_fraction) == (0.4, 0.75, 0.8)
+    assert choice.target_met
+    assert choose_threshold(p, is_noise, 1.0).threshold == 0.2
+
+
+def test_threshold_never_splits_tied_scores() -> None:
+    p = np.array([0.1, 0.2, 0.2, 0.9])
+    is_noise = np.array([0, 0, 1, 1], dtype=bool)
+    # Cutting between the two 0.2s would give precision 1 with 2 kept; it is not a cut.
+    choice = choose_threshold(p, is_noise, 1.0)
+    assert (choice.threshold, choice.kept_fraction) == (0.1, 0.25)
+
+
+def test_unreachable_target_takes_the_best_precision_and_says_so() -> None:
+    choice = choose_threshold(np.array([0.1, 0.2]), np.array([1, 0], dtype=bool), 0.9)
+    assert (choice.threshold, choice.precision_good, choice.target_met) == (0.2, 0.5, False)
+
+
+# ----------------------------------------------------------------------- training
+
+
+def test_classifier_separates_good_from_noise_on_held_out_products(trained) -> None:
+    report, out = trained
+    assert report.n_train + report.n_heldout == 108
+    # One fold of four, by product: 9 products x 3 photos held out.
+    assert report.n_heldout == 27 and report.n_unreadable == 0
+    assert report.roc_auc > 0.9
+    assert report.target_met and report.precision_good_at_threshold >= 0.95
+    assert report.kept_fraction > 0.5  # it keeps most of the 2/3 that are good
+    assert report.recall_noise > 0.8
+    assert json.loads((out / noise.REPORT_FILE).read_text()) == report.model_dump()
+
+
+def test_held_out_split_never_shares_a_product(street) -> None:
+    images, labels = street
+    product = np.array([i.split(":")[0] for i in images.column("item_id").to_pylist()])
+    is_noise = np.array([lab == "noise" for lab in labels.column("label").to_pylist()])
+    train, heldout = noise._heldout_split(is_noise, product, PARAMS)
+    assert not set(product[train]) & set(product[heldout])
+    assert set(is_noise[heldout]) == {True, False}
+
+
+def test_training_refuses_labels_of_a_single_kind(street, tmp_path) -> None:
+    images, labels = street
+    only_good = labels.filter(pa.compute.equal(labels.column("label"), "good"))
+    with pytest.raises(ValueError, match="only one label"):
+        train_noise_filter(images, only_good, PARAMS, tmp_path)
+
+
+# ------------------------------------------------------------------------ scoring
+
+
+def test_scores_every_street_photo_once_and_corrupt_ones_are_unusable(street, trained, tmp_path) -> None:
+    images, labels = street
+    _, model_dir = trained
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)  # a JPEG header, then nothing
+    first = images.slice(0, 1).to_pylist()[0]
+    extra = _images_table(
+        [
+            ("broken", "p000099:red", "street", str(corrupt)),
+            (first["image_id"], "p000098:red", "street", first["path"]),  # same bytes, other item
+            ("shopphoto", "p000000:navy", "shop", first["path"]),  # not a review photo
+        ]
+    )
+    scores = score_images(pa.concat_tables([images, extra]), model_dir)
+    assert scores.schema == NOISE_SCORES
+    ids = scores.column("image_id").to_pylist()
+    assert len(ids) == len(set(ids)) == images.num_rows + 1 and "shopphoto" not in ids
+    by_id = {r["image_id"]: r for r in scores.to_pylist()}
+    assert by_id["broken"]["p_noise"] == 1.0 and by_id["broken"]["keep"] is False
+
+    label_of = dict(zip(labels.column("image_id").to_pylist(), labels.column("label").to_pylist()))
+    kept_good = np.mean([by_id[i]["keep"] for i, lab in label_of.items() if lab == "good"])
+    kept_noise = np.mean([by_id[i]["keep"] for i, lab in label_of.items() if lab == "noise"])
+    assert kept_good > 0.7 and kept_noise < 0.15
+
+
+def test_scoring_without_a_model_says_where_it_looked(street, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no trained noise filter"):
+        score_images(street[0], tmp_path)
+
+
+# ----------------------------------------------------------------------- validation
+
+KNOWN = {"a" * 64, "b" * 64, "c" * 64}
+
+
+def test_valid_labels_are_normalised() -> None:
+    table = pa.table({"image_id": ["a" * 64, " " + "b" * 64], "label": ["Good", "noise "]})
+    out = validate_labels(table, KNOWN)
+    assert out.schema == NOISE_LABELS
+    assert out.to_pylist() == [{"image_id": "a" * 64, "label": "good"}, {"image_id": "b" * 64, "label": "noise"}]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"image_id": ["a" * 64, "d" * 64], "label": ["good", "noise"]}, r"image not among the street photos in row 2 \('d{64}'\)"),
+        ({"image_id": ["a" * 64, "b" * 64, "a" * 64], "label": ["good", "noise", "good"]}, r"labelled more than once in row 3 \(first labelled in rows 1\)"),
+        ({"image_id": ["a" * 64, "b" * 64], "label": ["good", "junk"]}, r"unknown label \(expected good or noise\) in row 2 \('junk'\)"),
+        ({"image_id": ["a" * 64, None], "label": ["good", "noise"]}, r"empty image_id or label in row 2"),
+        ({"image": ["a" * 64], "label": ["good"]}, r"need a 'label' column and an 'image_id' or 'path' column; got \['image', 'label'\]"),
+        ({"image_id": ["a" * 64]}, r"need a 'label' column"),
+    ],
+)
+def test_bad_labels_are_refused_naming_the_rows(table: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_labels(pa.table(table), KNOWN)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    table = pa.table({"image_id": ["a" * 64, "z" * 64, "a" * 64], "label": ["good", "meh", "noise"]})
+    with pytest.raises(ValueError) as err:
+        validate_labels(table, KNOWN)
+    text = str(err.value)
+    assert "unknown label" in text and "not among the street photos in row 2" in text and "more than once in row 3" in text
+
+
+def test_labels_from_csv_and_parquet_files(tmp_path) -> None:
+    digits = "1" * 63 + "0"  # an all-digit id must stay text, not become a number
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"image_id,label\n{digits},good\n{'a' * 64},noise\n")
+    assert validate_labels(csv, KNOWN | {digits}).column("image_id").to_pylist() == [digits, "a" * 64]
+    pq.write_table(pa.table({"image_id": ["c" * 64], "label": ["noise"]}), tmp_path / "labels.parquet")
+    assert validate_labels(tmp_path / "labels.parquet", KNOWN).num_rows == 1
+    (tmp_path / "labels.json").write_text("{}")
+    with pytest.raises(ValueError, match="use .csv or .parquet"):
+        validate_labels(tmp_path / "labels.json", KNOWN)
+
+
+def test_labels_by_path_are_identified_by_their_bytes(tmp_path) -> None:
+    (tmp_path / "photos").mkdir()
+    photo = tmp_path / "photos" / "x.jpg"
+    photo.write_bytes(b"some image bytes")
+    sha = hashlib.sha256(b"some image bytes").hexdigest()
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\nphotos/x.jpg,noise\nphotos/missing.jpg,good\n")
+    with pytest.raises(ValueError, match=r"image file not found in row 2 \('photos/missing.jpg'\)"):
+        validate_labels(csv, {sha})
+    csv.write_text("path,label\nphotos/x.jpg,noise\n")
+    assert validate_labels(csv, {sha}).to_pylist() == [{"image_id": sha, "label": "noise"}]
+
+
+def test_a_weak_classifier_may_not_drop_most_photos() -> None:
+    p = np.array([0.5, 0.1, 0.4, 0.3, 0.2])
+    is_noise = np.array([1, 0, 0, 1, 0], dtype=bool)
+    # Precision 1.0 is reachable only by keeping 2 of 5; a floor of 60% widens the cut to 0.3.
+    choice = choose_threshold(p, is_noise, 1.0, min_kept_fraction=0.6)
+    assert (choice.threshold, choice.kept_fraction, choice.target_met) == (0.3, 0.6, False)
+    assert choose_threshold(p, is_noise, 1.0, min_kept_fraction=0.4).target_met
