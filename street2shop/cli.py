@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# Before Prefect is imported (it is imported lazily, inside commands).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 app = typer.Typer(help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.", no_args_is_help=True)
 console = Console()
 
@@ -138,9 +141,11 @@ def versions(stage: Optional[str] = typer.Argument(None), home: Optional[Path] =
 
 
 def _mount_subcommands() -> None:
+    from street2shop.service.cli import serve
     from street2shop.shop.cli import shop_app
 
     app.add_typer(shop_app, name="shop", help="Generate or serve the demo shop.")
+    app.command("serve")(serve)
 
 
 _mount_subcommands()

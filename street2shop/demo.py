@@ -62,7 +62,8 @@ def ensure_shop(shop_dir: Path, size: DemoSize) -> Path:
 
 def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = True) -> PipelineConfig:
     return PipelineConfig(
-        crawl=CrawlParams(base_url=base_url, progress=progress),
+        # loopback: the shop is ours, so the crawl may go faster than the polite default
+        crawl=CrawlParams(base_url=base_url, progress=progress, concurrency=8, rate_limit_rps=400.0),
         labels_path=str(shop_dir / "labels.csv"),
         truth_items_csv=str(shop_dir / "truth" / "items.csv"),
         noise=NoiseParams(seed=size.seed),

@@ -35,7 +35,7 @@ def annotate(
     labels = noise_labels if noise_labels is not None else pa.table({"image_id": pa.array([], pa.string()), "label": pa.array([], pa.string())})
     con.register("scores", scores.select(["image_id", "keep"]))
     con.register("labels", labels.select(["image_id", "label"]))
-    out = con.execute(
+    out = con.sql(
         """
         SELECT i.*, it.product_id, it.category, it.colour, g.group_id, s.split,
                CASE WHEN i.role = 'shop' THEN TRUE ELSE coalesce(sc.keep, TRUE) END AS keep,
@@ -56,7 +56,7 @@ def annotate(
 def _where(table: pa.Table, sql: str) -> pa.Table:
     con = duckdb.connect()
     con.register("t", table)
-    out = con.execute(f"SELECT * FROM t WHERE {sql} ORDER BY item_id, role, image_id").to_arrow_table()
+    out = con.sql(f"SELECT * FROM t WHERE {sql} ORDER BY item_id, role, image_id").to_arrow_table()
     con.close()
     return out
 

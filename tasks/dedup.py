@@ -2,7 +2,9 @@
 
 Publishes ``groups`` (with the evidence of every merge) and ``splits`` (by group, so
 no product leaks between train and test). With the demo shop's ground truth at hand,
-the pairwise precision and recall of merges go into the manifest.
+the pairwise precision and recall of merges go into the manifest, for each method alone
+(``merge_hash_precision``, ``merge_embedding_recall``, ...) and combined (``merge_precision``,
+``merge_recall``: the groups actually published).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
 
 STAGE = "dedup"
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: embedding pass; truth groups by any shared design
 OUTPUTS = ("groups", "splits")
 
 
@@ -48,8 +50,10 @@ def run_dedup(
         for split in ("train", "val", "test"):
             figures[f"groups_{split}"] = pc.sum(pc.equal(splits.column("split"), split)).as_py() or 0
         if truth_items_csv:
-            quality = merge_quality(result.groups, read_truth_design_ids(truth_items_csv))
-            figures.update({f"merge_{k}": v for k, v in dict(quality).items()})
+            truth = read_truth_design_ids(truth_items_csv)
+            figures.update({f"merge_{k}": v for k, v in merge_quality(result.groups, truth).items()})
+            for method, groups in result.groups_by_method.items():
+                figures.update({f"merge_{method}_{k}": v for k, v in merge_quality(groups, truth).items()})
         writers["groups"].metrics.update(figures)
         writers["splits"].metrics.update(figures)
 

@@ -11,6 +11,7 @@ import pytest
 
 from street2shop.cleaning.dedup import (
     DedupParams,
+    cosine_pairs,
     hamming_pairs,
     make_splits,
     merge_near_duplicates,
@@ -19,6 +20,9 @@ from street2shop.cleaning.dedup import (
 from street2shop.storage.schemas import GROUPS, SPLITS
 
 EDITS = ("crop", "resize", "watermark", "colour")
+#: the hash pass alone: most tests here are about hashing, merging and splitting, and need
+#: no CNN (the embedding pass has tests of its own below)
+HASH = DedupParams(methods=["hash"])
 
 
 def _tables(rows: list[tuple[str, str, str, str]]) -> tuple[pa.Table, pa.Table]:
@@ -121,7 +125,7 @@ def test_hamming_search_refuses_an_unknown_method() -> None:
 
 def test_planted_duplicates_are_merged_and_unrelated_items_are_not(catalogue) -> None:
     items, images = catalogue
-    result = merge_near_duplicates(items, images, DedupParams())
+    result = merge_near_duplicates(items, images, HASH)
     assert result.groups.schema == GROUPS
     group_of = _group_of(result.groups)
 
@@ -138,20 +142,22 @@ def test_planted_duplicates_are_merged_and_unrelated_items_are_not(catalogue) ->
     assert len(groups) == 14 - 5  # 14 products, 5 merges
 
     evidence = dict(zip(result.groups.column("item_id").to_pylist(), result.groups.column("evidence").to_pylist()))
-    assert evidence["p000104:navy"].startswith("phash=0 ")
-    assert evidence["p000101:red"].startswith("phash=")
+    assert evidence["p000104:navy"].startswith("hash: phash=0 ")
+    assert evidence["p000101:red"].startswith("hash: phash=")
     assert evidence["p000006:navy"] == ""
     assert result.stats["n_unreadable"] == 1
     assert result.stats["n_merged_groups"] == 5
     # Every pair is between two different products, named in order.
     pairs = result.pairs.to_pylist()
     assert pairs and all(p["product_id_a"] < p["product_id_b"] for p in pairs)
-    assert all(p["phash"] <= 8 for p in pairs)
+    assert all(p["phash"] <= 8 and p["matched_by"] == "hash" for p in pairs)
+    assert "cosine" not in result.pairs.column_names  # no embedding pass was asked for
+    assert set(result.groups_by_method) == {"hash"} and result.groups_by_method["hash"].equals(result.groups)
 
 
 def test_colours_of_a_product_share_a_group_without_being_pairs(catalogue) -> None:
     items, images = catalogue
-    result = merge_near_duplicates(items, images, DedupParams())
+    result = merge_near_duplicates(items, images, HASH)
     group_of = _group_of(result.groups)
     for design in range(8):
         assert group_of[f"p{design:06d}:navy"] == group_of[f"p{design:06d}:red"]
@@ -162,8 +168,8 @@ def test_colours_of_a_product_share_a_group_without_being_pairs(catalogue) -> No
 
 def test_a_stricter_radius_merges_less(catalogue) -> None:
     items, images = catalogue
-    loose = merge_near_duplicates(items, images, DedupParams(max_distance=8))
-    exact = merge_near_duplicates(items, images, DedupParams(max_distance=0))
+    loose = merge_near_duplicates(items, images, HASH.model_copy(update={"max_distance": 8}))
+    exact = merge_near_duplicates(items, images, HASH.model_copy(update={"max_distance": 0}))
     # At radius 0 only photos with identical hashes match: the byte-for-byte copy, and
     # edits that do not move the hash at all (e.g. a resize).
     exact_pairs = {(p["product_id_a"], p["product_id_b"]) for p in exact.pairs.to_pylist()}
@@ -175,7 +181,7 @@ def test_a_stricter_radius_merges_less(catalogue) -> None:
 
 def test_several_hashes_report_each_distance(catalogue) -> None:
     items, images = catalogue
-    params = DedupParams(hashes=["phash", "dhash", "whash"], combine="all")
+    params = DedupParams(methods=["hash"], hashes=["phash", "dhash", "whash"], combine="all")
     result = merge_near_duplicates(items, images, params)
     assert result.pairs.column_names[-3:] == ["phash", "dhash", "whash"]
     rows = result.pairs.to_pylist()
@@ -190,7 +196,7 @@ def test_several_hashes_report_each_distance(catalogue) -> None:
 def test_shop_photos_of_unknown_items_are_refused(catalogue) -> None:
     items, images = catalogue
     with pytest.raises(ValueError, match="not in `items`"):
-        merge_near_duplicates(items.slice(0, 3), images, DedupParams())
+        merge_near_duplicates(items.slice(0, 3), images, HASH)
 
 
 @pytest.mark.parametrize(
@@ -199,6 +205,9 @@ def test_shop_photos_of_unknown_items_are_refused(catalogue) -> None:
         ({"hash_size": 6}, "not a multiple of 8"),
         ({"train_fraction": 0.8}, "sum to 1"),
         ({"hashes": ["phash", "phash"]}, "listed twice"),
+        ({"methods": ["embedding", "embedding"]}, "methods listed twice"),
+        ({"methods": ["ocr"]}, "Input should be 'hash' or 'embedding'"),
+        ({"min_similarity": 1.5}, "less than or equal to 1"),
         ({"max_distance": 64}, "below the 64 hash bits"),
     ],
 )
@@ -225,6 +234,11 @@ def test_merge_quality_counts_product_pairs_by_hand() -> None:
     assert q["f1"] == pytest.approx(2 * (1 / 3) / (1 + 1 / 3))
     assert q["n_products"] == 4  # colours of A counted once
 
+    # A re-listing that copied only the second colour of a product is the same garment.
+    relist = merge_quality(_groups({"A:navy": "g1", "A:red": "g1", "B:red": "g2"}),
+                           {"A:navy": "d1:navy", "A:red": "d1:red", "B:red": "d1:red"})
+    assert (relist["n_pairs_true"], relist["n_pairs_predicted"], relist["recall"]) == (1, 0, 0.0)
+
     over = merge_quality(_groups({"A:x": "g", "B:x": "g", "C:x": "g", "D:x": "g"}),
                          {"A:x": "d1", "B:x": "d1", "C:x": "d2", "D:x": "d2"})
     assert (over["n_pairs_predicted"], over["n_pairs_correct"]) == (6, 2)
@@ -236,7 +250,7 @@ def test_merge_quality_counts_product_pairs_by_hand() -> None:
 
 def test_no_group_or_design_is_in_two_splits_and_splits_are_seeded(catalogue) -> None:
     items, images = catalogue
-    groups = merge_near_duplicates(items, images, DedupParams()).groups
+    groups = merge_near_duplicates(items, images, HASH).groups
     params = DedupParams(seed=3)
     splits = make_splits(groups, items, params)
     assert splits.schema == SPLITS
@@ -296,3 +310,86 @@ def test_tiny_data_fills_every_split_it_can(sizes: dict[str, int], expected: dic
     groups, items = _synthetic_groups(sizes)
     splits = make_splits(groups, items, DedupParams())
     assert Counter(splits.column("split").to_pylist()) == expected
+
+
+# -------------------------------------------------------------------- embedding pass
+
+
+def test_cosine_search_equals_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    x[200:220] = x[:20] + rng.normal(scale=0.3, size=(20, 16))  # planted near-copies
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    i, j, s = cosine_pairs(x, 0.9)
+    sim = x @ x.T
+    # Skip pairs within rounding of the threshold: BLAS and FAISS may sum in other orders.
+    close = np.abs(sim - 0.9) < 1e-5
+    expected = {(a, b) for a, b in zip(*np.nonzero(np.triu(sim >= 0.9, k=1))) if not close[a, b]}
+    found = {(a, b) for a, b in zip(i.tolist(), j.tolist()) if not close[a, b]}
+    assert found == expected and len(expected) >= 15
+    assert np.all(i < j) and np.allclose(s, sim[i, j], atol=1e-5) and np.all(s >= 0.9)
+    assert [len(v) for v in cosine_pairs(x[:1], 0.5)] == [0, 0, 0]
+
+
+def test_pairs_of_both_methods_are_merged_with_their_evidence(catalogue) -> None:
+    """A fake embedding (no CNN) where the photos of designs 6 and 7 point the same way,
+    and every other photo its own way: the embedding pass alone merges 6 with 7."""
+    items, images = catalogue
+    design_of = {r["image_id"]: r["item_id"] for r in images.to_pylist()}
+
+    def embed(paths):
+        rows = images.to_pylist()
+        vectors = np.eye(len(paths), 32, dtype=np.float32)
+        for k, path in enumerate(paths):
+            item = next(r["item_id"] for r in rows if r["path"] == path)
+            if item.startswith(("p000006:", "p000007:")):
+                vectors[k] = np.eye(1, 32, 31, dtype=np.float32)
+        return vectors
+
+    params = DedupParams(methods=["hash", "embedding"], min_similarity=0.95)
+    result = merge_near_duplicates(items, images, params, embed=embed)
+    group_of = _group_of(result.groups)
+    assert group_of["p000007:red"] == group_of["p000006:navy"] == "gp000006"  # embedding only
+    assert group_of["p000101:red"] == "gp000001"  # hash only
+    by_method = {m: _group_of(g) for m, g in result.groups_by_method.items()}
+    assert by_method["hash"]["p000007:red"] == "gp000007" and by_method["hash"]["p000101:red"] == "gp000001"
+    assert by_method["embedding"]["p000007:red"] == "gp000006" and by_method["embedding"]["p000101:red"] == "gp000101"
+    # The byte-for-byte copy is one photo: both methods match it (distance 0, cosine 1).
+    assert by_method["embedding"]["p000104:navy"] == by_method["hash"]["p000104:navy"] == "gp000005"
+
+    rows = {(r["product_id_a"], r["product_id_b"]): r for r in result.pairs.to_pylist() if r["image_id_a"] != r["image_id_b"]}
+    same_bytes = [r for r in result.pairs.to_pylist() if r["image_id_a"] == r["image_id_b"]]
+    assert rows[("p000006", "p000007")]["matched_by"] == "embedding"
+    assert rows[("p000006", "p000007")]["cosine"] == pytest.approx(1.0)
+    assert rows[("p000001", "p000101")]["matched_by"] == "hash"
+    assert rows[("p000001", "p000101")]["cosine"] == pytest.approx(0.0)  # hash pairs get a cosine too
+    assert [(r["product_id_a"], r["product_id_b"], r["matched_by"]) for r in same_bytes] == [("p000005", "p000104", "hash,embedding")]
+    evidence = dict(zip(result.groups.column("item_id").to_pylist(), result.groups.column("evidence").to_pylist()))
+    assert evidence["p000007:red"].startswith("embedding: phash=") and "cos=1.000" in evidence["p000007:red"]
+    assert evidence["p000104:navy"].startswith("hash+embedding: phash=0 cos=1.000 ")
+    assert result.stats["n_pairs_embedding"] == 4 + 1  # 2x2 photos of designs 6 and 7, and the copy
+    assert len(design_of) == images.num_rows - 1  # (one photo is listed twice)
+
+
+def test_only_the_embedding_pass_can_run_alone(catalogue) -> None:
+    items, images = catalogue
+    params = DedupParams(methods=["embedding"], min_similarity=0.99)
+    result = merge_near_duplicates(items, images, params, embed=lambda paths: np.eye(len(paths), dtype=np.float32))
+    assert result.pairs.column_names == ["image_id_a", "image_id_b", "product_id_a", "product_id_b", "matched_by", "cosine"]
+    assert result.stats["n_merged_groups"] == 1  # only the byte-for-byte copy
+    assert result.stats["n_unreadable"] == 1 and result.stats["n_readable"] == images.num_rows - 2
+
+
+@pytest.mark.slow
+def test_the_pretrained_cnn_finds_edited_copies(catalogue) -> None:
+    """The real frozen EfficientNet-Lite0: every planted re-listing is more similar to the
+    photo it copies than any two unrelated designs are to each other."""
+    items, images = catalogue
+    params = DedupParams(methods=["embedding"], embed_image_size=96, min_similarity=0.5)
+    result = merge_near_duplicates(items, images, params)
+    cos = {(r["product_id_a"], r["product_id_b"], r["image_id_a"], r["image_id_b"]): r["cosine"] for r in result.pairs.to_pylist()}
+    colour_of = {r["image_id"]: r["item_id"].split(":")[1] for r in images.to_pylist()}
+    copies = [max(v for (a, b, ia, ib), v in cos.items() if (a, b) == (f"p{k:06d}", f"p{100 + k:06d}") and colour_of[ia] == "red")
+              for k in range(4)]
+    unrelated = [v for (a, b, _, _), v in cos.items() if a < "p000100" and b < "p000100"]
+    assert min(copies) > max(unrelated, default=0.5)

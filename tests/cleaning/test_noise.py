@@ -89,9 +89,37 @@ def test_colour_edge_features_are_deterministic_and_finite(draw) -> None:
 
 
 def test_unknown_extractor_is_refused_with_the_choices() -> None:
-    assert "colour_edge" in available_extractors()
-    with pytest.raises(ValueError, match=r"unknown feature extractor 'cnn'.*colour_edge"):
-        build_extractor("cnn")
+    assert {"colour_edge", "cnn"} <= set(available_extractors())
+    with pytest.raises(ValueError, match=r"unknown feature extractor 'vit'.*'cnn', 'colour_edge'"):
+        build_extractor("vit")
+
+
+def test_cnn_features_are_unit_norm_deterministic_and_skip_corrupt_files(draw, tmp_path) -> None:
+    paths = [draw.save(im, tmp_path / f"{k}.jpg") for k, im in enumerate([draw.garment(1), draw.parcel(1), draw.close_up(1)])]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
+    extractor = build_extractor("cnn", image_size=64)
+    assert extractor.config == {"image_size": 64}
+    features, readable = extractor.extract([paths[0], str(broken), paths[1], paths[2]])
+    assert readable.tolist() == [True, False, True, True]
+    assert features.shape == (3, 1280) and features.dtype == np.float32
+    assert np.allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(features, extractor.features([draw.garment(1), draw.parcel(1), draw.close_up(1)]), atol=0.05)
+    again, _ = extractor.extract([paths[0], paths[1], paths[2]])
+    assert np.array_equal(features, again)
+    # A garment is closer to another garment than to a parcel.
+    other = extractor.features([draw.garment(2)])[0]
+    assert features[0] @ other > features[1] @ other
+
+
+@pytest.mark.slow
+def test_cnn_features_train_a_noise_filter(street, tmp_path) -> None:
+    images, labels = street
+    report = train_noise_filter(images, labels, NoiseParams(features="cnn", image_size=64), tmp_path)
+    assert report.features == "cnn" and report.n_heldout == 27
+    assert report.roc_auc > 0.9
+    p, keep = noise.NoiseFilter.load(tmp_path).score(images.column("path").to_pylist()[:6])
+    assert p.shape == (6,) and keep.dtype == bool
 
 
 def test_a_registered_extractor_plugs_in_by_name(street, tmp_path, monkeypatch) -> None:

@@ -59,3 +59,24 @@ def test_changed_parameter_reruns_that_stage_and_those_after(demo) -> None:
     again = pipeline(str(home), changed)
     assert again.ran == ["evaluate", "index"]
     assert again.stage("train[1]")["version"] == first.stage("train[1]")["version"]
+
+
+def test_cli_reruns_one_stage_from_the_latest_upstream_versions(demo, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from street2shop.cli import app
+
+    home, cfg, _ = demo
+    config = tmp_path / "pipeline.yaml"
+    cfg.to_file(config)
+    store = ArtifactStore(home)
+    before = len(store.manifests())
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--config", str(config), "--stage", "dedup", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "reused" in result.output
+    assert len(store.manifests()) == before
+    listed = runner.invoke(app, ["versions", "train", "--home", str(home)])
+    assert listed.exit_code == 0 and "checkpoint" in listed.output
+    bad = runner.invoke(app, ["run", "--config", str(config), "--stage", "nope", "--home", str(home)])
+    assert bad.exit_code != 0 and "unknown stage" in bad.output

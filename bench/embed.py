@@ -1,0 +1,216 @@
+"""Embedding throughput of the served model on this machine, per CPU inference mode.
+
+Measures images/s at the backbone's input size (224 px for the default efficientnet_lite0 +
+GeM head), batch 1 and batch 32, with JPEG decoding + preprocessing included (the served
+path, ``embed_images`` over files) and excluded (network on already-preprocessed tensors),
+plus each mode's peak RSS (in a fresh child process per mode, since a process's peak is
+monotonic) and the cosine between each mode's embeddings and eager fp32 on the same photos.
+
+The machine is shared, so absolute figures drift with other people's load: every variant
+is measured in the same run, repeats are interleaved (mode after mode, repeat after repeat)
+and the median is reported, together with the load average before and after.
+
+With ``--home`` (an artifact store holding a trained checkpoint), the served model is that
+checkpoint and every mode also runs the evaluate stage's path (``evaluate_features``) on the
+test split side by side, so top-20 can be compared with fp32 eager.
+
+    python bench/embed.py                                   # default backbone, real photos
+    python bench/embed.py --home /tmp/demo-home --modes eager,onnx
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from street2shop.models.embed import embed_images
+from street2shop.models.embedder import Embedder, build_embedder, load_embedder
+from street2shop.models.fast import optimize_for_inference
+from street2shop.models.preprocess import read_image
+
+PHOTOS = Path("/work/shared/data/clothing-small/test")
+
+
+def photo_paths(n: int, folder: Path = PHOTOS) -> list[str]:
+    """``n`` real photos (cycled if the folder has fewer), or generated JPEGs if it is absent."""
+    paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}) if folder.is_dir() else []
+    if not paths:
+        out = Path(tempfile.mkdtemp(prefix="bench-embed-"))
+        rng = np.random.default_rng(0)
+        from PIL import Image
+
+        for i in range(min(n, 64)):
+            # Smooth random colour fields at a phone-ish size, so decode cost is realistic.
+            small = rng.integers(0, 255, (12, 9, 3), dtype=np.uint8)
+            image = Image.fromarray(small).resize((600, 800), Image.Resampling.BICUBIC)
+            path = out / f"generated_{i}.jpg"
+            image.save(path, quality=90)
+            paths.append(str(path))
+    return [paths[i % len(paths)] for i in range(n)]
+
+
+def served_model(home: str | None, load_data: bool = True) -> tuple[Embedder, str, object]:
+    """The model to measure, a description of it, and the store's annotated data (or None)."""
+    if home is None:
+        torch.manual_seed(0)
+        return build_embedder().eval(), "efficientnet_lite0 + GeM (pretrained backbone, seeded head)", None
+    from street2shop.storage.store import ArtifactStore
+    from street2shop.tasks.data import DataRefs, load_annotated
+    from street2shop.tasks.train import CHECKPOINT_FILE
+
+    store = ArtifactStore(home)
+    ref = store.latest("train", "checkpoint")
+    inputs = {r.name: r for r in store.manifest(ref).inputs}
+    data = DataRefs(**{name: inputs[name] for name in DataRefs.model_fields})
+    model = load_embedder(store.file(ref, CHECKPOINT_FILE))
+    return model, f"trained checkpoint {ref}", load_annotated(store, data) if load_data else None
+
+
+def build_modes(model: Embedder, modes: list[str]) -> dict[str, tuple[torch.nn.Module, float]]:
+    """Each mode's module and its build time (export/compilation), all sharing ``model``'s weights."""
+    built = {}
+    for mode in modes:
+        start = time.perf_counter()
+        # channels_last/compile convert the weights' layout in place: give each its own copy.
+        source = model if mode in ("eager", "onnx") else _copy(model)
+        built[mode] = (optimize_for_inference(source, mode), time.perf_counter() - start)
+    return built
+
+
+def _copy(model: Embedder) -> Embedder:
+    import copy
+
+    return copy.deepcopy(model).eval()
+
+
+def forward_rate(model: torch.nn.Module, tensors: torch.Tensor, batch: int) -> tuple[float, torch.Tensor]:
+    """Images/s of the network alone over ``tensors`` in batches, and the embeddings."""
+    outputs = []
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for i in range(0, len(tensors), batch):
+            outputs.append(model(tensors[i : i + batch]))
+        elapsed = time.perf_counter() - start
+    return len(tensors) / elapsed, torch.cat(outputs)
+
+
+def served_rate(model: torch.nn.Module, paths: list[str], batch: int, workers: int) -> float:
+    """Images/s of ``embed_images`` over files: decoding, preprocessing and the network."""
+    start = time.perf_counter()
+    embed_images(model, paths, batch_size=batch, num_workers=workers, device="cpu")
+    return len(paths) / (time.perf_counter() - start)
+
+
+def child_peak_rss(mode: str, home: str | None, images: int, batch: int, workers: int) -> float:
+    """Peak RSS (MiB) of a fresh process that builds ``mode`` and embeds ``images`` photos."""
+    command = [sys.executable, __file__, "--rss-child", mode, "--images", str(images), "--workers", str(workers)]
+    command += ["--batch", str(batch)] + (["--home", home] if home else [])
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main(
+    modes: str = typer.Option("eager,channels_last,onnx", help="comma-separated inference modes"),
+    images: int = typer.Option(64, help="photos per batch-32 measurement"),
+    batch1_images: int = typer.Option(16, help="photos per batch-1 measurement"),
+    repeats: int = typer.Option(3, help="interleaved repeats; the median is reported"),
+    workers: int = typer.Option(2, help="DataLoader decoding workers for the decode-included runs"),
+    batch: int = typer.Option(32, help="the large batch size"),
+    home: str | None = typer.Option(None, help="store with a trained checkpoint: measure it and its top-20"),
+    rss: bool = typer.Option(True, help="measure each mode's peak RSS in a child process"),
+    rss_child: str | None = typer.Option(None, hidden=True),
+) -> None:
+    model, description, annotated = served_model(home, load_data=rss_child is None)
+    if rss_child is not None:
+        fast = optimize_for_inference(model, rss_child)
+        embed_images(fast, photo_paths(images), batch_size=batch, num_workers=workers, device="cpu")
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+        return
+
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    load_before = os.getloadavg()
+    paths = photo_paths(max(images, batch1_images))
+    preprocess = model.preprocess
+    tensors = torch.stack([preprocess(read_image(p, min_size=preprocess.image_size)) for p in paths])
+    built = build_modes(model, names)
+    sizes = {1: batch1_images, batch: images}
+
+    rates: dict[tuple[str, int, str], list[float]] = {}
+    embeddings: dict[str, torch.Tensor] = {}
+    for _ in range(repeats):
+        for name in names:  # interleaved: every mode sees the same slice of other people's load
+            fast, _ = built[name]
+            for b, n in sizes.items():
+                rate, out = forward_rate(fast, tensors[:n], b)
+                rates.setdefault((name, b, "excluded"), []).append(rate)
+                if b == batch:
+                    embeddings[name] = out
+                rates.setdefault((name, b, "included"), []).append(served_rate(fast, paths[:n], b, workers))
+
+    reference = embeddings.get("eager")
+    rows = []
+    for name in names:
+        cosine = None
+        if reference is not None:
+            cosine = float((torch.nn.functional.normalize(embeddings[name].float(), dim=-1) * reference).sum(-1).min())
+        row = {
+            "mode": name,
+            "build_s": round(built[name][1], 2),
+            "min_cosine_vs_eager": None if cosine is None else round(cosine, 6),
+        }
+        for b in sizes:
+            for decode in ("excluded", "included"):
+                row[f"ips_b{b}_decode_{decode}"] = round(statistics.median(rates[(name, b, decode)]), 2)
+        if rss:
+            row["peak_rss_mib"] = round(child_peak_rss(name, home, images, batch, workers), 1)
+        rows.append(row)
+
+    if annotated is not None:
+        from street2shop.evaluate import evaluate_features
+
+        for row in rows:
+            fast, _ = built[row["mode"]]
+            report, _ = evaluate_features(
+                partial(embed_images, fast, batch_size=batch, num_workers=0, device="cpu"), annotated, "test", ks=(1, 20)
+            )
+            row["top1"], row["top20"] = round(report.overall["top1"], 4), round(report.overall["top20"], 4)
+        base = next((r["top20"] for r in rows if r["mode"] == "eager"), None)
+        for row in rows:
+            row["top20_delta_vs_eager"] = None if base is None else round(row["top20"] - base, 4)
+
+    load_after = os.getloadavg()
+    header = f"model: {description}; {preprocess.image_size} px; torch threads {torch.get_num_threads()}; "
+    header += f"{len(set(paths))} photos; repeats {repeats} (median); load avg before {load_before[0]:.2f} after {load_after[0]:.2f}"
+    print(header)
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
+    print(json.dumps({
+        "bench": "embed",
+        "model": description,
+        "image_size": preprocess.image_size,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_avg_before": load_before,
+        "load_avg_after": load_after,
+        "repeats": repeats,
+        "rows": rows,
+    }))
+
+
+if __name__ == "__main__":
+    typer.run(main)

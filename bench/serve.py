@@ -1,0 +1,172 @@
+"""Serving benchmark: ``POST /search`` latency under concurrent load, over loopback.
+
+Starts the service (uvicorn, one process, ``create_app`` on ``--home``) in a subprocess, waits
+until it is healthy and its reverse-search vectors are built (so background embedding does not
+compete with the measurement), then sends one photo from ``--clients`` concurrent clients in
+this process until ``--requests`` requests or ``--duration`` seconds, whichever comes first.
+Each request is the whole path a shopper's photo takes: upload, decode, preprocess, embed,
+search, JSON. Reports client-side p50/p99 latency, throughput, errors, and the server's RSS
+after a warm-up and at the end (memory should stay flat).
+
+    python bench/serve.py --home /tmp/demo-home --clients 10 --requests 2000
+    python bench/serve.py --home /tmp/e2e --clients 10 --requests 10000 --duration 600
+
+Target (issue 5, this 2-core machine): p50 <= 50 ms, p99 <= 150 ms at 10 clients, no errors,
+memory flat over 10,000 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def query_photo(home: Path, role: str) -> tuple[str, bytes]:
+    """A photo of the served crawl (a customer photo by default: what shoppers send)."""
+    from street2shop.service.engine import latest_index
+    from street2shop.storage.store import ArtifactStore
+
+    store = ArtifactStore(home)
+    images = next(r for r in store.manifest(latest_index(store)).inputs if r.name == "images")
+    rows = store.read_table(images, columns=["image_id", "role", "path"]).to_pylist()
+    row = next(r for r in rows if r["role"] == role)
+    return row["image_id"], (store.home / row["path"]).read_bytes()
+
+
+def serve_forever(home: str, port: int, threads: int | None) -> None:
+    import uvicorn
+
+    from street2shop.service.app import create_app
+
+    uvicorn.run(create_app(home, torch_threads=threads), host="127.0.0.1", port=port, log_level="warning")
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            health = httpx.get(f"{base}/health", timeout=2).json()
+            if health["street_photos"]["ready"]:
+                return health
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"service not ready after {timeout_s} s")
+
+
+def load(base: str, data: bytes, clients: int, requests: int, duration_s: float, k: int) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    sent = [0]
+    deadline = time.monotonic() + duration_s
+
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            while time.monotonic() < deadline:
+                with lock:
+                    if sent[0] >= requests:
+                        return
+                    sent[0] += 1
+                start = time.perf_counter()
+                try:
+                    r = http.post("/search", params={"k": k}, files={"image": ("q.jpg", data, "image/jpeg")})
+                    ok = r.status_code == 200 and len(r.json()["results"]) > 0
+                    why = None if ok else f"{r.status_code}: {r.text[:200]}"
+                except httpx.HTTPError as exc:
+                    why = f"{type(exc).__name__}: {exc}"
+                elapsed = 1000 * (time.perf_counter() - start)
+                with lock:
+                    (errors.append(why) if why else latencies.append(elapsed))
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=client) for _ in range(clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - started
+    lat = np.asarray(latencies)
+    return {
+        "requests": len(latencies) + len(errors),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "wall_s": round(wall, 1),
+        "throughput_rps": round((len(latencies) + len(errors)) / wall, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
+        "mean_ms": round(float(lat.mean()), 1) if lat.size else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", required=True, type=Path)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=2000, help="stop after this many requests")
+    parser.add_argument("--duration", type=float, default=300, help="or after this many seconds")
+    parser.add_argument("--warmup", type=int, default=20, help="requests sent before measuring")
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--role", default="street", choices=["street", "shop"], help="which kind of photo to send")
+    parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
+    parser.add_argument("--ready-timeout", type=float, default=900)
+    parser.add_argument("--json", help="also write the result to this file")
+    parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # internal: run the server
+    args = parser.parse_args()
+    if args.serve_port:
+        serve_forever(str(args.home), args.serve_port, args.threads)
+        return
+
+    image_id, data = query_photo(args.home, args.role)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, __file__, "--home", str(args.home), "--serve-port", str(port)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    server = subprocess.Popen(cmd)
+    try:
+        health = wait_ready(base, server, args.ready_timeout)
+        rss_start = rss_mb(server.pid)
+        load(base, data, min(args.clients, args.warmup), args.warmup, 120, args.k)
+        rss_warm = rss_mb(server.pid)
+        result = load(base, data, args.clients, args.requests, args.duration, args.k)
+        result.update(
+            home=str(args.home), index=health["index"], checkpoint=health["checkpoint"], vectors=health["vectors"],
+            clients=args.clients, query=f"{args.role} photo {image_id[:12]} ({len(data)} bytes)",
+            rss_ready_mb=round(rss_start, 1), rss_after_warmup_mb=round(rss_warm, 1), rss_end_mb=round(rss_mb(server.pid), 1),
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

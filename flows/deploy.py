@@ -1,0 +1,65 @@
+"""The nightly crawl-and-retrain deployment, served from one machine.
+
+``street2shop deploy --config pipeline.yaml --cron "0 2 * * *"`` registers the pipeline
+as a Prefect deployment with that schedule and then runs it in this process whenever
+the schedule (or a "Quick run" in the Prefect UI) asks: no work pool or worker needed.
+For a worker setup (docker-compose, several machines) ``prefect.yaml`` at the repository
+root declares the same flow on a work pool instead.
+
+The config file is read once, when the deployment is created: its content becomes the
+deployment's parameters, visible and editable in the UI. Re-deploy after editing the
+file. Every run is an ordinary pipeline run, so a stage already published for its
+inputs is skipped, and re-running a failed nightly run redoes only what failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+DEFAULT_NAME = "nightly"
+DEFAULT_CRON = "0 2 * * *"
+
+
+def build_deployment(config: Path, cron: str, home: Path, name: str = DEFAULT_NAME, timezone: str = "UTC"):
+    """The pipeline as a :class:`prefect.deployments.runner.RunnerDeployment` on ``cron``."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.schedules import Cron
+    from pydantic import ValidationError
+
+    from street2shop.flows.config import PipelineConfig
+    from street2shop.flows.pipeline import pipeline
+
+    try:  # fail here, with the expression in the message, not when the server gets it
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValidationError as exc:
+        raise ValueError(f"invalid schedule {cron!r} ({timezone}): {exc.errors()[0]['msg']}") from exc
+    cfg = PipelineConfig.from_file(config)
+    return pipeline.to_deployment(
+        name=name,
+        schedule=Cron(cron, timezone=timezone),
+        parameters={"home": str(Path(home).expanduser().resolve()), "cfg": cfg.model_dump(mode="json")},
+        description=f"crawl {cfg.crawl.base_url}, clean, retrain, evaluate, index, promote (config: {config})",
+        tags=["street2shop", "scheduled"],
+    )
+
+
+def deploy(
+    config: Path = typer.Option(..., exists=True, dir_okay=False, help="pipeline config (YAML), e.g. the demo's demo-config.yaml"),
+    cron: str = typer.Option(DEFAULT_CRON, help="when to run, cron syntax (default: every night at 02:00)"),
+    home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME)"),
+    name: str = typer.Option(DEFAULT_NAME, help="deployment name shown in the Prefect UI"),
+    timezone: str = typer.Option("UTC", help="time zone of the cron schedule"),
+) -> None:
+    """Serve the scheduled crawl-and-retrain pipeline from this process (Ctrl-C stops it)."""
+    from prefect import serve
+
+    from street2shop.settings import get_settings
+
+    try:
+        deployment = build_deployment(config, cron, home if home is not None else get_settings().home, name, timezone)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    serve(deployment)

@@ -1,0 +1,237 @@
+"""The street2shop search API and its web page (FastAPI).
+
+``create_app(home)`` loads the newest published index, the checkpoint it was built with and
+the crawl it indexes (:class:`~street2shop.service.engine.SearchEngine`) and serves:
+
+* ``POST /search``: a photo in, the top-k shop items out (optionally of one category);
+* ``GET /items/{item_id}``, ``GET /items/{item_id}/street`` (reverse search),
+  ``GET /images/{image_id}`` (the photo bytes);
+* ``GET /health`` (versions served), ``POST /admin/reload`` (switch to the newest index);
+* ``GET /``: a page to upload a photo and browse the results (``service/static``).
+
+Versions switch without a restart: a reload builds a complete new engine off to the side and
+then replaces one reference, so each request runs entirely on the engine it started with and
+never sees a half-loaded mix. Endpoints are plain ``def`` functions: FastAPI runs them in its
+thread pool, so decoding one upload overlaps with another's forward pass.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime,
+# and they refer to the `Engine` alias defined inside create_app.
+import mimetypes
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Header, HTTPException, Path as PathParam, Query, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from street2shop.crawler.validate import ImageLimits
+from street2shop.service.engine import BadImage, NotReady, SearchEngine, configure_torch_threads, index_ref
+from street2shop.service.schemas import (
+    ErrorDetail,
+    Health,
+    ItemDetail,
+    Photo,
+    ReloadResponse,
+    SearchHit,
+    SearchResponse,
+    StreetHit,
+    StreetResponse,
+    StreetStatus,
+)
+from street2shop.storage.store import ArtifactStore
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_K = 100
+
+#: How long reverse search waits for street photos still being embedded before answering 503.
+STREET_WAIT_S = 2.0
+
+_BAD_UPLOAD = {
+    400: {"model": ErrorDetail, "description": "empty, corrupt or truncated image, or unknown category"},
+    413: {"model": ErrorDetail, "description": "file too large, or too many pixels (decompression bomb)"},
+    415: {"model": ErrorDetail, "description": "not an image, or an image format that is not accepted"},
+}
+_NOT_FOUND = {404: {"model": ErrorDetail, "description": "no such item or image"}}
+
+class _Served:
+    """The engine being served, swapped atomically by ``/admin/reload``."""
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self.engine = engine
+        self.reload_lock = threading.Lock()
+
+def _photo(image_id: str, width: int | None = None, height: int | None = None) -> Photo:
+    return Photo(image_id=image_id, url=f"/images/{image_id}", width=width, height=height)
+
+def _item(engine: SearchEngine, item_id: str) -> dict:
+    row = engine.items[item_id]
+    return {
+        "item_id": item_id,
+        "product_id": row["product_id"],
+        "category": row["category"],
+        "colour": row["colour"],
+        "title": row.get("title"),
+        "shop_url": row.get("url"),
+    }
+
+def create_app(
+    home: str | Path,
+    index_version: str | None = None,
+    *,
+    limits: ImageLimits | None = None,
+    admin_token: str | None = None,
+    torch_threads: int | None = None,
+    street_in_background: bool = True,
+) -> FastAPI:
+    """The API over the store at ``home``, serving ``index_version`` (default: the newest).
+
+    Args:
+        limits: upload limits (bytes, pixels, sides, formats); the crawler's defaults.
+        admin_token: when set, ``/admin/reload`` requires it in the ``X-Admin-Token`` header.
+        torch_threads: intra-op threads for inference (default: the CPUs this process may use).
+        street_in_background: embed street photos for reverse search in a background thread
+            (default) rather than before the app is returned.
+    """
+    store = ArtifactStore(home)
+    configure_torch_threads(torch_threads)
+
+    def load(version: str | None) -> SearchEngine:
+        return SearchEngine(
+            store, index_ref(store, version), limits=limits, street_in_background=street_in_background
+        )
+
+    served = _Served(load(index_version))
+    app = FastAPI(
+        title="street2shop search",
+        summary="A shopper's photo of a garment in, the shop's matching items out.",
+        version="1",
+    )
+    app.state.served = served
+
+    def engine() -> SearchEngine:
+        return served.engine  # read once per request: a reload cannot change it mid-request
+
+    Engine = Annotated[SearchEngine, Depends(engine)]
+
+    @app.post("/search", response_model=SearchResponse, summary="Find shop items in a photo", responses=_BAD_UPLOAD)
+    def search_photo(
+        engine: Engine,
+        image: Annotated[UploadFile, File(description="the shopper's photo (JPEG, PNG or WebP)")],
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="how many items to return")] = 20,
+        category: Annotated[str | None, Query(description="only items of this category")] = None,
+    ) -> SearchResponse:
+        started = time.perf_counter()
+        # Read one byte past the limit: enough to know it is too large without reading it all.
+        data = image.file.read(engine.limits.max_bytes + 1)
+        try:
+            hits = engine.search_image(data, k, category)
+        except BadImage as exc:
+            raise HTTPException(exc.status, f"{image.filename or 'upload'}: {exc}") from None
+        except KeyError:
+            raise HTTPException(400, f"unknown category {category!r}; known: {engine.categories}") from None
+        results = [
+            SearchHit(
+                **_item(engine, h["item_id"]),
+                rank=rank,
+                score=h["score"],
+                image_url=f"/images/{h['image_id']}",
+                item_url=f"/items/{h['item_id']}",
+            )
+            for rank, h in enumerate(hits, start=1)
+        ]
+        took = 1000 * (time.perf_counter() - started)
+        return SearchResponse(k=k, category=category, results=results, index_version=engine.versions.index, took_ms=took)
+
+    ItemId = Annotated[str, PathParam(description="item id (product x colour)")]
+
+    def known_item(engine: SearchEngine, item_id: str) -> None:
+        if item_id not in engine.items:
+            raise HTTPException(404, f"unknown item {item_id!r}")
+
+    @app.get("/items/{item_id}", response_model=ItemDetail, summary="An item with its photos", responses=_NOT_FOUND)
+    def get_item(engine: Engine, item_id: ItemId) -> ItemDetail:
+        known_item(engine, item_id)
+        photos = engine.photos.get(item_id, {})
+        return ItemDetail(
+            **_item(engine, item_id),
+            shop_photos=[_photo(**p) for p in photos.get("shop", [])],
+            street_photos=[_photo(**p) for p in photos.get("street", [])],
+        )
+
+    @app.get(
+        "/items/{item_id}/street",
+        response_model=StreetResponse,
+        summary="Reverse search: customer photos nearest to an item",
+        responses={**_NOT_FOUND, 503: {"model": ErrorDetail, "description": "street photos still being embedded"}},
+    )
+    def item_street(
+        engine: Engine,
+        item_id: ItemId,
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="how many photos to return")] = 12,
+    ) -> StreetResponse:
+        known_item(engine, item_id)
+        try:
+            hits = engine.nearest_street(item_id, k, wait_s=STREET_WAIT_S)
+        except NotReady as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+        return StreetResponse(
+            item_id=item_id,
+            results=[
+                StreetHit(**_photo(h["image_id"]).model_dump(), score=h["score"], item_id=h["item_id"],
+                          same_item=h["item_id"] == item_id)
+                for h in hits
+            ],
+        )
+
+    @app.get("/images/{image_id}", summary="A photo's bytes", response_class=FileResponse, responses=_NOT_FOUND)
+    def get_image(engine: Engine, image_id: Annotated[str, PathParam(description="sha256 of the photo")]) -> FileResponse:
+        path = engine.image_path.get(image_id)
+        if path is None or not path.is_file():
+            raise HTTPException(404, f"unknown image {image_id!r}")
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        # Content-addressed: the bytes behind an id never change.
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+    @app.get("/health", response_model=Health, summary="Versions served and readiness")
+    def health(engine: Engine) -> Health:
+        v = engine.versions
+        return Health(
+            index=v.index,
+            checkpoint=v.checkpoint,
+            crawl=v.crawl,
+            factory=v.factory,
+            vectors=engine.index.ntotal,
+            items=len(engine.items),
+            categories=engine.categories,
+            street_photos=StreetStatus(**engine.street_status()),
+        )
+
+    @app.post(
+        "/admin/reload",
+        response_model=ReloadResponse,
+        summary="Switch to the newest published index without restarting",
+        responses={403: {"model": ErrorDetail, "description": "wrong or missing admin token"}},
+    )
+    def reload(x_admin_token: Annotated[str | None, Header()] = None) -> ReloadResponse:
+        if admin_token is not None and x_admin_token != admin_token:
+            raise HTTPException(403, "reload needs the X-Admin-Token header")
+        # One reload at a time; searches keep running on the current engine meanwhile.
+        with served.reload_lock:
+            previous = served.engine.versions.index
+            latest = index_ref(store, None)
+            if latest.version != previous:
+                served.engine = load(latest.version)
+            return ReloadResponse(changed=latest.version != previous, previous=previous, current=served.engine.versions.index)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return app
+
+__all__ = ["create_app"]

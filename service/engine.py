@@ -1,0 +1,334 @@
+"""What the search service serves: one published index, the checkpoint it was built with, and
+the crawl it indexes, loaded together as a :class:`SearchEngine`.
+
+Everything here is plain Python (no HTTP), so the API in :mod:`street2shop.service.app` is a
+thin layer and the engine is testable on its own. An engine is immutable once loaded; the app
+switches versions by loading a new engine and swapping one reference (see ``/admin/reload``),
+so a request always sees one consistent (index, checkpoint, crawl) triple.
+
+Reverse search (item -> customer photos) needs a vector for every street photo, while the
+index holds shop photos only. The evaluate stage already embedded the test split's street
+photos with the same checkpoint (the ``embeddings`` artifact the index was built from); the
+rest are embedded **in a background thread started when the engine loads**, so neither the
+startup nor the first reverse search blocks for the minute a large crawl takes, and
+``/search`` works meanwhile. Until that finishes, reverse search answers 503 with progress.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from street2shop.crawler.validate import ImageLimits, validate_image
+from street2shop.models.embed import embed_images
+from street2shop.models.embedder import Embedder, load_embedder
+from street2shop.retrieval.evaluation import rank_items
+from street2shop.retrieval.index import load_index, search
+from street2shop.storage.blobs import BlobStore
+from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
+
+log = logging.getLogger(__name__)
+
+INDEX_STAGE, INDEX_NAME, INDEX_FILE = "index", "index_ids", "index.faiss"
+CHECKPOINT_FILE = "model.pt"
+
+
+class BadImage(ValueError):
+    """An uploaded file is not a usable photo; ``status`` is the HTTP status it deserves."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotReady(RuntimeError):
+    """A lazily built part of the engine is still being built."""
+
+
+#: validate_image reasons (by prefix) that are about size rather than a broken file.
+_TOO_LARGE = ("too large", "too many pixels", "too big", "decompression bomb")
+_UNSUPPORTED = ("not an image", "format ")
+
+
+def decode_upload(data: bytes, limits: ImageLimits, min_size: int) -> Image.Image:
+    """Validate an uploaded photo (size from the header before any pixel is decoded) and
+    decode it to RGB, or raise :class:`BadImage` with the reason and an HTTP status.
+
+    ``min_size``: JPEGs are decoded at a reduced scale (libjpeg DCT scaling) as long as both
+    sides stay >= ``min_size`` (the model's input size), as the embedding path does for files.
+    """
+    check = validate_image(data, limits)
+    if not check.ok:
+        reason = check.reason or "unusable image"
+        if reason.startswith(_TOO_LARGE):
+            raise BadImage(reason, 413)
+        if reason.startswith(_UNSUPPORTED):
+            raise BadImage(reason, 415)
+        raise BadImage(reason, 400)
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (min_size, min_size))
+        image.load()
+        return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class Versions:
+    index: str
+    checkpoint: str
+    crawl: str
+    factory: str
+
+
+@dataclass
+class _StreetVectors:
+    """Street-photo vectors for reverse search, filled by a background thread."""
+
+    image_ids: list[str]
+    vectors: np.ndarray | None = None
+    done: int = 0
+    error: str | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+class SearchEngine:
+    """A loaded (index, checkpoint, crawl) triple answering item and photo queries."""
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        index_ref: ArtifactRef,
+        *,
+        limits: ImageLimits | None = None,
+        street_in_background: bool = True,
+    ) -> None:
+        manifest = store.manifest(index_ref)
+        inputs = {ref.name: ref for ref in manifest.inputs}
+        for needed in ("checkpoint", "images"):
+            if needed not in inputs:
+                raise ArtifactNotFound(f"{index_ref} does not record its {needed} input; rebuild the index")
+        self.store = store
+        self.limits = limits or ImageLimits()
+        images_ref = inputs["images"]
+        # The crawl publishes items and images under one version id.
+        items_ref = ArtifactRef(stage=images_ref.stage, name="items", version=images_ref.version)
+        self.versions = Versions(
+            index=index_ref.version,
+            checkpoint=inputs["checkpoint"].version,
+            crawl=images_ref.version,
+            factory=str(manifest.metrics.get("factory", "")),
+        )
+        self.index = load_index(store.file(index_ref, INDEX_FILE))
+        ids = store.read_table(index_ref)
+        order = np.argsort(np.asarray(ids.column("row").to_numpy()))
+        self.row_image = np.asarray(ids.column("image_id").to_pylist(), dtype=object)[order]
+        self.row_item = np.asarray(ids.column("item_id").to_pylist(), dtype=object)[order]
+        if len(self.row_item) != self.index.ntotal:
+            raise ValueError(f"{index_ref}: ids table has {len(self.row_item)} rows, index {self.index.ntotal}")
+        self.model: Embedder = load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE))
+        self._model_lock = threading.Lock()
+
+        items = store.read_table(items_ref).to_pylist()
+        self.items = {row["item_id"]: row for row in items}
+        self.categories = sorted({row["category"] for row in items})
+        self.row_category = np.asarray([self.items[i]["category"] for i in self.row_item], dtype=object)
+        # An item can have at most this many photos in the index, so searching
+        # k * max_photos rows always yields k distinct items.
+        _, counts = np.unique(self.row_item.astype(str), return_counts=True)
+        self.max_photos_per_item = int(counts.max()) if counts.size else 1
+
+        images = store.read_table(images_ref, columns=["image_id", "item_id", "role", "path", "width", "height"])
+        blobs = BlobStore(store.home)
+        self.image_path: dict[str, Path] = {}
+        self.photos: dict[str, dict[str, list[dict]]] = {}
+        for row in images.to_pylist():
+            self.image_path.setdefault(row["image_id"], blobs.resolve(row["path"]))
+            per_item = self.photos.setdefault(row["item_id"], {"shop": [], "street": []})
+            per_item.setdefault(row["role"], []).append(
+                {"image_id": row["image_id"], "width": row["width"], "height": row["height"]}
+            )
+        self.street_owner = {
+            row["image_id"]: row["item_id"] for row in images.to_pylist() if row["role"] == "street"
+        }
+
+        known = _vectors_of(store, inputs.get("embeddings"))
+        self.shop_vectors = {img: known[img] for img in self.row_image if img in known}
+        keep = _noise_verdicts(store, images_ref)
+        street_ids = [i for i in sorted(self.street_owner) if keep.get(i, True)]
+        self._street = _StreetVectors(image_ids=street_ids)
+        self._known_vectors = known
+        if street_in_background:
+            threading.Thread(target=self._embed_street, name="embed-street", daemon=True).start()
+        else:
+            self._embed_street()
+
+    # ------------------------------------------------------------------ search
+
+    def embed(self, image: Image.Image) -> np.ndarray:
+        """``(1, dim)`` unit-norm embedding of one photo, preprocessed by the checkpoint's own
+        :class:`~street2shop.models.preprocess.Preprocess`."""
+        pixels = self.model.preprocess(image).unsqueeze(0)
+        # One forward pass at a time: concurrent passes would fight over the same intra-op
+        # threads; decoding and preprocessing above still run in parallel.
+        with self._model_lock, torch.inference_mode():
+            vector = self.model(pixels)
+        return vector.float().numpy()
+
+    def search_vector(self, query: np.ndarray, k: int, category: str | None = None) -> list[dict]:
+        """Top ``k`` items for a ``(1, dim)`` query, best first, optionally of one category.
+
+        Photo hits are de-duplicated to items by :func:`rank_items` (an item scores its best
+        photo). With a category filter the photo list is widened (doubling) until ``k`` items
+        of that category are found or the whole index was searched, so any index type works.
+        """
+        if category is not None and category not in self.categories:
+            raise KeyError(category)
+        n = self.index.ntotal
+        m = min(n, k * self.max_photos_per_item)
+        while True:
+            scores, rows = search(self.index, query, m)
+            if category is not None:
+                wanted = (rows >= 0) & (self.row_category[np.maximum(rows, 0)] == category)
+                rows, scores = np.where(wanted, rows, -1), np.where(wanted, scores, np.nan)
+            items, item_scores = rank_items(rows, scores, self.row_item, k)
+            found = sum(item is not None for item in items[0])
+            if found >= k or m >= n:
+                break
+            m = min(n, 2 * m)
+        best_photo = {}
+        for row in rows[0]:
+            if row >= 0:
+                best_photo.setdefault(self.row_item[row], self.row_image[row])
+        return [
+            {"item_id": item, "score": float(score), "image_id": best_photo[item]}
+            for item, score in zip(items[0], item_scores[0])
+            if item is not None
+        ]
+
+    def search_image(self, data: bytes, k: int, category: str | None = None) -> list[dict]:
+        image = decode_upload(data, self.limits, self.model.preprocess.image_size)
+        return self.search_vector(self.embed(image), k, category)
+
+    # ------------------------------------------------------------------ reverse search
+
+    def street_status(self) -> dict:
+        s = self._street
+        return {"ready": s.ready.is_set() and s.error is None, "embedded": s.done, "total": len(s.image_ids), "error": s.error}
+
+    def nearest_street(self, item_id: str, k: int, wait_s: float = 0.0) -> list[dict]:
+        """Customer photos nearest to ``item_id``'s seller photos (a street photo scores its
+        best match over the item's shop photos), best first."""
+        shop = [p["image_id"] for p in self.photos.get(item_id, {}).get("shop", [])]
+        if item_id not in self.items:
+            raise KeyError(item_id)
+        s = self._street
+        if not s.ready.wait(wait_s):
+            raise NotReady(f"street photos are still being embedded ({s.done}/{len(s.image_ids)})")
+        if s.error is not None:
+            raise NotReady(f"embedding street photos failed: {s.error}")
+        if not shop or s.vectors is None or not len(s.vectors):
+            return []
+        queries = np.stack([self._shop_vector(i) for i in shop])
+        scores = (s.vectors @ queries.T).max(axis=1)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [
+            {"image_id": s.image_ids[i], "score": float(scores[i]), "item_id": self.street_owner[s.image_ids[i]]}
+            for i in top
+        ]
+
+    def _shop_vector(self, image_id: str) -> np.ndarray:
+        if image_id not in self.shop_vectors:  # not in the embeddings artifact: embed it once
+            path = str(self.image_path[image_id])
+            with self._model_lock:
+                self.shop_vectors[image_id] = embed_images(self.model, [path], num_workers=0, device="cpu")[0]
+        return self.shop_vectors[image_id]
+
+    def _embed_street(self) -> None:
+        s = self._street
+        try:
+            missing = [i for i in s.image_ids if i not in self._known_vectors]
+            fresh: dict[str, np.ndarray] = {}
+            s.done = len(s.image_ids) - len(missing)
+            for lo in range(0, len(missing), 32):
+                batch = missing[lo : lo + 32]
+                with self._model_lock:  # interleave with /search rather than starve it
+                    vecs = embed_images(
+                        self.model, [str(self.image_path[i]) for i in batch], num_workers=0, device="cpu"
+                    )
+                fresh.update(zip(batch, vecs))
+                s.done += len(batch)
+            dim = self.model.dim
+            s.vectors = np.stack(
+                [self._known_vectors.get(i, fresh.get(i)) for i in s.image_ids]
+            ) if s.image_ids else np.empty((0, dim), np.float32)
+        except Exception as exc:  # noqa: BLE001 - reported by /health and the endpoint
+            log.exception("embedding street photos failed")
+            s.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            s.ready.set()
+
+
+
+def _noise_verdicts(store: ArtifactStore, images_ref: ArtifactRef) -> dict[str, bool]:
+    """``image_id -> keep`` from the newest noise filter run over this crawl (empty if none):
+    reverse search shows only the customer photos the filter kept, the ones training used."""
+    runs = [m for m in store.manifests("noise", "noise_scores") if images_ref in m.inputs]
+    if not runs:
+        return {}
+    table = store.read_table(runs[-1].ref, columns=["image_id", "keep"])
+    return dict(zip(table.column("image_id").to_pylist(), table.column("keep").to_pylist()))
+
+
+def _vectors_of(store: ArtifactStore, ref: ArtifactRef | None) -> dict[str, np.ndarray]:
+    """Vectors of the ``embeddings`` artifact the index was built from (same checkpoint)."""
+    if ref is None or not store.exists(ref):
+        return {}
+    table = store.read_table(ref)
+    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    matrix = np.asarray(flat, dtype=np.float32).reshape(table.num_rows, -1)
+    return dict(zip(table.column("image_id").to_pylist(), matrix))
+
+
+def latest_index(store: ArtifactStore) -> ArtifactRef:
+    return store.latest(INDEX_STAGE, INDEX_NAME)
+
+
+def index_ref(store: ArtifactStore, version: str | None) -> ArtifactRef:
+    """The named index version, or the newest published one."""
+    if version is None:
+        return latest_index(store)
+    ref = ArtifactRef(stage=INDEX_STAGE, name=INDEX_NAME, version=version)
+    if not store.exists(ref):
+        raise ArtifactNotFound(f"no published index version {version!r}")
+    return ref
+
+
+def configure_torch_threads(threads: int | None = None) -> int:
+    """Intra-op threads for inference: the CPUs this process may use unless told otherwise.
+
+    torch defaults to the machine's core count, which oversubscribes a container limited by
+    affinity; forward passes are serialised (see :meth:`SearchEngine.embed`), so one pass may
+    use every allowed core.
+    """
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
+
+
+__all__ = [
+    "BadImage",
+    "NotReady",
+    "SearchEngine",
+    "Versions",
+    "configure_torch_threads",
+    "decode_upload",
+    "index_ref",
+    "latest_index",
+]

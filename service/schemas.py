@@ -1,0 +1,81 @@
+"""Response models of the search API: what OpenAPI documents and what clients can rely on."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Photo(BaseModel):
+    image_id: str = Field(description="sha256 of the photo's bytes")
+    url: str = Field(description="where the service serves the photo")
+    width: int | None = None
+    height: int | None = None
+
+
+class Item(BaseModel):
+    item_id: str = Field(description="product x colour, e.g. 'p0012:red'")
+    product_id: str
+    category: str
+    colour: str
+    title: str | None = None
+    shop_url: str | None = Field(None, description="the item's page in the crawled shop")
+
+
+class SearchHit(Item):
+    rank: int = Field(ge=1)
+    score: float = Field(description="cosine similarity of the query to the item's best-matching shop photo")
+    image_url: str = Field(description="URL of that best-matching seller photo")
+    item_url: str = Field(description="API URL of the item's details")
+
+
+class SearchResponse(BaseModel):
+    k: int
+    category: str | None = None
+    results: list[SearchHit]
+    index_version: str
+    took_ms: float = Field(description="server time: decode, embed and search")
+
+
+class ItemDetail(Item):
+    shop_photos: list[Photo]
+    street_photos: list[Photo] = Field(description="customer photos posted with the item's reviews")
+
+
+class StreetHit(Photo):
+    score: float = Field(description="best cosine similarity to one of the item's shop photos")
+    item_id: str = Field(description="the item whose review the photo came from")
+    same_item: bool = Field(description="the photo was posted for the queried item itself")
+
+
+class StreetResponse(BaseModel):
+    item_id: str
+    results: list[StreetHit]
+
+
+class StreetStatus(BaseModel):
+    ready: bool
+    embedded: int
+    total: int
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    index: str = Field(description="index_ids version served")
+    checkpoint: str = Field(description="checkpoint version the index was built with")
+    crawl: str = Field(description="crawl version indexed")
+    factory: str = Field(description="faiss factory string of the index")
+    vectors: int
+    items: int
+    categories: list[str]
+    street_photos: StreetStatus
+
+
+class ReloadResponse(BaseModel):
+    changed: bool
+    previous: str
+    current: str
+
+
+class ErrorDetail(BaseModel):
+    detail: str

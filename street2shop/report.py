@@ -1,0 +1,461 @@
+"""The self-contained HTML evaluation report: one file a person can open anywhere.
+
+What it shows, all computed by the one evaluation path (:mod:`street2shop.evaluate`):
+
+* the baseline comparison table (top-1/5/10/20, mAP, "right product, wrong colour" per
+  model: white-box features, pretrained backbone, trained embedder, trained + αQE/DBA),
+  with the gallery each figure used;
+* a recall@k plot per query category, one line per model;
+* grids of example queries (hits and misses) with their top results, the correct item
+  marked;
+* a 2-D t-SNE map of the trained embeddings coloured by category and by domain (shop vs
+  street).
+
+Everything is inline: plots are SVG written here (no plotting library needed), photos are
+base64 JPEG thumbnails, styles sit in one ``<style>`` block. The file therefore loads no
+URL, so it can be attached to an issue, archived with its artifact version, or opened
+offline. The evaluate stage writes it as ``report.html`` of its ``metrics`` version;
+``street2shop report`` renders it for any evaluated version; ``street2shop eval`` renders it
+for a bring-your-own dataset.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import typer
+from PIL import Image, ImageOps
+
+from street2shop.retrieval.evaluation import ALL_CATEGORIES, RetrievalReport
+from street2shop.selection import gallery_images, query_images
+from street2shop.storage.store import ArtifactRef, ArtifactStore
+
+REPORT_FILE = "report.html"
+
+#: Models in the order the comparison reads: white-box, pretrained, trained, post-processed.
+MODEL_ORDER = ("colour_histogram", "hog", "pretrained", "trained", "trained+qe", "trained+dba", "trained+dba+qe")
+
+#: The table's columns: (heading, metric name in the metrics table, k).
+TABLE_COLUMNS = (
+    ("top-1", "top_k", 1),
+    ("top-5", "top_k", 5),
+    ("top-10", "top_k", 10),
+    ("top-20", "top_k", 20),
+    ("mAP", "map", None),
+    ("wrong colour @1", "wrong_colour", 1),
+)
+
+#: Tableau 10: distinguishable, colour-blind-friendlier than a rainbow.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+
+THUMB_PX = 112
+
+
+@dataclass(frozen=True)
+class Result:
+    item_id: str
+    path: str  # a gallery photo of the item (its first), shown as the thumbnail
+    score: float
+    correct: bool
+
+
+@dataclass(frozen=True)
+class Example:
+    query_path: str
+    query_item: str
+    category: str | None
+    first_hit_rank: int  # 1-based; 0 = the correct item is not in the gallery
+    results: tuple[Result, ...]
+
+
+@dataclass
+class ReportData:
+    """Everything the page shows, already computed (rendering does no evaluation)."""
+
+    title: str
+    metrics: pa.Table  # rows of the ``metrics`` schema
+    gallery_note: str
+    examples: list[Example] = field(default_factory=list)
+    map_xy: np.ndarray | None = None  # (n, 2) t-SNE coordinates
+    map_categories: list[str] = field(default_factory=list)
+    map_domains: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def pick_examples(
+    report: RetrievalReport,
+    annotated: pa.Table,
+    split: str,
+    n_hits: int = 4,
+    n_misses: int = 4,
+    top: int = 5,
+    seed: int = 0,
+) -> list[Example]:
+    """A seeded sample of top-1 hits and misses with their ``top`` ranked items."""
+    queries = query_images(annotated, split)
+    gallery = gallery_images(annotated)
+    photo_of: dict[str, str] = {}
+    for item, path in zip(gallery.column("item_id").to_pylist(), gallery.column("path").to_pylist()):
+        photo_of.setdefault(item, path)
+    rng = np.random.default_rng(seed)
+    ranks = report.first_hit_rank
+    chosen: list[int] = []
+    for mask, n in ((ranks == 1, n_hits), (ranks != 1, n_misses)):
+        candidates = np.flatnonzero(mask)
+        chosen += sorted(rng.choice(candidates, size=min(n, len(candidates)), replace=False).tolist())
+    q_paths, q_items = queries.column("path").to_pylist(), queries.column("item_id").to_pylist()
+    q_categories = queries.column("category").to_pylist() if "category" in queries.column_names else [None] * len(q_paths)
+    examples = []
+    for i in chosen:
+        results = tuple(
+            Result(str(item), photo_of[item], float(score), item == q_items[i])
+            for item, score in zip(report.ranked_items[i, :top], report.ranked_scores[i, :top])
+            if item is not None
+        )
+        examples.append(Example(q_paths[i], q_items[i], q_categories[i], int(ranks[i]), results))
+    return examples
+
+
+def embedding_map(vectors: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """2-D t-SNE coordinates of ``vectors`` (seeded, so the same version draws the same map),
+    or ``None`` when there are too few points for a meaningful neighbourhood."""
+    from sklearn.manifold import TSNE
+
+    n = len(vectors)
+    if n < 5:
+        return None
+    # perplexity must stay below n; ~n/3 keeps small test sets meaningful, 30 is the usual cap.
+    perplexity = float(min(30.0, (n - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+    return tsne.fit_transform(np.asarray(vectors, dtype=np.float32))
+
+
+def build_report_data(
+    title: str,
+    metrics: pa.Table,
+    annotated: pa.Table,
+    split: str,
+    report: RetrievalReport,
+    vectors: dict[str, np.ndarray],
+    seed: int = 0,
+    max_map_points: int = 800,
+) -> ReportData:
+    """Collect the page's contents from one evaluation of the trained model.
+
+    ``vectors`` are that model's ``gallery`` and ``queries`` vectors (rows aligned with
+    ``gallery_images`` / ``query_images``); the map shows at most ``max_map_points`` of
+    them, a seeded sample, since t-SNE is quadratic.
+    """
+    gallery, queries = gallery_images(annotated), query_images(annotated, split)
+    points = np.concatenate([vectors["gallery"], vectors["queries"]])
+    categories = _column_or(gallery, "category") + _column_or(queries, "category")
+    domains = ["shop"] * gallery.num_rows + ["street"] * queries.num_rows
+    keep = np.arange(len(points))
+    if len(points) > max_map_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(points), max_map_points, replace=False))
+    xy = embedding_map(points[keep], seed=seed)
+    gallery_note = (
+        f"Queries: {queries.num_rows} street photos of the {split!r} split. Gallery: "
+        f"{gallery.num_rows} shop photos of {len(set(gallery.column('item_id').to_pylist()))} items, "
+        "the whole catalogue; exact search; a hit is the correct item (product × colour)."
+    )
+    return ReportData(
+        title=title,
+        metrics=metrics,
+        gallery_note=gallery_note,
+        examples=pick_examples(report, annotated, split, seed=seed),
+        map_xy=xy,
+        map_categories=[categories[i] for i in keep],
+        map_domains=[domains[i] for i in keep],
+    )
+
+
+def _column_or(table: pa.Table, column: str, default: str = "unknown") -> list[str]:
+    if column not in table.column_names:
+        return [default] * table.num_rows
+    return [default if v is None else str(v) for v in table.column(column).to_pylist()]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_report(data: ReportData) -> str:
+    """The whole page as one HTML string."""
+    rows = data.metrics.to_pylist()
+    models = _ordered_models({r["model"] for r in rows})
+    sections = [
+        f"<h1>{_e(data.title)}</h1>",
+        f"<p class='note'>{_e(data.gallery_note)}</p>",
+        "<h2>Baseline comparison (all categories)</h2>",
+        _comparison_table(rows, models),
+        "<h2>Recall@k per category</h2>",
+        "<div class='plots'>" + "".join(_recall_plots(rows, models)) + "</div>",
+        "<h2>Example queries</h2>",
+        "<p class='note'>Left: the street photo. Right: its top results, best first; the correct item "
+        "is framed green, wrong ones grey.</p>",
+        _example_grids(data.examples),
+        "<h2>Embedding map (t-SNE of the trained model)</h2>",
+        _embedding_maps(data),
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_e(data.title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th:first-child,td:first-child{text-align:left}.best{font-weight:bold}
+.note{color:#555}.plots{display:flex;flex-wrap:wrap;gap:12px}
+.grid{display:flex;gap:6px;margin:6px 0;align-items:flex-start}
+.cell{font-size:11px;text-align:center;width:118px}
+.cell img{width:112px;height:112px;object-fit:contain;border:3px solid #bbb;background:#f4f4f4}
+.cell.query img{border-color:#4e79a7}.cell.correct img{border-color:#2ca02c}
+.hit{color:#2ca02c}.miss{color:#d62728}
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _ordered_models(models: set[str]) -> list[str]:
+    known = [m for m in MODEL_ORDER if m in models]
+    return known + sorted(models - set(known))
+
+
+def _value(rows: list[dict], model: str, category: str, metric: str, k: int | None) -> float | None:
+    for r in rows:
+        if r["model"] == model and r["category"] == category and r["metric"] == metric and r["k"] == k:
+            return r["value"]
+    return None
+
+
+def _comparison_table(rows: list[dict], models: list[str]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h, _, _ in TABLE_COLUMNS)
+    values = {m: [_value(rows, m, ALL_CATEGORIES, metric, k) for _, metric, k in TABLE_COLUMNS] for m in models}
+    body = []
+    for m in models:
+        cells = []
+        for j, (_, metric, _) in enumerate(TABLE_COLUMNS):
+            v = values[m][j]
+            column = [values[x][j] for x in models if values[x][j] is not None]
+            # The best model per column is bold; for the wrong-colour rate lower is better.
+            best = (min if metric == "wrong_colour" else max)(column) if column else None
+            cls = " class='best'" if v is not None and v == best else ""
+            cells.append(f"<td{cls}>{'–' if v is None else f'{v:.3f}'}</td>")
+        body.append(f"<tr><td>{_e(m)}</td>{''.join(cells)}</tr>")
+    return f"<table class='comparison'><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _recall_plots(rows: list[dict], models: list[str]) -> list[str]:
+    categories = sorted({r["category"] for r in rows if r["metric"] == "recall"} - {ALL_CATEGORIES})
+    plots = []
+    for category in [ALL_CATEGORIES, *categories]:
+        series = {}
+        for m in models:
+            points = sorted((r["k"], r["value"]) for r in rows if r["model"] == m and r["category"] == category and r["metric"] == "recall")
+            if points:
+                series[m] = points
+        if series:
+            plots.append(line_plot_svg(series, title=f"{category}: recall@k", x_label="k", y_label="recall"))
+    return plots
+
+
+def line_plot_svg(
+    series: dict[str, Sequence[tuple[float, float]]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 360,
+    height: int = 240,
+) -> str:
+    """A line chart (y in [0, 1], x on a log2 scale since k doubles) with a legend."""
+    left, right, top, bottom = 40, 110, 24, 32
+    xs = sorted({x for pts in series.values() for x, _ in pts})
+    lo, hi = math.log2(min(xs)), math.log2(max(xs))
+    span = hi - lo or 1.0
+
+    def px(x: float) -> float:
+        return left + (math.log2(x) - lo) / span * (width - left - right)
+
+    def py(y: float) -> float:
+        return top + (1 - y) * (height - top - bottom)
+
+    parts = [f"<svg width='{width}' height='{height}' role='img' aria-label='{_e(title)}'>"]
+    parts.append(f"<text x='{width / 2}' y='14' text-anchor='middle' font-size='12'>{_e(title)}</text>")
+    for y in (0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f"<line x1='{left}' x2='{width - right}' y1='{py(y):.1f}' y2='{py(y):.1f}' stroke='#e5e5e5'/>")
+        parts.append(f"<text x='{left - 4}' y='{py(y) + 3:.1f}' text-anchor='end' font-size='9'>{y:g}</text>")
+    for x in xs:
+        parts.append(f"<text x='{px(x):.1f}' y='{height - bottom + 12}' text-anchor='middle' font-size='9'>{x:g}</text>")
+    parts.append(f"<text x='{(left + width - right) / 2}' y='{height - 4}' text-anchor='middle' font-size='10'>{_e(x_label)}</text>")
+    parts.append(f"<text x='10' y='{(top + height - bottom) / 2}' font-size='10' transform='rotate(-90 10 {(top + height - bottom) / 2})' text-anchor='middle'>{_e(y_label)}</text>")
+    for i, (name, pts) in enumerate(series.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{coords}'/>")
+        for x, y in pts:
+            parts.append(f"<circle cx='{px(x):.1f}' cy='{py(y):.1f}' r='2.5' fill='{colour}'><title>{_e(name)} k={x:g}: {y:.3f}</title></circle>")
+        ly = top + 12 * i
+        parts.append(f"<rect x='{width - right + 8}' y='{ly}' width='10' height='3' fill='{colour}'/>")
+        parts.append(f"<text x='{width - right + 22}' y='{ly + 5}' font-size='9'>{_e(name)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter_svg(xy: np.ndarray, labels: Sequence[str], title: str, width: int = 520, height: int = 420) -> str:
+    """A scatter plot of 2-D points coloured by label, with a legend."""
+    left, right, top, bottom = 10, 130, 24, 10
+    names = sorted(set(labels))
+    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    mins, maxs = xy.min(axis=0), xy.max(axis=0)
+    span = np.where(maxs - mins > 0, maxs - mins, 1.0)
+    scaled = (xy - mins) / span
+    parts = [f"<svg width='{width}' height='{height}' role='img' aria-label='{_e(title)}'>"]
+    parts.append(f"<text x='{(width - right) / 2}' y='14' text-anchor='middle' font-size='12'>{_e(title)}</text>")
+    for (u, v), label in zip(scaled, labels):
+        x = left + u * (width - left - right)
+        y = top + (1 - v) * (height - top - bottom)
+        parts.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='{colour[label]}' fill-opacity='0.75'><title>{_e(label)}</title></circle>")
+    for i, name in enumerate(names):
+        ly = top + 14 * i
+        parts.append(f"<circle cx='{width - right + 12}' cy='{ly + 4}' r='4' fill='{colour[name]}'/>")
+        parts.append(f"<text x='{width - right + 20}' y='{ly + 8}' font-size='10'>{_e(name)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def thumbnail_data_uri(path: str | Path, size: int = THUMB_PX) -> str:
+    """A ``data:image/jpeg;base64`` URI of a small JPEG thumbnail of the photo at ``path``."""
+    try:
+        with Image.open(path) as im:
+            image = ImageOps.exif_transpose(im).convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image for the report: {path}: {exc}") from exc
+    image.thumbnail((size, size))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _example_grids(examples: list[Example]) -> str:
+    if not examples:
+        return "<p class='note'>No example queries.</p>"
+    cache: dict[str, str] = {}
+
+    def img(path: str, alt: str) -> str:
+        if path not in cache:
+            cache[path] = thumbnail_data_uri(path)
+        return f"<img src='{cache[path]}' alt='{_e(alt)}'>"
+
+    out = []
+    for ex in examples:
+        if ex.first_hit_rank == 1:
+            verdict = "<span class='hit'>hit</span>"
+        elif ex.first_hit_rank == 0:
+            verdict = "<span class='miss'>miss (correct item not in the gallery)</span>"
+        else:
+            verdict = f"<span class='miss'>miss: correct item at rank {ex.first_hit_rank}</span>"
+        cells = [f"<div class='cell query'>{img(ex.query_path, 'query ' + ex.query_item)}<br>query<br>{_e(ex.query_item)}<br>{verdict}</div>"]
+        for rank, r in enumerate(ex.results, start=1):
+            cls = "cell correct" if r.correct else "cell"
+            mark = " ✓" if r.correct else ""
+            cells.append(f"<div class='{cls}'>{img(r.path, f'rank {rank}: {r.item_id}')}<br>#{rank} {_e(r.item_id)}{mark}<br>{r.score:.3f}</div>")
+        out.append(f"<div class='grid'>{''.join(cells)}</div>")
+    return "\n".join(out)
+
+
+def _embedding_maps(data: ReportData) -> str:
+    if data.map_xy is None:
+        return "<p class='note'>Too few photos for a map.</p>"
+    return (
+        "<div class='plots'>"
+        + scatter_svg(data.map_xy, data.map_categories, "coloured by category")
+        + scatter_svg(data.map_xy, data.map_domains, "coloured by domain")
+        + "</div>"
+    )
+
+
+# --------------------------------------------------------------------------- from the store
+
+
+def report_from_store(store: ArtifactStore, metrics_ref: ArtifactRef, seed: int = 0) -> ReportData:
+    """Rebuild an evaluated version's report from its artifacts alone.
+
+    The ranking is recomputed from the version's published ``embeddings`` (the trained
+    model's vectors) through the one evaluation path, so no model is loaded.
+    """
+    from street2shop.evaluate import score_vectors
+    from street2shop.tasks.data import DataRefs, load_annotated
+
+    manifest = store.manifest(metrics_ref)
+    by_name = {r.name: r for r in manifest.inputs}
+    data_refs = DataRefs(**{name: by_name[name] for name in DataRefs.model_fields})
+    split = manifest.params.get("split", "test")
+    ks = manifest.params.get("ks", [1, 5, 10, 20])
+    annotated = load_annotated(store, data_refs)
+    vectors = vectors_for(store, metrics_ref.model_copy(update={"name": "embeddings"}), annotated, split)
+    report = score_vectors(vectors["queries"], vectors["gallery"], annotated, split, ks)
+    title = f"street2shop evaluation {metrics_ref.version}"
+    return build_report_data(title, store.read_table(metrics_ref), annotated, split, report, vectors, seed=seed)
+
+
+def vectors_for(store: ArtifactStore, embeddings_ref: ArtifactRef, annotated: pa.Table, split: str) -> dict[str, np.ndarray]:
+    """The published vectors of ``gallery_images`` and ``query_images`` in their row order."""
+    emb = store.read_table(embeddings_ref)
+    dim = emb.schema.field("vector").type.list_size
+    matrix = emb.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    row_of = {image_id: i for i, image_id in enumerate(emb.column("image_id").to_pylist())}
+    out = {}
+    for key, table in (("gallery", gallery_images(annotated)), ("queries", query_images(annotated, split))):
+        ids = table.column("image_id").to_pylist()
+        missing = [i for i in ids if i not in row_of]
+        if missing:
+            raise ValueError(f"{embeddings_ref} lacks {len(missing)} {key} vector(s), e.g. {missing[0]}")
+        out[key] = matrix[[row_of[i] for i in ids]].astype(np.float32)
+    return out
+
+
+def write_report(store: ArtifactStore, metrics_ref: ArtifactRef, out_path: str | Path) -> Path:
+    """Render the report of an evaluated ``metrics`` version to ``out_path``."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(render_report(report_from_store(store, metrics_ref)), encoding="utf-8")
+    return out_path
+
+
+def report(
+    home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME or ./.street2shop)"),
+    version: Optional[str] = typer.Option(None, help="evaluate version (default: the latest)"),
+    out: Path = typer.Option(Path("report.html"), help="where to write the HTML file"),
+) -> None:
+    """Write the self-contained HTML evaluation report of an evaluated version."""
+    from street2shop.settings import get_settings
+    from street2shop.storage.store import ArtifactNotFound
+
+    store = ArtifactStore(home if home is not None else get_settings().home)
+    ref = ArtifactRef(stage="evaluate", name="metrics", version=version) if version else store.latest_or_none("evaluate", "metrics")
+    if ref is None or not store.exists(ref):
+        typer.echo(f"error: no evaluated version {version or ''} in {store.home}: run the evaluate stage first", err=True)
+        raise typer.Exit(2)
+    try:
+        path = write_report(store, ref, out)
+    except ArtifactNotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"report of {ref}: {path}")

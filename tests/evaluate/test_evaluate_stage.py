@@ -1,0 +1,75 @@
+"""The evaluate stage: αQE/DBA on and off, the gallery it used, the report it writes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+from evaluate_testing import publish_shop
+
+from street2shop.report import REPORT_FILE, report
+from street2shop.tasks.evaluate import EvaluateParams, run_evaluate
+
+
+# Embeds 16 photos with two baselines and draws two t-SNE maps: ~30 s on a busy 2-core box.
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, tiny_checkpoint):
+    store, data, checkpoint = publish_shop(tmp_path_factory.mktemp("home"), tiny_checkpoint)
+    params = EvaluateParams(baselines=["colour_histogram", "hog"], ks=[1, 5, 10, 20])
+    return store, data, checkpoint, run_evaluate(store, data, checkpoint, params)
+
+
+@pytest.mark.slow
+def test_expansions_are_measured_per_category_and_overall(evaluated):
+    store, _, _, result = evaluated
+    metrics = store.read_table(result["metrics"]).to_pylist()
+    models = {r["model"] for r in metrics}
+    assert models == {"colour_histogram", "hog", "trained", "trained+qe", "trained+dba", "trained+dba+qe"}
+    for model in models:
+        got = {(r["category"], r["metric"], r["k"]) for r in metrics if r["model"] == model}
+        for category in ("all", "tops", "shoes"):
+            assert {(category, "top_k", 1), (category, "top_k", 20), (category, "map", None), (category, "wrong_colour", 1)} <= got
+
+
+@pytest.mark.slow
+def test_manifest_says_which_gallery_the_figures_used(evaluated):
+    store, _, _, result = evaluated
+    figures = store.manifest(result["metrics"]).metrics
+    assert figures["gallery"] == 8 and figures["gallery_items"] == 4 and figures["queries"] == 8
+    assert "whole catalogue" in figures["gallery_scope"]
+    assert {"trained+qe_top1", "trained+dba_map"} <= set(figures)
+
+
+@pytest.mark.slow
+def test_stage_writes_a_self_contained_report_and_the_cli_path_rebuilds_it(evaluated, tmp_path):
+    store, _, _, result = evaluated
+    html = store.file(result["metrics"], REPORT_FILE).read_text()
+    assert "<td>trained+dba</td>" in html and "<td>hog</td>" in html
+    assert not re.search(r"(src|href)=['\"]https?:", html)
+    # recall plots for all, shoes, tops + 2 maps
+    assert html.count("<svg ") == 3 + 2
+    app = typer.Typer()
+    app.command("report")(report)
+    app.callback()(lambda: None)  # keeps typer from collapsing a one-command app
+    out = tmp_path / "r.html"
+    cli = CliRunner().invoke(app, ["report", "--home", str(store.home), "--version", result.version, "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    rebuilt = out.read_text()
+    # Same seed, same vectors, same evaluation path: the same page.
+    assert rebuilt.count("<img ") == html.count("<img ") > 8
+    assert rebuilt.split("<h2>Embedding map")[0] == html.split("<h2>Embedding map")[0]
+
+
+def test_unknown_expansion_is_rejected():
+    with pytest.raises(ValueError, match="unknown expansion"):
+        EvaluateParams(expansions=["qe", "magic"])
+
+
+def test_report_command_without_an_evaluated_version(tmp_path):
+    app = typer.Typer()
+    app.command("report")(report)
+    app.callback()(lambda: None)
+    cli = CliRunner().invoke(app, ["report", "--home", str(tmp_path), "--out", str(tmp_path / "r.html")])
+    assert cli.exit_code == 2 and "run the evaluate stage first" in cli.output

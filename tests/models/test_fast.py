@@ -1,0 +1,108 @@
+"""The fast inference modes give the eager fp32 embeddings, and fail clearly without a backend."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from street2shop.models.embed import embed_images
+from street2shop.models.embedder import build_embedder
+from street2shop.models.fast import (
+    BackendUnavailableError,
+    InferenceEmbedder,
+    list_modes,
+    optimize_for_inference,
+)
+
+
+def tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_embedder("tiny", pretrained=False, dim=16).eval()
+    # Non-trivial BatchNorm statistics, so a runner that ignored them would disagree.
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def random_batch(n: int = 5, size: int = 32) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def assert_same_embeddings(fast, reference, images: torch.Tensor) -> None:
+    with torch.inference_mode():
+        expected, got = reference(images), fast(images)
+    assert got.shape == expected.shape
+    cosine = (torch.nn.functional.normalize(got.float(), dim=-1) * expected).sum(-1)
+    assert cosine.min().item() > 0.999, cosine
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_registry_lists_modes_and_rejects_unknown_names():
+    assert {"eager", "channels_last", "compile", "onnx"} <= set(list_modes())
+    with pytest.raises(ValueError, match="unknown inference mode 'int4'"):
+        optimize_for_inference(tiny_model(), mode="int4")
+    with pytest.raises(ValueError, match="unknown inference mode 'nope'"):
+        optimize_for_inference(tiny_model(), mode="eager", fallback="nope")
+    with pytest.raises(ValueError, match="threads"):
+        optimize_for_inference(tiny_model(), mode="eager", threads=0)
+
+
+def test_channels_last_matches_eager_and_keeps_metadata():
+    reference = tiny_model()
+    fast = optimize_for_inference(tiny_model(), mode="channels_last")
+    assert isinstance(fast, InferenceEmbedder) and fast.mode == "channels_last"
+    assert fast.dim == 16 and fast.preprocess == reference.preprocess and not fast.training
+    assert_same_embeddings(fast, reference, random_batch())
+    with pytest.raises(RuntimeError, match="training mode"):
+        fast.train()
+
+
+def test_onnx_matches_eager_through_embed_images(synthetic_images):
+    pytest.importorskip("onnxruntime")
+    reference = tiny_model()
+    fast = optimize_for_inference(tiny_model(), mode="onnx", threads=1)
+    assert_same_embeddings(fast, reference, random_batch(7))
+    # The served path: embed_images accepts the fast module exactly like an Embedder.
+    paths = synthetic_images.column("path").to_pylist()[:6]
+    expected = embed_images(reference, paths, batch_size=4, num_workers=0, device="cpu")
+    got = embed_images(fast, paths, batch_size=4, num_workers=0, device="cpu")
+    assert (got * expected).sum(1).min() > 0.999
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_missing_onnxruntime_raises_clearly_or_falls_back(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(BackendUnavailableError, match="pip install onnxruntime"):
+        optimize_for_inference(tiny_model(), mode="onnx")
+    reference = tiny_model()
+    fallen_back = optimize_for_inference(tiny_model(), mode="onnx", fallback="channels_last")
+    assert fallen_back.mode == "channels_last"
+    assert_same_embeddings(fallen_back, reference, random_batch())
+
+
+def test_compile_without_a_compiler_raises_clearly(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(BackendUnavailableError, match="C/C\\+\\+ compiler"):
+        optimize_for_inference(tiny_model(), mode="compile")
+    assert optimize_for_inference(tiny_model(), mode="compile", fallback="eager").training is False
+
+
+@pytest.mark.slow
+def test_compile_matches_eager():
+    reference = tiny_model()
+    fast = optimize_for_inference(tiny_model(), mode="compile")
+    assert_same_embeddings(fast, reference, random_batch())
+
+
+@pytest.mark.slow
+def test_onnx_matches_eager_on_the_default_backbone():
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    reference = build_embedder("efficientnet_lite0", pretrained=True, dim=64).eval()
+    fast = optimize_for_inference(reference, mode="onnx")
+    assert_same_embeddings(fast, reference, random_batch(3, size=224))

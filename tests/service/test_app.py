@@ -1,0 +1,170 @@
+"""The search API over a tiny published store: search, items, reverse search, bad input, reload."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from street2shop.crawler.validate import ImageLimits
+from street2shop.service.app import create_app
+from street2shop.storage.store import ArtifactStore
+
+from service_testing import ITEMS, publish_crawl, publish_index, shop_photo
+
+
+@pytest.fixture(scope="module")
+def client(tiny_home):
+    app = create_app(tiny_home, street_in_background=False, limits=ImageLimits(max_bytes=200_000, max_pixels=1_000_000))
+    with TestClient(app) as c:
+        yield c
+
+
+def upload(client, data: bytes, k: int | None = None, category: str | None = None, field: str = "image", name="q.jpg"):
+    params = {key: v for key, v in {"k": k, "category": category}.items() if v is not None}
+    return client.post("/search", params=params, files={field: (name, data, "image/jpeg")})
+
+
+@pytest.mark.parametrize("item_id", sorted(ITEMS))
+def test_a_shop_photo_finds_its_own_item_first(client, tiny_home, item_id) -> None:
+    _, data = shop_photo(ArtifactStore(tiny_home), item_id)
+    response = upload(client, data, k=3)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    top = body["results"][0]
+    assert top["item_id"] == item_id and top["rank"] == 1
+    assert top["score"] == pytest.approx(1.0, abs=1e-4)  # the very photo is in the index
+    category, colour, _, _ = ITEMS[item_id]
+    assert (top["category"], top["colour"]) == (category, colour)
+    assert top["image_url"].startswith("/images/") and top["item_url"] == f"/items/{item_id}"
+    assert [r["rank"] for r in body["results"]] == [1, 2, 3]
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert len({r["item_id"] for r in body["results"]}) == 3  # photo hits de-duplicated to items
+
+
+def test_k_larger_than_the_catalogue_returns_every_item_once(client, tiny_home) -> None:
+    _, data = shop_photo(ArtifactStore(tiny_home), "p1:red")
+    results = upload(client, data, k=100).json()["results"]
+    assert sorted(r["item_id"] for r in results) == sorted(ITEMS)
+
+
+def test_category_filter_returns_only_that_category(client, tiny_home) -> None:
+    _, data = shop_photo(ArtifactStore(tiny_home), "p1:red")  # a top, searched among skirts
+    results = upload(client, data, k=10, category="skirts").json()["results"]
+    assert sorted(r["item_id"] for r in results) == ["p4:yellow", "p5:black", "p6:pink"]
+    assert {r["category"] for r in results} == {"skirts"}
+
+
+def test_item_details_and_photo_bytes(client, tiny_home) -> None:
+    image_id, data = shop_photo(ArtifactStore(tiny_home), "p2:blue")
+    item = client.get("/items/p2:blue").json()
+    assert item["category"] == "tops" and item["title"] == "blue top p2"
+    assert len(item["shop_photos"]) == 2 and len(item["street_photos"]) == 2
+    assert image_id in [p["image_id"] for p in item["shop_photos"]]
+    photo = client.get(f"/images/{image_id}")
+    assert photo.status_code == 200 and photo.content == data
+    assert photo.headers["content-type"] == "image/jpeg"
+
+
+def test_reverse_search_ranks_every_street_photo_by_similarity(client) -> None:
+    body = client.get("/items/p4:yellow/street", params={"k": 100}).json()
+    assert body["item_id"] == "p4:yellow"
+    assert len(body["results"]) == 2 * len(ITEMS)  # every street photo, none filtered
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 + 1e-5 for s in scores)
+    own = [r for r in body["results"] if r["same_item"]]
+    assert len(own) == 2 and all(r["item_id"] == "p4:yellow" for r in own)
+    assert len(client.get("/items/p4:yellow/street", params={"k": 3}).json()["results"]) == 3
+
+
+def jpeg_bytes(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 10)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def png_bomb() -> bytes:
+    """A 1-bit PNG of 4000 x 4000 pixels: a few KB on disk, 16 MP once decoded."""
+    buf = io.BytesIO()
+    Image.new("1", (4000, 4000)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data, status, message",
+    [
+        (b"", 400, "empty file"),
+        (b"this is not an image at all", 415, "not an image"),
+        (jpeg_bytes(64, 64)[:300], 400, "truncated"),
+        (jpeg_bytes(8, 8), 400, "too small"),
+        (png_bomb(), 413, "too many pixels"),
+        (b"\xff" * 200_001, 413, "too large"),
+    ],
+    ids=["empty", "text", "truncated", "tiny", "bomb", "huge-bytes"],
+)
+def test_bad_uploads_get_a_clear_4xx_and_the_service_stays_up(client, tiny_home, data, status, message) -> None:
+    response = upload(client, data)
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"] and "q.jpg" in response.json()["detail"]
+    _, good = shop_photo(ArtifactStore(tiny_home), "p1:red")
+    assert upload(client, good).status_code == 200
+
+
+def test_bad_requests(client, tiny_home) -> None:
+    _, data = shop_photo(ArtifactStore(tiny_home), "p1:red")
+    wrong_field = upload(client, data, field="photo")
+    assert wrong_field.status_code == 422 and wrong_field.json()["detail"][0]["loc"] == ["body", "image"]
+    for k in (0, 101):
+        response = upload(client, data, k=k)
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "k"]
+    unknown = upload(client, data, category="hats")
+    assert unknown.status_code == 400 and "unknown category 'hats'" in unknown.json()["detail"]
+    assert client.get("/items/nope:red").status_code == 404
+    assert client.get("/items/nope:red/street").json() == {"detail": "unknown item 'nope:red'"}
+    assert client.get("/images/" + "0" * 64).status_code == 404
+
+
+def test_health_reports_the_versions_served(client, tiny_home) -> None:
+    store = ArtifactStore(tiny_home)
+    index = store.latest("index", "index_ids")
+    inputs = {r.name: r.version for r in store.manifest(index).inputs}
+    health = client.get("/health").json()
+    assert health["index"] == index.version
+    assert health["checkpoint"] == inputs["checkpoint"] == "tiny-seed0"
+    assert health["crawl"] == inputs["images"] == store.latest("crawl", "items").version
+    assert health["factory"] == "Flat" and health["vectors"] == 12 and health["items"] == 6
+    assert health["categories"] == ["skirts", "tops"]
+    assert health["street_photos"] == {"ready": True, "embedded": 12, "total": 12, "error": None}
+
+
+def test_page_and_openapi_are_served(client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>street2shop</title>" in page.text
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing external loads
+    assert client.get("/static/app.js").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert spec["paths"]["/search"]["post"]["summary"] == "Find shop items in a photo"
+    assert {"/search", "/items/{item_id}", "/items/{item_id}/street", "/health", "/admin/reload"} <= set(spec["paths"])
+
+
+def test_reload_switches_to_a_newly_published_index(tmp_path) -> None:
+    store = ArtifactStore(tmp_path)
+    images = publish_crawl(store)
+    first = publish_index(store, images, seed=0)
+    app = create_app(tmp_path, street_in_background=False, admin_token="secret")
+    with TestClient(app) as client:
+        assert client.get("/health").json()["index"] == first.version
+        assert client.post("/admin/reload", headers={"X-Admin-Token": "secret"}).json() == {
+            "changed": False, "previous": first.version, "current": first.version}
+        second = publish_index(store, images, seed=1)  # another checkpoint -> another index
+        assert second.version != first.version
+        assert client.post("/admin/reload").status_code == 403
+        reloaded = client.post("/admin/reload", headers={"X-Admin-Token": "secret"}).json()
+        assert reloaded == {"changed": True, "previous": first.version, "current": second.version}
+        health = client.get("/health").json()
+        assert (health["index"], health["checkpoint"]) == (second.version, "tiny-seed1")
+        _, data = shop_photo(store, "p3:green")
+        assert upload(client, data).json()["results"][0]["item_id"] == "p3:green"
