@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,8 @@ PHOTOS = Path("/work/shared/data/clothing-small/test")
 
 def photo_paths(n: int, folder: Path = PHOTOS) -> list[str]:
     """``n`` real photos (cycled if the folder has fewer), or generated JPEGs if it is absent."""
-    paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}) if folder.is_dir() else []
+    suffixes = {".jpg", ".jpeg", ".png"}
+    paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in suffixes) if folder.is_dir() else []
     if not paths:
         out = Path(tempfile.mkdtemp(prefix="bench-embed-"))
         rng = np.random.default_rng(0)
@@ -136,7 +136,10 @@ def main(
     if rss_child is not None:
         fast = optimize_for_inference(model, rss_child)
         embed_images(fast, photo_paths(images), batch_size=batch, num_workers=workers, device="cpu")
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+        # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent
+        # across fork+exec, so a child would report the (large) parent's peak.
+        status = Path("/proc/self/status").read_text().splitlines()
+        print(int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024)
         return
 
     names = [m.strip() for m in modes.split(",") if m.strip()]
@@ -182,9 +185,8 @@ def main(
 
         for row in rows:
             fast, _ = built[row["mode"]]
-            report, _ = evaluate_features(
-                partial(embed_images, fast, batch_size=batch, num_workers=0, device="cpu"), annotated, "test", ks=(1, 20)
-            )
+            features = partial(embed_images, fast, batch_size=batch, num_workers=0, device="cpu")
+            report, _ = evaluate_features(features, annotated, "test", ks=(1, 20))
             row["top1"], row["top20"] = round(report.overall["top1"], 4), round(report.overall["top20"], 4)
         base = next((r["top20"] for r in rows if r["mode"] == "eager"), None)
         for row in rows:
@@ -192,7 +194,8 @@ def main(
 
     load_after = os.getloadavg()
     header = f"model: {description}; {preprocess.image_size} px; torch threads {torch.get_num_threads()}; "
-    header += f"{len(set(paths))} photos; repeats {repeats} (median); load avg before {load_before[0]:.2f} after {load_after[0]:.2f}"
+    header += f"{len(set(paths))} photos; repeats {repeats} (median); "
+    header += f"load avg before {load_before[0]:.2f} after {load_after[0]:.2f}"
     print(header)
     columns = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]

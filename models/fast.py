@@ -45,14 +45,17 @@ class BackendUnavailableError(RuntimeError):
 class InferenceEmbedder(nn.Module):
     """An embedder behind a faster runner: same inputs, outputs and metadata as the original.
 
-    ``runner`` maps a float32 image batch ``(B, 3, S, S)`` to embeddings ``(B, dim)``. The
-    original embedder stays a submodule (``source``) so ``dim``, ``preprocess`` and ``config``
-    keep one source of truth, and ``.to()``/``.eval()`` from callers remain harmless.
+    ``runner`` maps a float32 image batch ``(B, 3, S, S)`` to embeddings ``(B, dim)`` on the
+    CPU; inputs on another device are moved to the CPU. ``dim``, ``preprocess`` and ``config``
+    are read from the original embedder, which is deliberately *not* a submodule: callers
+    such as ``embed_images`` call ``.to(device, memory_format=...)`` on whatever model they
+    get, and that must not convert the weights a runner was built around (channels-last
+    layout, a compiled graph) or move them off the CPU. Hence ``.to()`` is a no-op here.
     """
 
     def __init__(self, source: Embedder, runner: Callable[[torch.Tensor], torch.Tensor], mode: str) -> None:
         super().__init__()
-        self.source = source.eval()
+        object.__setattr__(self, "source", source.eval())  # outside the module tree, see above
         self._runner = runner
         self.mode = mode
         self.train(False)
@@ -76,7 +79,7 @@ class InferenceEmbedder(nn.Module):
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self._runner(images)
+        return self._runner(images.to("cpu"))
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

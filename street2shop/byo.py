@@ -39,7 +39,7 @@ from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.retrieval.evaluation import RetrievalReport
 from street2shop.storage.blobs import BlobStore
-from street2shop.storage.schemas import embeddings_schema
+from street2shop.storage.schemas import IMAGES, ITEMS, embeddings_schema
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
 from street2shop.tasks.stage import StageResult, run_stage
 
@@ -276,8 +276,6 @@ def import_catalog(store: ArtifactStore, catalog: LabelledPhotos) -> StageResult
          "category": a.get("category", "unknown"), "colour": a.get("colour", "unknown"), "title": None, "url": None}
         for item, a in attributes.items()
     ]
-    from street2shop.storage.schemas import IMAGES, ITEMS
-
     tables = {"items": pa.Table.from_pylist(items, ITEMS), "images": pa.Table.from_pylist(images, IMAGES)}
 
     def compute(writers) -> None:

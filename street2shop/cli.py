@@ -141,11 +141,16 @@ def versions(stage: Optional[str] = typer.Argument(None), home: Optional[Path] =
 
 
 def _mount_subcommands() -> None:
+    from street2shop.byo import eval_command, index_command
+    from street2shop.report import report
     from street2shop.service.cli import serve
     from street2shop.shop.cli import shop_app
 
     app.add_typer(shop_app, name="shop", help="Generate or serve the demo shop.")
     app.command("serve")(serve)
+    app.command("report")(report)
+    app.command("eval")(eval_command)
+    app.command("index")(index_command)
 
 
 _mount_subcommands()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,6 @@ def publish_shop(home: Path, checkpoint: Path, seed: int = 0):
                       "colour": colour_name, "title": None, "url": None})
         for role, n in (("shop", 2), ("street", 2)):
             for i in range(n):
-                import io
-
                 buf = io.BytesIO()
                 draw(colour, shape, rng, street=role == "street").save(buf, format="JPEG", quality=90)
                 sha, rel = blobs.put(buf.getvalue())

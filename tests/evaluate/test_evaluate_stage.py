@@ -13,7 +13,6 @@ from street2shop.report import REPORT_FILE, report
 from street2shop.tasks.evaluate import EvaluateParams, run_evaluate
 
 
-# Embeds 16 photos with two baselines and draws two t-SNE maps: ~30 s on a busy 2-core box.
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, tiny_checkpoint):
     store, data, checkpoint = publish_shop(tmp_path_factory.mktemp("home"), tiny_checkpoint)
@@ -21,7 +20,6 @@ def evaluated(tmp_path_factory, tiny_checkpoint):
     return store, data, checkpoint, run_evaluate(store, data, checkpoint, params)
 
 
-@pytest.mark.slow
 def test_expansions_are_measured_per_category_and_overall(evaluated):
     store, _, _, result = evaluated
     metrics = store.read_table(result["metrics"]).to_pylist()
@@ -33,7 +31,6 @@ def test_expansions_are_measured_per_category_and_overall(evaluated):
             assert {(category, "top_k", 1), (category, "top_k", 20), (category, "map", None), (category, "wrong_colour", 1)} <= got
 
 
-@pytest.mark.slow
 def test_manifest_says_which_gallery_the_figures_used(evaluated):
     store, _, _, result = evaluated
     figures = store.manifest(result["metrics"]).metrics
@@ -42,7 +39,6 @@ def test_manifest_says_which_gallery_the_figures_used(evaluated):
     assert {"trained+qe_top1", "trained+dba_map"} <= set(figures)
 
 
-@pytest.mark.slow
 def test_stage_writes_a_self_contained_report_and_the_cli_path_rebuilds_it(evaluated, tmp_path):
     store, _, _, result = evaluated
     html = store.file(result["metrics"], REPORT_FILE).read_text()

@@ -111,8 +111,6 @@ def test_line_plot_maps_values_onto_the_axes():
 
 
 def test_pick_examples_takes_hits_and_misses_and_marks_the_correct_item(tmp_path):
-    import pyarrow as pa
-
     gallery = [("g1", "a"), ("g2", "b"), ("g3", "c")]
     queries = [("q1", "a"), ("q2", "b"), ("q3", "c")]
     annotated = pa.table(

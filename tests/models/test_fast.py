@@ -62,6 +62,17 @@ def test_channels_last_matches_eager_and_keeps_metadata():
         fast.train()
 
 
+def test_embed_images_does_not_undo_the_runner_layout(synthetic_images):
+    # embed_images calls model.to(memory_format=contiguous) on CPU; the runner's weights must stay NHWC.
+    fast = optimize_for_inference(tiny_model(), mode="channels_last")
+    paths = synthetic_images.column("path").to_pylist()[:4]
+    expected = embed_images(tiny_model(), paths, batch_size=2, num_workers=0, device="cpu")
+    got = embed_images(fast, paths, batch_size=2, num_workers=0, device="cpu")
+    first_conv = fast.source.backbone.body[0].weight
+    assert first_conv.is_contiguous(memory_format=torch.channels_last) and not first_conv.is_contiguous()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_onnx_matches_eager_through_embed_images(synthetic_images):
     pytest.importorskip("onnxruntime")
     reference = tiny_model()
