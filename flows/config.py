@@ -12,6 +12,7 @@ from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
+from street2shop.ops import PromoteParams
 from street2shop.tasks.evaluate import EvaluateParams
 from street2shop.tasks.index import IndexParams
 
@@ -32,6 +33,8 @@ class PipelineConfig(BaseModel):
     mine: MineParams = Field(default_factory=MineParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     index: IndexParams = Field(default_factory=IndexParams)
+    #: when a new index replaces the served one
+    promote: PromoteParams = Field(default_factory=PromoteParams)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PipelineConfig":

@@ -1,4 +1,4 @@
-"""The pipeline flow: crawl -> noise filter -> dedup/merge -> train <-> mine -> evaluate -> build index.
+"""The pipeline flow: crawl -> noise filter -> dedup/merge -> train <-> mine -> evaluate -> build index -> promote.
 
 Every stage is a sub-flow, so the Prefect UI shows the DAG, each round of the train/mine
 loop, and each stage's figures. A stage whose output for these inputs and params is
@@ -12,6 +12,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from street2shop.flows.config import PipelineConfig
+from street2shop.flows.promote import promote_flow
 from street2shop.flows.stages import (
     build_index_flow,
     crawl_flow,
@@ -29,6 +30,8 @@ class PipelineResult(BaseModel):
     """Per stage: the version it produced or reused, whether it was skipped, and its figures."""
 
     stages: list[dict]
+    #: whether this run's index now serves, and why (or why not)
+    promotion: dict | None = None
 
     def stage(self, name: str) -> dict:
         for s in self.stages:
@@ -67,7 +70,8 @@ def pipeline(home: str, cfg: PipelineConfig) -> PipelineResult:
     evaluated = evaluate_flow(home, cfg.evaluate, checkpoint=trained["checkpoint"], data=data)
     indexed = build_index_flow(home, cfg.index, embeddings=evaluated["embeddings"], images=crawled["images"], checkpoint=trained["checkpoint"])
     steps += [("evaluate", evaluated), ("index", indexed)]
-    result = PipelineResult(stages=[_summary(label, r) for label, r in steps])
+    decision = promote_flow(home, indexed["index_ids"], cfg.promote)
+    result = PipelineResult(stages=[_summary(label, r) for label, r in steps], promotion=decision.model_dump(mode="json"))
     for s in result.stages:
         print(f"{s['label']:<10} {'reused ' if s['skipped'] else 'new    '} {s['version']}")
     return result

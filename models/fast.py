@@ -13,10 +13,10 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
   conv+bias+activation kernels, no Python per layer). The fastest here
   (``bench/embed.py``), with embeddings equal to fp32 eager up to float rounding.
 
-int8 quantisation is deliberately not a mode: ONNX Runtime's static QDQ quantisation of
-EfficientNet-Lite0 (per-channel, calibrated on real photos) was only ~1.3x faster than fp32
-ONNX on this AVX2 CPU (no VNNI) and moved embeddings to a cosine of ~0.73 with fp32, far too
-much for retrieval. bf16 needs AVX512-BF16/AMX, which this CPU lacks.
+int8 quantisation is deliberately not a mode: in a one-off trial, ONNX Runtime's static QDQ
+quantisation of EfficientNet-Lite0 (per-channel, calibrated on real photos) gained little
+over fp32 ONNX on this AVX2 CPU (no VNNI) and moved embeddings far from fp32 (minimum cosine
+well below the 0.99 retrieval needs). bf16 needs AVX512-BF16 or AMX, which this CPU lacks.
 
 The optional backends (``onnxruntime``, a working ``torch.compile``) may be missing: the
 mode then raises :class:`BackendUnavailableError` saying what to install, or, when the

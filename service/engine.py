@@ -300,10 +300,21 @@ def latest_index(store: ArtifactStore) -> ArtifactRef:
     return store.latest(INDEX_STAGE, INDEX_NAME)
 
 
+def served_or_latest_index(store: ArtifactStore) -> ArtifactRef:
+    """The promoted index (the pipeline's promotion rule decides), else the newest one.
+
+    A store that never ran the promotion step (a ``street2shop index --catalog`` store,
+    a test) serves its newest index.
+    """
+    from street2shop.ops import served_index
+
+    return served_index(store.home) or latest_index(store)
+
+
 def index_ref(store: ArtifactStore, version: str | None) -> ArtifactRef:
-    """The named index version, or the newest published one."""
+    """The named index version, or the one to serve (promoted, else newest)."""
     if version is None:
-        return latest_index(store)
+        return served_or_latest_index(store)
     ref = ArtifactRef(stage=INDEX_STAGE, name=INDEX_NAME, version=version)
     if not store.exists(ref):
         raise ArtifactNotFound(f"no published index version {version!r}")

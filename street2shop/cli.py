@@ -42,13 +42,16 @@ def _headline(result) -> None:
     table = Table(title="pipeline run")
     for col in ("stage", "version", "status", "key figures"):
         table.add_column(col, overflow="fold")
-    keys = ("items", "images", "rejected", "roc_auc", "kept", "merge_precision", "merge_recall", "groups", "last_loss",
-            "trained_top1", "trained_top20", "pretrained_top1", "pretrained_top20", "colour_histogram_top1", "colour_histogram_top20",
-            "triplets", "factory", "recall@20_vs_exact")
+    from street2shop.ops import KEY_FIGURES
+
+    keys = set(KEY_FIGURES) | {"pretrained_top1", "pretrained_top20", "colour_histogram_top20", "hog_top20"}
     for s in result.stages:
         figs = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in s["metrics"].items() if k in keys)
         table.add_row(s["label"], s["version"], "reused" if s["skipped"] else "new", figs)
     console.print(table)
+    if result.promotion:
+        p = result.promotion
+        console.print(f"promotion: {'served now' if p.get('promoted') else 'not promoted'} — {p.get('reason')}")
 
 
 @app.command()
@@ -142,6 +145,8 @@ def versions(stage: Optional[str] = typer.Argument(None), home: Optional[Path] =
 
 def _mount_subcommands() -> None:
     from street2shop.byo import eval_command, index_command
+    from street2shop.flows.deploy import deploy
+    from street2shop.ops import status
     from street2shop.report import report
     from street2shop.service.cli import serve
     from street2shop.shop.cli import shop_app
@@ -151,6 +156,8 @@ def _mount_subcommands() -> None:
     app.command("report")(report)
     app.command("eval")(eval_command)
     app.command("index")(index_command)
+    app.command("status")(status)
+    app.command("deploy")(deploy)
 
 
 _mount_subcommands()

@@ -50,7 +50,7 @@ def store(tmp_path_factory, draw):
         writers["images"].write_table(pa.Table.from_pylist(rows, schema=IMAGES))
     labels_path = home / "labels.csv"
     labels_path.write_text("image_id,label\n" + "".join(f"{i},{lab}\n" for i, lab in labels))
-    run_noise_filter(artifacts, artifacts.latest("crawl", "images"), labels_path, NoiseParams(image_size=48))
+    run_noise_filter(artifacts, artifacts.latest("crawl", "images"), labels_path, NoiseParams(features="colour_edge", image_size=48))
     return artifacts, labels_path, rows
 
 
