@@ -230,8 +230,8 @@ class NoiseParams(BaseModel):
     """Parameters of the noise filter (they go into the version id)."""
 
     #: "cnn" by default: on the default demo shop's held-out labels it reaches ROC AUC 0.999
-    #: and noise F1 0.84 against colour_edge's 0.883 and 0.59, for ~6x the CPU time per photo
-    #: (python bench/noise.py --home /tmp/demo-home --labels .../labels.csv)
+    #: and noise F1 0.84 against colour_edge's 0.883 and 0.59, for ~8x the CPU time per photo
+    #: (119 vs 15 ms on 2 cores; python bench/noise.py --home /tmp/demo-home --labels .../labels.csv)
     features: str = "cnn"
     target_precision_good: float = Field(0.95, gt=0.0, le=1.0)
     #: never keep fewer held-out photos than this, even if the precision target is missed:

@@ -146,12 +146,14 @@ def versions(stage: Optional[str] = typer.Argument(None), home: Optional[Path] =
 def _mount_subcommands() -> None:
     from street2shop.byo import eval_command, index_command
     from street2shop.flows.deploy import deploy
+    from street2shop.labels_cli import labels_app
     from street2shop.ops import status
     from street2shop.report import report
     from street2shop.service.cli import serve
     from street2shop.shop.cli import shop_app
 
     app.add_typer(shop_app, name="shop", help="Generate or serve the demo shop.")
+    app.add_typer(labels_app, name="labels", help="Export photos to label next; import labelled ones.")
     app.command("serve")(serve)
     app.command("report")(report)
     app.command("eval")(eval_command)

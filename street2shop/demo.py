@@ -38,10 +38,24 @@ class DemoSize(BaseModel):
     seed: int = 0
     #: share of review photos the "labelling team" labelled; the noise filter decides the rest
     label_fraction: float = 0.6
+    #: noise-filter features ("cnn": frozen EfficientNet-Lite0; "colour_edge": cheap)
+    noise_features: str = "cnn"
+    #: dedup passes ("embedding" needs the pretrained backbone)
+    dedup_methods: list[str] = ["hash", "embedding"]
 
 
 #: what the tests and CI use: procedural garments, a tiny CNN, seconds not minutes
-TINY = DemoSize(products=16, garments="procedural", image_size=96, backbone="tiny", train_image_size=64, epochs=2, steps_per_epoch=4)
+TINY = DemoSize(
+    products=16,
+    garments="procedural",
+    image_size=96,
+    backbone="tiny",
+    train_image_size=64,
+    epochs=2,
+    steps_per_epoch=4,
+    noise_features="colour_edge",
+    dedup_methods=["hash"],
+)
 
 
 def ensure_shop(shop_dir: Path, size: DemoSize) -> Path:
@@ -66,8 +80,8 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         crawl=CrawlParams(base_url=base_url, progress=progress, concurrency=8, rate_limit_rps=400.0),
         labels_path=str(shop_dir / "labels.csv"),
         truth_items_csv=str(shop_dir / "truth" / "items.csv"),
-        noise=NoiseParams(seed=size.seed),
-        dedup=DedupParams(seed=size.seed),
+        noise=NoiseParams(seed=size.seed, features=size.noise_features),
+        dedup=DedupParams(seed=size.seed, methods=size.dedup_methods),
         train=TrainParams(
             backbone=size.backbone,
             pretrained=size.backbone != "tiny",
