@@ -60,7 +60,7 @@ def demo(
     products: int = typer.Option(150, help="products in the generated demo shop"),
     garments: str = typer.Option("real", help="'real' (bundled CC0 photos) or 'procedural'"),
     backbone: str = typer.Option("efficientnet_lite0", help="backbone by name ('tiny' for a quick smoke run)"),
-    epochs: int = typer.Option(3),
+    epochs: int = typer.Option(2),
     rounds: int = typer.Option(1, help="offline re-mining rounds"),
     seed: int = typer.Option(0),
 ) -> None:

@@ -32,8 +32,8 @@ class DemoSize(BaseModel):
     image_size: int = 224
     backbone: str = "efficientnet_lite0"
     train_image_size: int = 160
-    epochs: int = 3
-    steps_per_epoch: int = 25
+    epochs: int = 2
+    steps_per_epoch: int = 20
     rounds: int = 1
     seed: int = 0
     #: share of review photos the "labelling team" labelled; the noise filter decides the rest
