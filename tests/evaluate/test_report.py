@@ -134,3 +134,22 @@ def test_pick_examples_takes_hits_and_misses_and_marks_the_correct_item(tmp_path
     miss = examples[-1]
     assert [r.item_id for r in miss.results][0] == "c" and [r.correct for r in miss.results] == [False, True]
     assert miss.results[1].path == "g2"  # the item's gallery photo is its thumbnail
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(chromium, page, tmp_path):
+    """Opened as a file, with no network: every thumbnail decodes and every plot has a size."""
+    html, data = page
+    report = tmp_path / "report.html"
+    report.write_text(html)
+    requests: list[str] = []
+    tab = chromium.new_page(viewport={"width": 1200, "height": 900})
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.goto(report.as_uri())
+    tab.wait_for_load_state("load")
+    widths = tab.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    expected = sum(1 + len(e.results) for e in data.examples)
+    assert len(widths) == expected and all(w > 0 for w in widths)
+    boxes = tab.eval_on_selector_all("svg", "els => els.map(e => e.getBoundingClientRect().width)")
+    assert boxes and all(w > 0 for w in boxes)
+    assert requests == [report.as_uri()]  # self-contained: nothing else was fetched

@@ -1,15 +1,11 @@
 """The web page in headless Chromium: upload a photo, the results grid renders real images.
 
-Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the ``playwright`` Python package
-(its bundled browsers are not used, nothing is downloaded); skipped when either is missing,
-except under CI, which installs both and must run it.
+Uses the ``chromium`` fixture (tests/conftest.py): Debian's Chromium driven by playwright.
 The screenshot is written to ``tests/service/_artifacts/`` for a human to look at.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import threading
 import time
@@ -22,17 +18,7 @@ from service_testing import shop_photo
 from street2shop.service.app import create_app
 from street2shop.storage.store import ArtifactStore
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "_artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 pytestmark = pytest.mark.slow
 
@@ -57,50 +43,33 @@ def live_url(tiny_home):
     thread.join(timeout=10)
 
 
-def test_upload_shows_a_results_grid_and_an_items_reverse_search(live_url, tiny_home, tmp_path) -> None:
-    missing = None
-    try:
-        from playwright import sync_api
-    except ImportError:
-        missing = "playwright is not installed (pip install -e '.[test]')"
-    if missing is None and (not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None):
-        missing = "Debian's chromium is not installed (apt-get install chromium)"
-    if missing:
-        # CI installs both (.ci/run), so there the page must really be tested.
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+def test_upload_shows_a_results_grid_and_an_items_reverse_search(chromium, live_url, tiny_home, tmp_path) -> None:
     _, data = shop_photo(ArtifactStore(tiny_home), "p2:blue")
     query = tmp_path / "query.jpg"
     query.write_bytes(data)
     ARTIFACTS.mkdir(exist_ok=True)
     external: list[str] = []
 
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            page.on("request", lambda r: external.append(r.url) if not r.url.startswith((live_url, "blob:", "data:")) else None)
-            page.goto(live_url + "/")
-            page.wait_for_selector("#category option[value='tops']", state="attached")
-            page.set_input_files("#file", str(query))
-            page.wait_for_selector("#results .card img")
-            page.wait_for_function(
-                "[...document.querySelectorAll('#results .card img')].every(i => i.complete && i.naturalWidth > 0)"
-            )
-            cards = page.locator("#results .card")
-            assert cards.count() == 6  # every item of the tiny catalogue, k=20 by default
-            assert cards.nth(0).inner_text().splitlines()[:2] == ["#1 1.000", "blue top p2"]
-            widths = page.eval_on_selector_all("#results .card img", "imgs => imgs.map(i => i.naturalWidth)")
-            assert widths and all(w == 64 for w in widths)  # the served seller photos decoded
+    page = chromium.new_page(viewport={"width": 1100, "height": 900})
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith((live_url, "blob:", "data:")) else None)
+    page.goto(live_url + "/")
+    page.wait_for_selector("#category option[value='tops']", state="attached")
+    page.set_input_files("#file", str(query))
+    page.wait_for_selector("#results .card img")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results .card img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    cards = page.locator("#results .card")
+    assert cards.count() == 6  # every item of the tiny catalogue, k=20 by default
+    assert cards.nth(0).inner_text().splitlines()[:2] == ["#1 1.000", "blue top p2"]
+    widths = page.eval_on_selector_all("#results .card img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert widths and all(w == 64 for w in widths)  # the served seller photos decoded
 
-            cards.nth(0).click()
-            page.wait_for_selector("#item-reverse .card img")
-            assert page.locator("#item-title").inner_text() == "blue top p2"
-            assert page.locator("#item-shop .card").count() == 2
-            assert page.locator("#item-reverse .card.same").count() == 2  # its own customer photos marked
-            page.screenshot(path=str(ARTIFACTS / "search_page.png"), full_page=True)
-        finally:
-            browser.close()
+    cards.nth(0).click()
+    page.wait_for_selector("#item-reverse .card img")
+    assert page.locator("#item-title").inner_text() == "blue top p2"
+    assert page.locator("#item-shop .card").count() == 2
+    assert page.locator("#item-reverse .card.same").count() == 2  # its own customer photos marked
+    page.screenshot(path=str(ARTIFACTS / "search_page.png"), full_page=True)
     assert (ARTIFACTS / "search_page.png").stat().st_size > 10_000
     assert external == []  # nothing outside the service was requested
