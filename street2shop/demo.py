@@ -88,6 +88,8 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
             image_size=size.train_image_size,
             epochs=size.epochs,
             steps_per_epoch=size.steps_per_epoch,
+            # an offline-triplet step embeds 3 photos per triplet: 12 triplets ~ one P x K batch
+            triplet_batch=12,
             seed=size.seed,
         ),
         rounds=size.rounds,
