@@ -8,6 +8,9 @@ wall time of training (feature extraction of the labelled photos dominates it)::
 
     python bench/noise.py --home /tmp/demo-home \
         --labels /tmp/demo-home/demo-shop/real-150-s0/labels.csv --features colour_edge cnn
+
+``--fine-tune`` adds a run of the ``cnn`` extractor with ``NoiseParams(fine_tune=True)``
+(last block + head trained on the train side, same split) next to the frozen one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--image-size", type=int, nargs="+", default=None,
                     help="one per --features (default: 128 for colour_edge, 160 for cnn)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fine-tune", action="store_true", help="also run cnn with fine_tune=True")
     args = ap.parse_args(argv)
 
     store = ArtifactStore(args.home)
@@ -44,18 +48,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if len(sizes) != len(args.features):
         ap.error("--image-size needs one value per --features")
 
+    runs = [(features, size, False) for features, size in zip(args.features, sizes)]
+    if args.fine_tune:
+        runs += [("cnn", size, True) for features, size in zip(args.features, sizes) if features == "cnn"]
     results = []
-    for features, size in zip(args.features, sizes):
-        params = NoiseParams(features=features, image_size=size, seed=args.seed)
+    for features, size, fine_tune in runs:
+        params = NoiseParams(features=features, image_size=size, seed=args.seed, fine_tune=fine_tune)
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
             report = train_noise_filter(street, labels, params, Path(out))
             wall = time.perf_counter() - started
-        row = {"features": features, "image_size": size, "train_wall_s": round(wall, 1),
+        row = {"features": features, "fine_tune": fine_tune, "image_size": size, "train_wall_s": round(wall, 1),
                "ms_per_photo": round(1000 * wall / (report.n_train + report.n_heldout + report.n_unreadable), 1),
                **report.model_dump()}
         results.append(row)
-        print(f"{features:>12} @{size}px: ROC AUC {report.roc_auc:.3f}  F1 {report.f1_noise:.3f}  "
+        name = features + (" (fine-tuned)" if fine_tune else "")
+        print(f"{name:>17} @{size}px: ROC AUC {report.roc_auc:.3f}  F1 {report.f1_noise:.3f}  "
               f"P {report.precision_noise:.3f}  R {report.recall_noise:.3f}  kept {report.kept_fraction:.2f} "
               f"(target met: {report.target_met})  {wall:.0f} s for {report.n_train}+{report.n_heldout} photos")
     print(json.dumps({"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "results": results}))

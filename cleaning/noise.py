@@ -7,9 +7,12 @@ it scores every street photo with ``p_noise`` and a ``keep`` verdict (nothing is
 - Features come from an extractor chosen by name (:func:`build_extractor`). ``"colour_edge"``
   (HSV colour histograms, edge density and orientation, texture and layout statistics) needs
   nothing but PIL/numpy/scipy; ``"cnn"`` is the frozen pretrained EfficientNet-Lite0 (GeM
-  pooled, 1280 numbers). Both feed the same logistic-regression head. (Fine-tuning the CNN
-  on the labels is not offered: with a few thousand labels a linear head on frozen features
-  is the stronger and far cheaper choice.)
+  pooled, 1280 numbers). Both feed the same logistic-regression head.
+- ``fine_tune=True`` (``"cnn"`` only) goes one step further, linear-probe-then-fine-tune
+  (LP-FT, Kumar et al. 2022): the logistic regression above initialises a linear head, then
+  the CNN's last block(s) and that head are trained end to end with a seeded, class-balanced
+  BCE loss, on the train side of the split only. The frozen trunk below those blocks is run
+  once per photo and its activations cached, so each epoch costs only the trained blocks.
 - The labelled photos are split into train and held-out *by product*, so photos of one
   product never sit on both sides and the held-out figures are honest.
 - The ``keep`` threshold is chosen on the held-out labels: the largest kept set whose
@@ -30,13 +33,17 @@ from typing import Any, ClassVar
 import joblib
 import numpy as np
 import torch
+import torch.nn.functional as F
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from scipy import ndimage
+from scipy.special import expit
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
@@ -44,12 +51,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from street2shop.cleaning.images import open_rgb
-from street2shop.models.embedder import Embedder, pretrained_features
+from street2shop.models.backbones import Backbone, SequentialBackbone, TimmBackbone
+from street2shop.models.embedder import Embedder, load_embedder, pretrained_features, save_checkpoint
 from street2shop.storage.blobs import BlobStore
 from street2shop.storage.schemas import NOISE_LABELS, NOISE_SCORES
 
 LABELS: tuple[str, str] = ("good", "noise")
 MODEL_FILE = "noise_filter.joblib"
+NETWORK_FILE = "noise_cnn.pt"  #: the fine-tuned CNN's state dict, next to MODEL_FILE
 REPORT_FILE = "noise_report.json"
 
 # ------------------------------------------------------------------ feature extractors
@@ -201,23 +210,36 @@ class CnnExtractor(FeatureExtractor):
     :func:`~street2shop.models.embedder.pretrained_features`, fed by that model's own
     :class:`~street2shop.models.preprocess.Preprocess`, i.e. the pixels ``embed_images``
     would produce; it runs on the images the base class has already decoded (once, with
-    unreadable files masked out rather than raised), built lazily on first use.
+    unreadable files masked out rather than raised), built lazily on first use. A fine-tuned
+    network replaces it through :attr:`network` (then no pretrained weights are read).
     """
 
     batch_size = 32
-    BACKBONE = "efficientnet_lite0"
 
-    def __init__(self, image_size: int = 160):
+    def __init__(self, image_size: int = 160, backbone: str = "efficientnet_lite0", weights_path: str | None = None):
         super().__init__(image_size)
+        self.backbone = backbone
+        self.weights_path = weights_path
         self._model: Embedder | None = None
 
-    def _network(self) -> Embedder:
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"image_size": self.image_size, "backbone": self.backbone, "weights_path": self.weights_path}
+
+    @property
+    def network(self) -> Embedder:
         if self._model is None:
-            self._model = pretrained_features(self.BACKBONE, image_size=self.image_size).eval()
+            self._model = pretrained_features(
+                self.backbone, image_size=self.image_size, weights_path=self.weights_path
+            ).eval()
         return self._model
 
+    @network.setter
+    def network(self, model: Embedder) -> None:
+        self._model = model.eval()
+
     def features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        model = self._network()
+        model = self.network
         batch = torch.stack([model.preprocess(image) for image in images])
         with torch.inference_mode():
             return model(batch).float().numpy()
@@ -241,12 +263,30 @@ class NoiseParams(BaseModel):
     seed: int = 0
     C: float = Field(1.0, gt=0.0)
     image_size: int = Field(160, ge=16)
+    #: the "cnn" extractor's network (any name of ``street2shop.models.backbones``) and,
+    #: optionally, a local weights file for it instead of the backbone's own pretrained ones
+    backbone: str = "efficientnet_lite0"
+    backbone_weights: str | None = None
+    #: train the CNN's last ``fine_tune_blocks`` block(s) and a linear head end to end
+    #: (initialised from the logistic regression) on the train side; "cnn" features only
+    fine_tune: bool = False
+    fine_tune_blocks: int = Field(1, ge=1)
+    fine_tune_epochs: int = Field(5, ge=1)
+    fine_tune_lr: float = Field(1e-4, gt=0.0)
+    fine_tune_batch_size: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _fine_tune_needs_a_cnn(self) -> NoiseParams:
+        if self.fine_tune and self.features != "cnn":
+            raise ValueError(f"fine_tune needs features='cnn', got {self.features!r}")
+        return self
 
 
 class NoiseReport(BaseModel):
     """Held-out quality of a trained noise filter (noise = positive class)."""
 
     features: str
+    fine_tuned: bool = False
     n_train: int
     n_heldout: int
     n_unreadable: int  #: labelled photos that could not be decoded (left out of training)
@@ -309,9 +349,6 @@ def choose_threshold(
     )
 
 
-# ------------------------------------------------------------------------- training
-
-
 def _street_images(images: pa.Table) -> pa.Table:
     """Street photos, one row per image_id (the same bytes may be listed under two items),
     with the product the photo was posted under."""
@@ -357,12 +394,148 @@ def _heldout_split(is_noise: np.ndarray, products: np.ndarray, params: NoisePara
     return train, heldout
 
 
+# ---------------------------------------------------------------------- fine-tuning
+
+
+def split_trunk(backbone: Backbone, blocks: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """``(frozen, tail)`` with ``tail(frozen(x)) == backbone.forward_features(x)``.
+
+    ``tail`` is the last ``blocks`` blocks and the layers after them (EfficientNet's 1x1
+    ``conv_head``: it makes the pooled features, so it is always trained with them). The
+    modules are shared, not copied: training ``tail`` trains the backbone.
+    """
+    if isinstance(backbone, TimmBackbone) and hasattr(backbone.model, "blocks"):
+        m = backbone.model
+        stages = list(m.blocks)
+        if blocks > len(stages):
+            raise ValueError(f"fine_tune_blocks={blocks} but the backbone has {len(stages)} blocks")
+        after = [getattr(m, name) for name in ("conv_head", "bn2") if hasattr(m, name)]
+        return nn.Sequential(m.conv_stem, m.bn1, *stages[:-blocks]), nn.Sequential(*stages[-blocks:], *after)
+    if isinstance(backbone, SequentialBackbone):
+        layers = list(backbone.body)
+        # A block starts at each layer with weights that is not a norm layer (a conv, a ResNet
+        # stage); the norm and activation after it belong to it.
+        starts = [
+            k for k, layer in enumerate(layers)
+            if any(True for _ in layer.parameters()) and not isinstance(layer, nn.modules.batchnorm._BatchNorm)
+        ]
+        if blocks > len(starts):
+            raise ValueError(f"fine_tune_blocks={blocks} but the backbone has {len(starts)} blocks")
+        cut = starts[-blocks]
+        return nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
+    raise ValueError(f"fine-tuning does not know where the blocks of a {type(backbone).__name__} are")
+
+
+class _TrainedPart(nn.Module):
+    """The trained blocks -> the network's pooling -> L2 norm (the extractor's features) -> logit."""
+
+    def __init__(self, tail: nn.Module, pooling: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.tail, self.pooling, self.linear = tail, pooling, nn.Linear(dim, 1)
+
+    def embed(self, activations: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.pooling(self.tail(activations)), dim=-1)
+
+    def forward(self, activations: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.embed(activations)).squeeze(-1)
+
+    def embed_all(self, activations: torch.Tensor, batch_size: int) -> np.ndarray:
+        with torch.no_grad():
+            rows = [self.embed(activations[k : k + batch_size]) for k in range(0, len(activations), batch_size)]
+        return torch.cat(rows).float().numpy()
+
+
+def _trunk_activations(network: Embedder, frozen: nn.Module, paths: Sequence[str | Path], batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The frozen trunk's output for each readable file (computed once, reused every epoch),
+    and the readable mask; the network's own preprocessing makes the pixels."""
+    ok = np.zeros(len(paths), dtype=bool)
+    rows: list[torch.Tensor] = []
+    for start in range(0, len(paths), batch_size):
+        batch = []
+        for k, path in enumerate(paths[start : start + batch_size], start=start):
+            image = open_rgb(path)
+            if image is not None:
+                ok[k] = True
+                batch.append(network.preprocess(image))
+        if batch:
+            # no_grad, not inference_mode: these tensors are inputs of training later.
+            with torch.no_grad():
+                rows.append(frozen(torch.stack(batch)))
+    if not rows:
+        return torch.zeros(0), ok
+    return torch.cat(rows), ok
+
+
+def fine_tune(part: _TrainedPart, activations: torch.Tensor, is_noise: np.ndarray, params: NoiseParams) -> list[float]:
+    """Train ``part`` (trunk tail + head) on these rows only; returns the mean loss per epoch.
+
+    Class-balanced like the logistic regression (``class_weight="balanced"``: each row
+    weighs ``n / (2 n_its_class)``), shuffled by a generator seeded with ``params.seed``.
+    The network stays in eval mode: BatchNorm keeps its ImageNet statistics, which batches of
+    a few dozen photos would only make noisier.
+    """
+    target = torch.as_tensor(is_noise, dtype=torch.float32)
+    n_noise = float(target.sum())
+    if n_noise in (0.0, float(len(target))):
+        raise ValueError("fine-tuning needs both good and noise photos")
+    weight = torch.where(target > 0, len(target) / (2 * n_noise), len(target) / (2 * (len(target) - n_noise)))
+    loader = DataLoader(
+        TensorDataset(activations, target, weight),
+        batch_size=params.fine_tune_batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(params.seed),
+        num_workers=0,  # worker processes die under Prefect
+    )
+    part.eval()
+    # The trunk tail and the head learn; the pooling stays as the extractor defines it (GeM p=3).
+    part.tail.requires_grad_(True)
+    part.linear.requires_grad_(True)
+    # No weight decay: the head starts from a logistic regression already L2-regularised by C.
+    optimizer = torch.optim.AdamW([p for p in part.parameters() if p.requires_grad], lr=params.fine_tune_lr, weight_decay=0.0)
+    losses = []
+    for _ in range(params.fine_tune_epochs):
+        total = 0.0
+        for x, y, w in loader:
+            loss = F.binary_cross_entropy_with_logits(part(x), y, weight=w)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+        losses.append(total / len(target))
+    part.requires_grad_(False)
+    return losses
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """``p_noise = sigmoid(features @ coef + intercept)``: a fine-tuned head with the
+    ``predict_proba`` of the scikit-learn model it replaces."""
+
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def from_pipeline(cls, model: Pipeline) -> LinearHead:
+        """The scaler + logistic regression folded into one linear map on raw features."""
+        scaler, lr = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
+        coef = lr.coef_[0] / scaler.scale_
+        return cls(coef.astype(np.float32), float(lr.intercept_[0] - coef @ scaler.mean_))
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        p = expit(np.asarray(features, np.float64) @ self.coef + self.intercept)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+# ------------------------------------------------------------------------- training
+
+
 def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, out_dir: Path) -> NoiseReport:
     """Fit the noise filter on labelled street photos, save it in ``out_dir``, report on held-out.
 
     ``images`` is shaped like IMAGES with absolute paths; ``labels`` like NOISE_LABELS (checked
     with :func:`validate_labels` against the street photos). Writes ``noise_filter.joblib``
-    (model, extractor config, threshold) and ``noise_report.json``.
+    (model, extractor config, threshold), ``noise_report.json`` and, when fine-tuned,
+    ``noise_cnn.pt`` (the network, an embedder checkpoint).
     """
     street = _street_images(images)
     labels = validate_labels(labels, street.column("image_id").to_pylist())
@@ -370,18 +543,40 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
     rows = [k for k, image_id in enumerate(street.column("image_id").to_pylist()) if image_id in label_of]
     labelled = street.take(pa.array(rows, type=pa.int64()))
 
-    extractor = build_extractor(params.features, image_size=params.image_size)
-    features, readable = extractor.extract(labelled.column("path").to_pylist())
+    kwargs: dict[str, Any] = {"image_size": params.image_size}
+    if params.features == "cnn":
+        kwargs.update(backbone=params.backbone, weights_path=params.backbone_weights)
+    extractor = build_extractor(params.features, **kwargs)
+    paths = labelled.column("path").to_pylist()
+    if params.fine_tune:
+        if not isinstance(extractor, CnnExtractor):
+            raise ValueError(f"fine_tune needs features='cnn', got {params.features!r}")
+        network = extractor.network
+        frozen, tail = split_trunk(network.backbone, params.fine_tune_blocks)
+        activations, readable = _trunk_activations(network, frozen, paths, extractor.batch_size)
+        part = _TrainedPart(tail, network.head, network.dim)
+        features = part.embed_all(activations, extractor.batch_size)
+    else:
+        features, readable = extractor.extract(paths)
     labelled = labelled.filter(pa.array(readable))
     is_noise = np.array([label_of[i] == "noise" for i in labelled.column("image_id").to_pylist()])
     products = np.array(labelled.column("product_id").to_pylist())
     train, heldout = _heldout_split(is_noise, products, params)
 
-    model: Pipeline = make_pipeline(
+    model: Pipeline | LinearHead = make_pipeline(
         StandardScaler(),
         LogisticRegression(C=params.C, class_weight="balanced", max_iter=2000, random_state=params.seed),
     )
     model.fit(features[train], is_noise[train])
+    if params.fine_tune:
+        # LP-FT: the linear probe just fitted is the head's starting point.
+        probe = LinearHead.from_pipeline(model)
+        with torch.no_grad():
+            part.linear.weight.copy_(torch.from_numpy(probe.coef)[None])
+            part.linear.bias.fill_(probe.intercept)
+        fine_tune(part, activations[torch.from_numpy(train)], is_noise[train], params)
+        features = part.embed_all(activations, extractor.batch_size)
+        model = LinearHead(part.linear.weight.detach()[0].numpy().copy(), float(part.linear.bias.detach()[0]))
     p_heldout = model.predict_proba(features[heldout])[:, 1]
     choice = choose_threshold(p_heldout, is_noise[heldout], params.target_precision_good, params.min_kept_fraction)
     predicted_noise = p_heldout > choice.threshold
@@ -390,6 +585,7 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
     )
     report = NoiseReport(
         features=params.features,
+        fine_tuned=params.fine_tune,
         n_train=len(train),
         n_heldout=len(heldout),
         n_unreadable=int((~readable).sum()),
@@ -406,10 +602,13 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if params.fine_tune:
+        save_checkpoint(out_dir / NETWORK_FILE, extractor.network, config=params.model_dump(mode="json"))
     joblib.dump(
         {
             "model": model,
             "extractor": {"name": extractor.name, "config": extractor.config},
+            "network": NETWORK_FILE if params.fine_tune else None,
             "threshold": choice.threshold,
             "report": report.model_dump(),
         },
@@ -426,7 +625,7 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
 class NoiseFilter:
     """A trained noise filter loaded back from its directory."""
 
-    model: Pipeline
+    model: Pipeline | LinearHead
     extractor: FeatureExtractor
     threshold: float
 
@@ -437,16 +636,23 @@ class NoiseFilter:
             raise FileNotFoundError(f"no trained noise filter at {path}")
         saved = joblib.load(path)
         spec = saved["extractor"]
-        return cls(saved["model"], build_extractor(spec["name"], **spec["config"]), float(saved["threshold"]))
+        extractor = build_extractor(spec["name"], **spec["config"])
+        if saved.get("network"):
+            # The fine-tuned weights replace the pretrained network before it is ever built,
+            # so loading reads only this directory.
+            extractor.network = load_embedder(Path(model_dir) / saved["network"])
+        return cls(saved["model"], extractor, float(saved["threshold"]))
 
     def score(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
         """``(p_noise, keep)`` per file. An unreadable file is certainly unusable: p_noise
         1.0 and never kept (even under a degenerate threshold of 1.0)."""
         features, readable = self.extractor.extract(paths)
-        p = np.ones(len(paths), dtype=np.float32)
+        # float64 until compared: the threshold is a float64 score, and rounding the photo that
+        # sits exactly on it to float32 first could flip its verdict.
+        p = np.ones(len(paths), dtype=np.float64)
         if readable.any():
             p[readable] = self.model.predict_proba(features)[:, 1]
-        return p, readable & (p <= self.threshold)
+        return p.astype(np.float32), readable & (p <= self.threshold)
 
 
 def score_images(images: pa.Table, model_dir: Path) -> pa.Table:

@@ -1,1 +1,1 @@
-"""street2shop."""
+"""Prefect flows: one per stage (`stages.py`), the pipeline that chains them, its config, deployments."""

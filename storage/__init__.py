@@ -1,1 +1,1 @@
-"""street2shop."""
+"""The versioned artifact store (the only code that knows paths), artifact schemas, blobs, the DuckDB catalog."""

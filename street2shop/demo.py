@@ -25,7 +25,7 @@ from street2shop.tasks.index import IndexParams
 
 
 class DemoSize(BaseModel):
-    """Knobs that scale the demo: the default shows real clothes in a few minutes on 2 cores."""
+    """Knobs that scale the demo: the default shows real clothes end to end on 2 CPU cores."""
 
     products: int = 150
     garments: str = "real"
@@ -88,8 +88,6 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
             image_size=size.train_image_size,
             epochs=size.epochs,
             steps_per_epoch=size.steps_per_epoch,
-            # an offline-triplet step embeds 3 photos per triplet: 12 triplets ~ one P x K batch
-            triplet_batch=12,
             seed=size.seed,
         ),
         rounds=size.rounds,

@@ -16,11 +16,4 @@ def get_settings() -> Settings:
     return Settings(home=Path(os.environ.get("STREET2SHOP_HOME", "./.street2shop")).expanduser().resolve())
 
 
-def get_store():
-    """The artifact store under the configured home."""
-    from street2shop.storage.store import ArtifactStore
-
-    return ArtifactStore(get_settings().home)
-
-
-__all__ = ["Settings", "get_settings", "get_store"]
+__all__ = ["Settings", "get_settings"]

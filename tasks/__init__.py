@@ -1,1 +1,1 @@
-"""street2shop."""
+"""Thin Prefect tasks: read artifact references, call a stage's pure core, publish its outputs."""
