@@ -12,12 +12,13 @@ standing in for a real network round trip (that is what concurrency buys back).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 
 from street2shop.crawler.core import CrawlParams, crawl
 from street2shop.shop.faults import FaultConfig
@@ -84,12 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"(concurrency {args.concurrency}, rate {args.rate or 'unlimited'}, latency {args.latency_ms} ms)",
         file=sys.stderr,
     )
-    line = json.dumps(record, sort_keys=True)
-    if args.out:
-        with args.out.open("a") as f:
-            f.write(line + "\n")
-    else:
-        print(line)
+    emit(record, args.out)
     return record
 
 

@@ -18,7 +18,6 @@ or is appended to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +25,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 
 STAGE_FLOWS = ("crawl_flow", "noise_filter_flow", "dedup_flow", "train_flow", "mine_flow", "evaluate_flow", "build_index_flow")
 
@@ -140,12 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {label:<{width}}  {secs:8.2f} s  {compute[label]:8.2f} s  {rerun.get(label, 0):6.2f} s", file=sys.stderr)
     print(f"first run {first_s:.1f} s; no-change re-run {again_s:.2f} s ({100 * again_s / first_s:.1f}% of the first; "
           f"stages re-run: {again.ran or 'none'})", file=sys.stderr)
-    line = json.dumps(record)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(line + "\n")
-    else:
-        print(line)
+    emit(record, args.out)
     return record
 
 
