@@ -16,13 +16,14 @@ wall time of training (feature extraction of the labelled photos dominates it)::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow.compute as pc
+
+from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 
 from street2shop.cleaning.noise import NoiseParams, train_noise_filter, validate_labels
 from street2shop.storage.store import ArtifactStore
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{name:>17} @{size}px: ROC AUC {report.roc_auc:.3f}  F1 {report.f1_noise:.3f}  "
               f"P {report.precision_noise:.3f}  R {report.recall_noise:.3f}  kept {report.kept_fraction:.2f} "
               f"(target met: {report.target_met})  {wall:.0f} s for {report.n_train}+{report.n_heldout} photos")
-    print(json.dumps({"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "results": results}))
+    emit({"bench": "noise", "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "results": results})
     return results
 
 

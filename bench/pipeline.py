@@ -1,12 +1,13 @@
 """Pipeline wall-time benchmark: every stage on a demo shop, then a re-run with nothing changed.
 
-Generates a demo shop of ``--products`` products (procedural garments), serves it on
-loopback and runs the whole pipeline twice in a fresh artifact store: the first run
-publishes every stage, the second finds every version already published and must skip
-them all (target: under 10% of the first run's wall time)::
+Generates a demo shop of ``--products`` products (procedural garments, or real photos with
+``--demo-defaults``), serves it on loopback and runs the whole pipeline twice in a fresh
+artifact store: the first run publishes every stage, the second finds every version already
+published and must skip them all (target: under 10% of the first run's wall time)::
 
+    python bench/pipeline.py --demo-defaults            # the default demo shop, as `street2shop demo`
     python bench/pipeline.py --backbone tiny --products 40
-    python bench/pipeline.py --backbone tiny --products 40 --scale 10   # a 10x larger shop
+    python bench/pipeline.py --backbone tiny --products 150 --scale 10  # a 10x larger shop, tiny model
 
 Per-stage times are the wall time of each stage's sub-flow (Prefect run bookkeeping
 included; the crawl fetches before it publishes, so its manifest's ``duration_s`` would
@@ -28,6 +29,8 @@ from pathlib import Path
 
 from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 
+#: DemoSize().products, without importing the package (and torch) before Prefect's settings
+DEFAULT_DEMO_PRODUCTS = 150
 STAGE_FLOWS = ("crawl_flow", "noise_filter_flow", "dedup_flow", "train_flow", "mine_flow", "evaluate_flow", "build_index_flow")
 
 
@@ -50,7 +53,10 @@ def time_stage_flows(module, calls: list[float]) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--products", type=int, default=40, help="products in the demo shop")
+    ap.add_argument("--demo-defaults", action="store_true",
+                    help="every knob as `street2shop demo` sets it (real photos, EfficientNet-Lite0, CNN noise "
+                         "filter, hash + embedding dedup); only --products/--scale/--seed apply")
+    ap.add_argument("--products", type=int, default=None, help="products in the demo shop (default 40; 150 with --demo-defaults)")
     ap.add_argument("--scale", type=int, default=1, help="multiply --products (10: the 10x larger shop)")
     ap.add_argument("--backbone", default="tiny", help="'tiny' (seconds) or a real backbone, e.g. efficientnet_lite0")
     ap.add_argument("--epochs", type=int, default=2)
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--home", type=Path, help="artifact store (default: a fresh temp folder, removed afterwards)")
     ap.add_argument("--out", type=Path, help="append the JSON result line here")
     args = ap.parse_args(argv)
+    if args.products is None:
+        args.products = DEFAULT_DEMO_PRODUCTS if args.demo_defaults else 40
     if args.products < 1 or args.scale < 1:
         ap.error("--products and --scale must be positive")
 
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     from street2shop.storage.store import ArtifactStore
 
     tiny = args.backbone == "tiny"
-    size = DemoSize(
+    size = DemoSize(products=args.products * args.scale, seed=args.seed) if args.demo_defaults else DemoSize(
         products=args.products * args.scale,
         garments="procedural",
         image_size=96 if tiny else 224,
@@ -117,7 +125,9 @@ def main(argv: list[str] | None = None) -> dict:
             "products": size.products,
             "items": crawl.get("items"),
             "images": crawl.get("images"),
+            "garments": size.garments,
             "backbone": size.backbone,
+            "noise_features": size.noise_features,
             "epochs": size.epochs,
             "steps_per_epoch": size.steps_per_epoch,
             "rounds": size.rounds,

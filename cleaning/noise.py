@@ -53,6 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from street2shop.cleaning.images import open_rgb
 from street2shop.models.backbones import Backbone, SequentialBackbone, TimmBackbone
 from street2shop.models.embedder import Embedder, load_embedder, pretrained_features, save_checkpoint
+from street2shop.registry import Registry
 from street2shop.storage.blobs import BlobStore
 from street2shop.storage.schemas import NOISE_LABELS, NOISE_SCORES
 
@@ -106,31 +107,27 @@ class FeatureExtractor(ABC):
         return np.concatenate(rows), ok
 
 
-_EXTRACTORS: dict[str, type[FeatureExtractor]] = {}
+EXTRACTORS: Registry[type[FeatureExtractor]] = Registry("feature extractor")
 
 
 def register_extractor(name: str) -> Callable[[type[FeatureExtractor]], type[FeatureExtractor]]:
     """Class decorator: make an extractor available to :func:`build_extractor` by ``name``."""
 
     def wrap(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
-        if name in _EXTRACTORS:
-            raise ValueError(f"feature extractor {name!r} is already registered")
+        EXTRACTORS.add(name, cls)
         cls.name = name
-        _EXTRACTORS[name] = cls
         return cls
 
     return wrap
 
 
 def available_extractors() -> list[str]:
-    return sorted(_EXTRACTORS)
+    return EXTRACTORS.names()
 
 
 def build_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
     """Instantiate the feature extractor registered as ``name``."""
-    if name not in _EXTRACTORS:
-        raise ValueError(f"unknown feature extractor {name!r}; available: {available_extractors()}")
-    return _EXTRACTORS[name](**kwargs)
+    return EXTRACTORS.get(name)(**kwargs)
 
 
 @register_extractor("colour_edge")
@@ -537,17 +534,34 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
     (model, extractor config, threshold), ``noise_report.json`` and, when fine-tuned,
     ``noise_cnn.pt`` (the network, an embedder checkpoint).
     """
+    report, _ = _fit(images, labels, params, Path(out_dir), score_all=False)
+    return report
+
+
+def train_and_score(images: pa.Table, labels: pa.Table, params: NoiseParams, out_dir: Path) -> tuple[NoiseReport, pa.Table]:
+    """:func:`train_noise_filter`, then NOISE_SCORES for every street photo as
+    :func:`score_images` would compute them from ``out_dir``, but with each photo decoded and
+    run through the network once: the labelled photos' features serve both fitting and
+    scoring (the stage's cost is feature extraction, not the linear model)."""
+    report, scores = _fit(images, labels, params, Path(out_dir), score_all=True)
+    assert scores is not None
+    return report, scores
+
+
+def _fit(images: pa.Table, labels: pa.Table, params: NoiseParams, out_dir: Path, score_all: bool) -> tuple[NoiseReport, pa.Table | None]:
     street = _street_images(images)
     labels = validate_labels(labels, street.column("image_id").to_pylist())
     label_of = dict(zip(labels.column("image_id").to_pylist(), labels.column("label").to_pylist()))
-    rows = [k for k, image_id in enumerate(street.column("image_id").to_pylist()) if image_id in label_of]
-    labelled = street.take(pa.array(rows, type=pa.int64()))
+    is_labelled = np.array([image_id in label_of for image_id in street.column("image_id").to_pylist()], dtype=bool)
+    # The photos whose features are extracted: every street photo when scoring, else the labelled ones.
+    pool = street if score_all else street.filter(pa.array(is_labelled))
+    pool_labelled = is_labelled if score_all else np.ones(pool.num_rows, dtype=bool)
 
     kwargs: dict[str, Any] = {"image_size": params.image_size}
     if params.features == "cnn":
         kwargs.update(backbone=params.backbone, weights_path=params.backbone_weights)
     extractor = build_extractor(params.features, **kwargs)
-    paths = labelled.column("path").to_pylist()
+    paths = pool.column("path").to_pylist()
     if params.fine_tune:
         if not isinstance(extractor, CnnExtractor):
             raise ValueError(f"fine_tune needs features='cnn', got {params.features!r}")
@@ -558,41 +572,46 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
         features = part.embed_all(activations, extractor.batch_size)
     else:
         features, readable = extractor.extract(paths)
-    labelled = labelled.filter(pa.array(readable))
-    is_noise = np.array([label_of[i] == "noise" for i in labelled.column("image_id").to_pylist()])
-    products = np.array(labelled.column("product_id").to_pylist())
+    # ``features`` has one row per readable photo of the pool; ``fit_rows`` are its labelled rows.
+    fit_rows = np.flatnonzero(pool_labelled[readable])
+    readable_ids = np.array(pool.column("image_id").to_pylist(), dtype=object)[readable][fit_rows]
+    is_noise = np.array([label_of[i] == "noise" for i in readable_ids])
+    products = np.array(pool.column("product_id").to_pylist(), dtype=object)[readable][fit_rows]
     train, heldout = _heldout_split(is_noise, products, params)
+    train, heldout = fit_rows[train], fit_rows[heldout]
+    is_noise_of = np.zeros(len(features), dtype=bool)
+    is_noise_of[fit_rows] = is_noise
 
     model: Pipeline | LinearHead = make_pipeline(
         StandardScaler(),
         LogisticRegression(C=params.C, class_weight="balanced", max_iter=2000, random_state=params.seed),
     )
-    model.fit(features[train], is_noise[train])
+    model.fit(features[train], is_noise_of[train])
     if params.fine_tune:
         # LP-FT: the linear probe just fitted is the head's starting point.
         probe = LinearHead.from_pipeline(model)
         with torch.no_grad():
             part.linear.weight.copy_(torch.from_numpy(probe.coef)[None])
             part.linear.bias.fill_(probe.intercept)
-        fine_tune(part, activations[torch.from_numpy(train)], is_noise[train], params)
+        fine_tune(part, activations[torch.from_numpy(train)], is_noise_of[train], params)
         features = part.embed_all(activations, extractor.batch_size)
         model = LinearHead(part.linear.weight.detach()[0].numpy().copy(), float(part.linear.bias.detach()[0]))
     p_heldout = model.predict_proba(features[heldout])[:, 1]
-    choice = choose_threshold(p_heldout, is_noise[heldout], params.target_precision_good, params.min_kept_fraction)
+    choice = choose_threshold(p_heldout, is_noise_of[heldout], params.target_precision_good, params.min_kept_fraction)
     predicted_noise = p_heldout > choice.threshold
     precision, recall, f1, _ = precision_recall_fscore_support(
-        is_noise[heldout], predicted_noise, average="binary", pos_label=True, zero_division=0
+        is_noise_of[heldout], predicted_noise, average="binary", pos_label=True, zero_division=0
     )
     report = NoiseReport(
         features=params.features,
         fine_tuned=params.fine_tune,
         n_train=len(train),
         n_heldout=len(heldout),
-        n_unreadable=int((~readable).sum()),
+        n_unreadable=int((pool_labelled & ~readable).sum()),
         precision_noise=float(precision),
         recall_noise=float(recall),
         f1_noise=float(f1),
-        roc_auc=float(roc_auc_score(is_noise[heldout], p_heldout)),
+        roc_auc=float(roc_auc_score(is_noise_of[heldout], p_heldout)),
         threshold=choice.threshold,
         precision_good_at_threshold=choice.precision_good,
         kept_fraction=choice.kept_fraction,
@@ -615,7 +634,10 @@ def train_noise_filter(images: pa.Table, labels: pa.Table, params: NoiseParams, 
         out_dir / MODEL_FILE,
     )
     (out_dir / REPORT_FILE).write_text(json.dumps(report.model_dump(), indent=2) + "\n")
-    return report
+    if not score_all:
+        return report, None
+    p, keep = _verdicts(model, choice.threshold, features, readable)
+    return report, _scores_table(pool.column("image_id"), p, keep)
 
 
 # -------------------------------------------------------------------------- scoring
@@ -647,12 +669,21 @@ class NoiseFilter:
         """``(p_noise, keep)`` per file. An unreadable file is certainly unusable: p_noise
         1.0 and never kept (even under a degenerate threshold of 1.0)."""
         features, readable = self.extractor.extract(paths)
-        # float64 until compared: the threshold is a float64 score, and rounding the photo that
-        # sits exactly on it to float32 first could flip its verdict.
-        p = np.ones(len(paths), dtype=np.float64)
-        if readable.any():
-            p[readable] = self.model.predict_proba(features)[:, 1]
-        return p.astype(np.float32), readable & (p <= self.threshold)
+        return _verdicts(self.model, self.threshold, features, readable)
+
+
+def _verdicts(model: Pipeline | LinearHead, threshold: float, features: np.ndarray, readable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(p_noise, keep)`` per photo from the readable photos' features."""
+    # float64 until compared: the threshold is a float64 score, and rounding the photo that
+    # sits exactly on it to float32 first could flip its verdict.
+    p = np.ones(len(readable), dtype=np.float64)
+    if readable.any():
+        p[readable] = model.predict_proba(features)[:, 1]
+    return p.astype(np.float32), readable & (p <= threshold)
+
+
+def _scores_table(image_ids: pa.Array | pa.ChunkedArray, p: np.ndarray, keep: np.ndarray) -> pa.Table:
+    return pa.table({"image_id": image_ids, "p_noise": pa.array(p, pa.float32()), "keep": pa.array(keep)}, schema=NOISE_SCORES)
 
 
 def score_images(images: pa.Table, model_dir: Path) -> pa.Table:
@@ -664,10 +695,7 @@ def score_images(images: pa.Table, model_dir: Path) -> pa.Table:
     noise_filter = NoiseFilter.load(model_dir)
     street = _street_images(images)
     p, keep = noise_filter.score(street.column("path").to_pylist())
-    return pa.table(
-        {"image_id": street.column("image_id"), "p_noise": pa.array(p, pa.float32()), "keep": pa.array(keep)},
-        schema=NOISE_SCORES,
-    )
+    return _scores_table(street.column("image_id"), p, keep)
 
 
 # ------------------------------------------------------------------------ validation

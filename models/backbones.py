@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from street2shop.models.preprocess import Preprocess
+from street2shop.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,33 +68,20 @@ class TimmBackbone(Backbone):
 
 
 BackboneFactory = Callable[..., Backbone]
-_REGISTRY: dict[str, BackboneFactory] = {}
-
-
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Decorator adding a factory ``fn(pretrained: bool, weights_path: Path | None)``."""
-
-    def decorator(fn: BackboneFactory) -> BackboneFactory:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return decorator
+#: factories ``fn(pretrained: bool, weights_path: Path | None) -> Backbone`` by name
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+register_backbone = BACKBONES.register
 
 
 def list_backbones() -> list[str]:
-    return sorted(_REGISTRY)
+    return BACKBONES.names()
 
 
 def create_backbone(
     name: str, pretrained: bool = True, weights_path: str | Path | None = None
 ) -> Backbone:
     """Build the backbone registered as ``name``, with pretrained weights when asked."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {list_backbones()}") from None
+    factory = BACKBONES.get(name)
     return factory(pretrained=pretrained, weights_path=Path(weights_path) if weights_path else None)
 
 

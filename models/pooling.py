@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from street2shop.registry import Registry
+
 
 class GeM(nn.Module):
     """Generalised-mean pooling ``(mean x^p)^(1/p)``; p=1 is SPoC, p -> inf is MAC."""
@@ -55,15 +57,12 @@ class MAC(nn.Module):
         return x.amax(dim=(-2, -1))
 
 
-POOLS: dict[str, type[nn.Module]] = {"gem": GeM, "spoc": SPoC, "mac": MAC}
+POOLS: Registry[type[nn.Module]] = Registry("pooling", {"gem": GeM, "spoc": SPoC, "mac": MAC})
 
 
 def create_pool(name: str, **kwargs) -> nn.Module:
     """One parameter-light pooling module ``(B, C, H, W) -> (B, C)`` by name."""
-    try:
-        return POOLS[name](**kwargs)
-    except KeyError:
-        raise ValueError(f"unknown pooling {name!r}; choose one of {sorted(POOLS)}") from None
+    return POOLS.get(name)(**kwargs)
 
 
 def parse_pooling(name: str) -> list[str]:
@@ -72,7 +71,7 @@ def parse_pooling(name: str) -> list[str]:
     unknown = [part for part in parts if part not in POOLS]
     if unknown or not parts:
         raise ValueError(
-            f"unknown pooling {unknown or name!r} in {name!r}; use {sorted(POOLS)} joined by '+'"
+            f"unknown pooling {unknown or name!r} in {name!r}; use {POOLS.names()} joined by '+'"
         )
     if len(set(parts)) != len(parts):
         raise ValueError(f"pooling {name!r} repeats a branch")

@@ -16,26 +16,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from street2shop.registry import Registry
 from street2shop.retrieval.vectors import l2_normalize
 
 #: One RGB image (already resized to the working size) -> 1-D descriptor.
 BaselineFn = Callable[[Image.Image], np.ndarray]
 
-_BASELINES: dict[str, BaselineFn] = {}
-
-
-def register_baseline(name: str) -> Callable[[BaselineFn], BaselineFn]:
-    def decorator(fn: BaselineFn) -> BaselineFn:
-        if name in _BASELINES:
-            raise ValueError(f"baseline {name!r} is already registered")
-        _BASELINES[name] = fn
-        return fn
-
-    return decorator
+BASELINES: Registry[BaselineFn] = Registry("baseline")
+register_baseline = BASELINES.register
 
 
 def baseline_names() -> list[str]:
-    return sorted(_BASELINES)
+    return BASELINES.names()
 
 
 @register_baseline("colour_histogram")
@@ -114,11 +106,9 @@ def baseline_features(
     name: str, paths: Iterable[str | Path], image_size: int = 128
 ) -> np.ndarray:
     """``(n, d)`` float32 unit-norm descriptors of the images at ``paths``, in order."""
-    if name not in _BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(baseline_names())}")
+    fn = BASELINES.get(name)
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
-    fn = _BASELINES[name]
     features = [fn(load_image(p, image_size)) for p in paths]
     if not features:
         raise ValueError("no image paths given")

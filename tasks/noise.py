@@ -13,12 +13,12 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from street2shop.cleaning.noise import NoiseParams, score_images, train_noise_filter, validate_labels
+from street2shop.cleaning.noise import NoiseParams, train_and_score, validate_labels
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
 
 STAGE = "noise"
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 OUTPUTS = ("noise_scores", "noise_labels", "noise_model")
 
 
@@ -33,8 +33,7 @@ def run_noise_filter(store: ArtifactStore, images_ref: ArtifactRef, labels_path:
         street = images.filter(pc.equal(images.column("role"), "street"))
         labels = validate_labels(labels_path, set(street.column("image_id").to_pylist()))
         model_dir = writers["noise_model"].dir
-        report = train_noise_filter(street, labels, params, model_dir)
-        scores = score_images(street, model_dir)
+        report, scores = train_and_score(street, labels, params, model_dir)
         writers["noise_labels"].write_table(labels)
         writers["noise_scores"].write_table(scores)
         figures = report.model_dump() if hasattr(report, "model_dump") else dict(report)

@@ -20,6 +20,7 @@ from street2shop.cleaning.noise import (
     build_extractor,
     choose_threshold,
     score_images,
+    train_and_score,
     train_noise_filter,
     validate_labels,
 )
@@ -117,7 +118,7 @@ def test_cnn_features_are_unit_norm_deterministic_and_skip_corrupt_files(draw, t
 
 
 def test_a_registered_extractor_plugs_in_by_name(street, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(noise, "_EXTRACTORS", dict(noise._EXTRACTORS))
+    monkeypatch.setattr(noise, "EXTRACTORS", noise.EXTRACTORS.copy())
 
     @noise.register_extractor("mean_rgb")
     class MeanRGB(noise.FeatureExtractor):
@@ -131,6 +132,37 @@ def test_a_registered_extractor_plugs_in_by_name(street, tmp_path, monkeypatch) 
     assert report.features == "mean_rgb"
     scores = score_images(images, tmp_path)  # loaded back through the registry
     assert scores.num_rows == images.num_rows
+
+
+def _with_unlabelled(images: pa.Table, root: Path, draw) -> pa.Table:
+    """``images`` plus street photos nobody labelled: a garment, a parcel and a corrupt file."""
+    corrupt = root / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
+    extra = [
+        ("unlabelled_good", "p000090:red", "street", draw.save(draw.garment(7, "red"), root / "u0.jpg")),
+        ("unlabelled_parcel", "p000091:red", "street", draw.save(draw.parcel(3), root / "u1.jpg")),
+        ("broken", "p000092:red", "street", str(corrupt)),
+    ]
+    return pa.concat_tables([images, _images_table(extra)])
+
+
+@pytest.mark.parametrize("fine_tuned_cnn", [False, True], ids=["colour_edge", "fine_tuned_cnn"])
+def test_train_and_score_equals_training_then_scoring(street, draw, tiny_weights, tmp_path, fine_tuned_cnn) -> None:
+    """The stage's one-pass path (every photo's features extracted once) gives the report of
+    train_noise_filter and the scores of score_images on the saved model."""
+    images, labels = street
+    images = _with_unlabelled(images, tmp_path, draw)
+    params = _tiny_params(tiny_weights) if fine_tuned_cnn else PARAMS
+    report, scores = train_and_score(images, labels, params, tmp_path / "one_pass")
+    assert report == train_noise_filter(images, labels, params, tmp_path / "two_pass")
+    assert scores.schema == NOISE_SCORES
+    reloaded = score_images(images, tmp_path / "one_pass")
+    assert scores.column("image_id").to_pylist() == reloaded.column("image_id").to_pylist()
+    np.testing.assert_allclose(scores.column("p_noise").to_numpy(), reloaded.column("p_noise").to_numpy(), atol=1e-4)
+    by_id = {r["image_id"]: r for r in scores.to_pylist()}
+    assert by_id["broken"] == {"image_id": "broken", "p_noise": 1.0, "keep": False}
+    assert report.n_unreadable == 0  # the corrupt photo is unlabelled: it is scored, not trained on
+    assert {"unlabelled_good", "unlabelled_parcel"} <= by_id.keys()
 
 
 # --------------------------------------------------------------------- threshold

@@ -32,7 +32,7 @@ def stripes(vertical: bool, period: int, size=64) -> np.ndarray:
 
 def test_registry_lists_both_baselines():
     assert baseline_names() == ["colour_histogram", "hog"]
-    with pytest.raises(ValueError, match="unknown baseline 'sift'; known: colour_histogram, hog"):
+    with pytest.raises(ValueError, match=r"unknown baseline 'sift'; choose one of \['colour_histogram', 'hog'\]"):
         baseline_features("sift", ["x.png"])
 
 
