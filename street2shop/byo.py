@@ -27,21 +27,21 @@ import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import pyarrow as pa
 import typer
 from PIL import Image
 
-from street2shop.evaluate import evaluate_features
-from street2shop.models.embed import embed_images
-from street2shop.models.embedder import Embedder, load_embedder
-from street2shop.retrieval.evaluation import RetrievalReport
 from street2shop.storage.blobs import BlobStore
 from street2shop.storage.schemas import IMAGES, ITEMS, embeddings_schema
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
 from street2shop.tasks.stage import StageResult, run_stage
+
+if TYPE_CHECKING:  # torch and the models load when a command runs, not for `street2shop --help`
+    from street2shop.models.embedder import Embedder
+    from street2shop.retrieval.evaluation import RetrievalReport
 
 REQUIRED_COLUMNS = ("path", "item_id")
 ITEM_ATTRIBUTES = ("product_id", "category", "colour")
@@ -211,6 +211,9 @@ def evaluate_csvs(
 ) -> tuple[RetrievalReport, dict[str, np.ndarray], pa.Table]:
     """Score ``model`` on a labelled set; returns the report, the vectors and the annotated table."""
     annotated = annotated_from_csvs(read_labelled_csv(gallery_csv), read_labelled_csv(queries_csv))
+    from street2shop.evaluate import evaluate_features
+    from street2shop.models.embed import embed_images
+
     features = partial(embed_images, model, batch_size=batch_size, num_workers=0)
     report, vectors = evaluate_features(features, annotated, SPLIT, ks=ks)
     return report, vectors, annotated
@@ -235,6 +238,8 @@ def resolve_checkpoint(store: ArtifactStore, model: Path | None) -> ArtifactRef:
 
     if model is None:
         return store.latest("train", "checkpoint")
+    from street2shop.models.embedder import load_embedder
+
     load_embedder(model)  # fail now, with the loader's message, on a file that is no checkpoint
     digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
 
@@ -247,6 +252,8 @@ def resolve_checkpoint(store: ArtifactStore, model: Path | None) -> ArtifactRef:
 
 def load_checkpoint(store: ArtifactStore, ref: ArtifactRef) -> Embedder:
     from street2shop.tasks.train import CHECKPOINT_FILE
+
+    from street2shop.models.embedder import load_embedder
 
     return load_embedder(store.file(ref, CHECKPOINT_FILE))
 
@@ -293,6 +300,8 @@ def embed_catalog(store: ArtifactStore, images: ArtifactRef, checkpoint: Artifac
         table = store.read_table(images, columns=["image_id", "path"])
         ids, first = np.unique(np.asarray(table.column("image_id").to_pylist(), dtype=object), return_index=True)
         paths = [str(store.home / table.column("path")[int(i)].as_py()) for i in first]
+        from street2shop.models.embed import embed_images
+
         vectors = embed_images(load_checkpoint(store, checkpoint), paths, batch_size=batch_size, num_workers=0)
         dim = vectors.shape[1]
         flat = pa.array(vectors.reshape(-1), pa.float32())
@@ -334,6 +343,7 @@ def eval_command(
     batch_size: int = typer.Option(32),
 ) -> None:
     """Evaluate the published (or a named) model on your own labelled gallery and queries."""
+    from street2shop.models.embedder import load_embedder
     from street2shop.storage.store import ArtifactNotFound
 
     try:

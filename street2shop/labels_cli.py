@@ -25,7 +25,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import typer
 
-from street2shop.cleaning.noise import NoiseFilter, validate_labels
 from street2shop.storage.schemas import NOISE_LABELS
 from street2shop.storage.store import ArtifactStore
 
@@ -57,6 +56,8 @@ def least_certain(store: ArtifactStore, n: int) -> pa.Table:
     model's keep threshold (ties: by image_id), with an empty ``label`` column."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    from street2shop.cleaning.noise import NoiseFilter  # torch: loaded when the command runs, not on import
+
     scores_ref = store.latest("noise", "noise_scores")
     threshold = NoiseFilter.load(store.version_dir(store.latest("noise", "noise_model"))).threshold
     labelled = set(store.read_table(store.latest("noise", "noise_labels")).column("image_id").to_pylist())
@@ -171,6 +172,8 @@ def import_(
     try:
         street = _street_photos(_store(home))
         # A row left unlabelled is refused like any bad row (named): delete rows not labelled.
+        from street2shop.cleaning.noise import validate_labels
+
         new = validate_labels(labelled, set(street.column("image_id").to_pylist()))
         merged, counts = merge_labels(_read_existing(into), new, overwrite)
     except (ValueError, LookupError) as exc:
