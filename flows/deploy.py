@@ -23,7 +23,7 @@ DEFAULT_NAME = "nightly"
 DEFAULT_CRON = "0 2 * * *"
 
 
-def build_deployment(config: Path, cron: str, home: Path, name: str = DEFAULT_NAME, timezone: str = "UTC"):
+def build_deployment(config: Path, cron: str, home: Path | str, name: str = DEFAULT_NAME, timezone: str = "UTC"):
     """The pipeline as a :class:`prefect.deployments.runner.RunnerDeployment` on ``cron``."""
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.schedules import Cron
@@ -31,6 +31,7 @@ def build_deployment(config: Path, cron: str, home: Path, name: str = DEFAULT_NA
 
     from street2shop.flows.config import PipelineConfig
     from street2shop.flows.pipeline import pipeline
+    from street2shop.storage.remote import resolve_home
 
     try:  # fail here, with the expression in the message, not when the server gets it
         CronSchedule(cron=cron, timezone=timezone)
@@ -40,7 +41,7 @@ def build_deployment(config: Path, cron: str, home: Path, name: str = DEFAULT_NA
     return pipeline.to_deployment(
         name=name,
         schedule=Cron(cron, timezone=timezone),
-        parameters={"home": str(Path(home).expanduser().resolve()), "cfg": cfg.model_dump(mode="json")},
+        parameters={"home": str(resolve_home(home)), "cfg": cfg.model_dump(mode="json")},
         description=f"crawl {cfg.crawl.base_url}, clean, retrain, evaluate, index, promote (config: {config})",
         tags=["street2shop", "scheduled"],
     )
@@ -49,17 +50,17 @@ def build_deployment(config: Path, cron: str, home: Path, name: str = DEFAULT_NA
 def deploy(
     config: Path = typer.Option(..., exists=True, dir_okay=False, help="pipeline config (YAML), e.g. the demo's demo-config.yaml"),
     cron: str = typer.Option(DEFAULT_CRON, help="when to run, cron syntax (default: every night at 02:00)"),
-    home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME)"),
+    home: Optional[str] = typer.Option(None, help="artifact store: a folder or a URL like s3://bucket/prefix (default: $STREET2SHOP_HOME)"),
     name: str = typer.Option(DEFAULT_NAME, help="deployment name shown in the Prefect UI"),
     timezone: str = typer.Option("UTC", help="time zone of the cron schedule"),
 ) -> None:
     """Serve the scheduled crawl-and-retrain pipeline from this process (Ctrl-C stops it)."""
     from prefect import serve
 
-    from street2shop.settings import get_settings
+    from street2shop.settings import store_home
 
     try:
-        deployment = build_deployment(config, cron, home if home is not None else get_settings().home, name, timezone)
+        deployment = build_deployment(config, cron, store_home(home), name, timezone)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     serve(deployment)

@@ -4,6 +4,10 @@ For each tabular artifact ``<name>`` there is a view over all its versions (hive
 partitioning gives a ``version`` column) and a ``latest_<name>`` view of its newest
 version. ``versions`` lists every published version with its lineage and metrics, and
 ``metrics_latest`` the headline figures of each stage's newest versions.
+
+For a store on an fsspec URL the views read the local mirror, into which the Parquet
+parts of every published version are synced first (published parts never change, so each
+is downloaded once); DuckDB itself never talks to the object store.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def manifests_table(store: ArtifactStore) -> pa.Table:
 
 def connect(store: ArtifactStore) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per artifact (all and latest)."""
+    store.sync_tables()
     con = duckdb.connect(":memory:")
     versions = manifests_table(store)
     con.register("_versions", versions)

@@ -15,6 +15,10 @@ Rules the rest of the code relies on:
 * A version is written to a temporary folder and renamed into place when complete, so a
   half-written version is never visible; a published version is never changed.
 * "Latest" is derived from the manifests (newest ``created_at``), not stored.
+
+``home`` may also be an fsspec URL (``s3://bucket/prefix``): the same layout then lives
+there, with a local mirror that versions are written in and read from (see
+:mod:`street2shop.storage.remote`), so every reader still gets local paths.
 """
 
 from __future__ import annotations
@@ -31,17 +35,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.ipc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
+from street2shop.storage.remote import Remote, default_mirror, resolve_home
 from street2shop.storage.schemas import SCHEMAS
+
+if TYPE_CHECKING:
+    from street2shop.storage.blobs import BlobStore
 
 MANIFEST = "_manifest.json"
 _TMP_PREFIX = ".tmp-"
+#: A version folder on a remote store without a manifest this old (seconds) was left by a
+#: killed upload; younger ones may still be uploading from another machine.
+REMOTE_GRACE_S = 3600.0
 
 
 class SchemaError(ValueError):
@@ -183,14 +194,53 @@ class VersionWriter:
 
 
 class ArtifactStore:
-    """Versioned artifacts on the local file system under ``home``."""
+    """Versioned artifacts under ``home``: a local folder, or an fsspec URL with a local mirror.
 
-    def __init__(self, home: str | Path):
-        self.home = Path(home).expanduser().resolve()
+    For a URL, ``home`` (and ``root``) is the local mirror and ``url`` the remote store;
+    for a folder, ``url`` is None. ``mirror`` overrides where the mirror lives and
+    ``storage_options`` are passed to fsspec (e.g. ``{"endpoint_url": ...}``).
+    """
+
+    def __init__(self, home: str | Path, *, mirror: str | Path | None = None, storage_options: dict[str, Any] | None = None):
+        location = resolve_home(home)
+        self.remote: Remote | None = None
+        self.url: str | None = None
+        if isinstance(location, str):
+            self.remote = Remote(location, storage_options)
+            self.url = location
+            location = Path(mirror).expanduser().resolve() if mirror is not None else default_mirror(location)
+        self.home = location
         self.root = self.home / "artifacts"
+        self._manifests: dict[str, Manifest] = {}  # remote manifests read so far (immutable)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.url or str(self.home)!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the artifacts really are: the URL of a remote store, else the folder."""
+        return self.url or str(self.home)
+
+    @property
+    def blobs(self) -> "BlobStore":
+        """The image blob store that goes with this store (remote-backed for a URL)."""
+        from street2shop.storage.blobs import BlobStore
+
+        return BlobStore(self.home, remote=self.remote)
 
     # ---- paths (the only code that knows them) ----
+    @staticmethod
+    def _key(ref: ArtifactRef) -> str:
+        return f"artifacts/{ref.stage}/{ref.name}/version={ref.version}"
+
     def version_dir(self, ref: ArtifactRef) -> Path:
+        """The folder of a version; for a remote store, a published version is first
+        downloaded into the mirror, so the folder's files can be read."""
+        if self.remote is not None and self.remote_exists(ref):
+            self._fetch(ref)
+        return self._local_dir(ref)
+
+    def _local_dir(self, ref: ArtifactRef) -> Path:
         return self.root / ref.stage / ref.name / f"version={ref.version}"
 
     def work_dir(self, stage: str, key: str) -> Path:
@@ -204,28 +254,64 @@ class ArtifactStore:
         return path
 
     def file(self, ref: ArtifactRef, filename: str) -> Path:
-        path = self.version_dir(ref) / filename
+        if self.remote is not None:
+            if filename not in self.manifest(ref).files:
+                raise ArtifactNotFound(f"{ref} has no file {filename!r}")
+            self._fetch(ref)
+        path = self._local_dir(ref) / filename
         if not path.exists():
             raise ArtifactNotFound(f"{ref} has no file {filename!r}")
         return path
 
     # ---- queries ----
     def exists(self, ref: ArtifactRef) -> bool:
-        return (self.version_dir(ref) / MANIFEST).exists()
+        if (self._local_dir(ref) / MANIFEST).exists():
+            return True
+        return self.remote is not None and self.remote_exists(ref)
+
+    def remote_exists(self, ref: ArtifactRef) -> bool:
+        """Whether the remote store has published ``ref`` (its manifest is there)."""
+        assert self.remote is not None
+        key = f"{self._key(ref)}/{MANIFEST}"
+        return key in self._manifests or self.remote.exists(key)
 
     def manifest(self, ref: ArtifactRef) -> Manifest:
-        path = self.version_dir(ref) / MANIFEST
-        if not path.exists():
-            raise ArtifactNotFound(f"no published version {ref}")
-        return Manifest.model_validate_json(path.read_text())
+        path = self._local_dir(ref) / MANIFEST
+        if path.exists():
+            return Manifest.model_validate_json(path.read_text())
+        if self.remote is not None:
+            key = f"{self._key(ref)}/{MANIFEST}"
+            if key not in self._manifests and self.remote.exists(key):
+                self._manifests[key] = Manifest.model_validate_json(self.remote.cat([key])[key])
+            if key in self._manifests:
+                return self._manifests[key]
+        raise ArtifactNotFound(f"no published version {ref}")
 
     def manifests(self, stage: str | None = None, name: str | None = None) -> list[Manifest]:
         """Every published manifest (optionally of one stage / artifact), oldest first."""
-        if not self.root.exists():
-            return []
         pattern = f"{stage or '*'}/{name or '*'}/version=*/{MANIFEST}"
-        found = [Manifest.model_validate_json(p.read_text()) for p in self.root.glob(pattern)]
+        if self.remote is not None:
+            found = self._remote_manifests(f"artifacts/{pattern}")
+        elif not self.root.exists():
+            return []
+        else:
+            found = [Manifest.model_validate_json(p.read_text()) for p in self.root.glob(pattern)]
         return sorted(found, key=lambda m: (m.created_at, m.stage, m.name, m.version))
+
+    def _remote_manifests(self, pattern: str) -> list[Manifest]:
+        assert self.remote is not None
+        keys = self.remote.glob(pattern)
+        unknown = []
+        for key in keys:
+            if key not in self._manifests:
+                local = self.home / key
+                if local.exists():  # a version already in the mirror
+                    self._manifests[key] = Manifest.model_validate_json(local.read_text())
+                else:
+                    unknown.append(key)
+        for key, data in self.remote.cat(unknown).items():
+            self._manifests[key] = Manifest.model_validate_json(data)
+        return [self._manifests[k] for k in keys]
 
     def latest(self, stage: str, name: str) -> ArtifactRef:
         found = self.manifests(stage, name)
@@ -240,7 +326,9 @@ class ArtifactStore:
             return None
 
     def read_table(self, ref: ArtifactRef, columns: list[str] | None = None) -> pa.Table:
-        vdir = self.version_dir(ref)
+        vdir = self._local_dir(ref)
+        if self.remote is not None and self.exists(ref):
+            self._fetch(ref, tables_only=True)
         parts = sorted(vdir.glob("part-*.parquet"))
         if not self.exists(ref) or not parts:
             raise ArtifactNotFound(f"{ref} has no table")
@@ -263,6 +351,8 @@ class ArtifactStore:
         Everything is written under temporary folders; on success each is renamed into
         place. A version that already exists is left untouched (same id = same content),
         so publishing is idempotent and never overwrites. On error nothing is published.
+        On a remote store, the files are uploaded and then the manifest (the commit), and
+        the folder becomes the mirror's copy of the version.
         """
         if isinstance(inputs, Mapping):
             inputs = [inputs[k] for k in sorted(inputs)]
@@ -296,8 +386,15 @@ class ArtifactStore:
                     fh.write(manifest.model_dump_json(indent=2))
                     fh.flush()
                     os.fsync(fh.fileno())
-            for name, w in writers.items():
-                final = self.version_dir(ArtifactRef(stage=stage, name=name, version=version))
+            committed = writers
+            if self.remote is not None:
+                # A version published meanwhile by another writer is the remote's copy:
+                # the mirror must hold that one, so ours is dropped (in ``finally``).
+                committed = {name: w for name, w in writers.items() if self._upload(w)}
+            for name, w in committed.items():
+                final = self._local_dir(ArtifactRef(stage=stage, name=name, version=version))
+                if self.remote is not None and final.exists() and not (final / MANIFEST).exists():
+                    shutil.rmtree(final)  # a partial download in the mirror: ours is complete
                 try:
                     os.rename(w.dir, final)
                 except OSError:
@@ -309,11 +406,75 @@ class ArtifactStore:
                 if w.dir.exists():
                     shutil.rmtree(w.dir, ignore_errors=True)
 
-    def clean_temporary(self) -> int:
-        """Remove temp folders left by killed writers (never visible as versions)."""
+    def clean_temporary(self, remote_grace_s: float = REMOTE_GRACE_S) -> int:
+        """Remove temp folders left by killed writers (never visible as versions).
+
+        On a remote store also the half-uploaded versions (files but no manifest) whose
+        newest file is older than ``remote_grace_s``: younger ones may be uploads still
+        running on another machine.
+        """
         n = 0
         if self.root.exists():
             for tmp in self.root.glob(f"*/*/{_TMP_PREFIX}*"):
                 shutil.rmtree(tmp, ignore_errors=True)
+                n += 1
+        if self.remote is not None:
+            n += self._clean_remote(remote_grace_s)
+        return n
+
+    # ---- the remote side ----
+    def _upload(self, w: VersionWriter) -> bool:
+        """Upload a written version: its files, then its manifest (the commit).
+
+        False if the version was already published (same id, same content): it is kept.
+        """
+        assert self.remote is not None
+        key = self._key(ArtifactRef(stage=w.stage, name=w.name, version=w.version))
+        if self.remote.exists(f"{key}/{MANIFEST}"):
+            return False
+        files = sorted(p for p in w.dir.iterdir() if p.name != MANIFEST)
+        self.remote.upload((p, f"{key}/{p.name}") for p in files)
+        return self.remote.create(f"{key}/{MANIFEST}", (w.dir / MANIFEST).read_bytes())
+
+    def _fetch(self, ref: ArtifactRef, tables_only: bool = False) -> None:
+        """Download a published version into the mirror (its tables only, if asked).
+
+        The manifest is written last, so a mirror folder with a manifest is complete.
+        """
+        assert self.remote is not None
+        vdir = self._local_dir(ref)
+        if (vdir / MANIFEST).exists():
+            return
+        manifest = self.manifest(ref)
+        wanted = [f for f in manifest.files if f != MANIFEST and (not tables_only or f.startswith("part-"))]
+        key = self._key(ref)
+        self.remote.download((f"{key}/{f}", vdir / f) for f in wanted if not (vdir / f).exists())
+        if not tables_only:
+            vdir.mkdir(parents=True, exist_ok=True)
+            tmp = vdir / f"{_TMP_PREFIX}{MANIFEST}"
+            tmp.write_text(manifest.model_dump_json(indent=2))
+            os.replace(tmp, vdir / MANIFEST)
+
+    def sync_tables(self) -> int:
+        """Download the tables (Parquet parts) of every published version not yet in the
+        mirror, so DuckDB can read them there; returns how many versions were fetched."""
+        if self.remote is None:
+            return 0
+        n = 0
+        for m in self.manifests():
+            vdir = self._local_dir(m.ref)
+            if m.rows is not None and not all((vdir / f).exists() for f in m.files if f.startswith("part-")):
+                self._fetch(m.ref, tables_only=True)
+                n += 1
+        return n
+
+    def _clean_remote(self, grace_s: float) -> int:
+        assert self.remote is not None
+        published = {k.rsplit("/", 1)[0] for k in self.remote.glob(f"artifacts/*/*/version=*/{MANIFEST}")}
+        n = 0
+        for folder in {k.rsplit("/", 1)[0] for k in self.remote.glob("artifacts/*/*/version=*/*")} - published:
+            modified = self.remote.modified(folder)
+            if modified is None or time.time() - modified >= grace_s:
+                self.remote.remove_prefix(folder)
                 n += 1
         return n

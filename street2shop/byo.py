@@ -264,7 +264,7 @@ def load_checkpoint(store: ArtifactStore, ref: ArtifactRef) -> Embedder:
 def import_catalog(store: ArtifactStore, catalog: LabelledPhotos) -> StageResult:
     """Copy the catalogue's photos into the blob store and publish ``items`` and ``images``
     (the crawl's schemas) under stage :data:`CATALOG_STAGE`, versioned by content."""
-    blobs = BlobStore(store.home)
+    blobs = store.blobs
     attributes = _item_attributes(catalog)
     images, seen = [], {}
     for row in catalog.table.to_pylist():
@@ -293,16 +293,38 @@ def import_catalog(store: ArtifactStore, catalog: LabelledPhotos) -> StageResult
     return run_stage(store, CATALOG_STAGE, "1", tuple(tables), compute, version=content_version(tables))
 
 
-def embed_catalog(store: ArtifactStore, images: ArtifactRef, checkpoint: ArtifactRef, batch_size: int = 32) -> StageResult:
-    """Publish one vector per catalogue photo (the ``embeddings`` the index stage reads)."""
+@dataclass(frozen=True)
+class DaskOptions:
+    """Where catalogue embedding fans out: an existing cluster, or a local one of ``workers``."""
+
+    address: str | None = None
+    workers: int = 2
+
+
+def embed_catalog(
+    store: ArtifactStore, images: ArtifactRef, checkpoint: ArtifactRef, batch_size: int = 32, dask: DaskOptions | None = None
+) -> StageResult:
+    """Publish one vector per catalogue photo (the ``embeddings`` the index stage reads).
+
+    With ``dask``, chunks of photos are embedded on a Dask cluster through Prefect
+    (:mod:`street2shop.flows.fanout`) by the same ``embed_images``; the version does not
+    depend on where the vectors were computed.
+    """
 
     def compute(writers) -> None:
         table = store.read_table(images, columns=["image_id", "path"])
         ids, first = np.unique(np.asarray(table.column("image_id").to_pylist(), dtype=object), return_index=True)
-        paths = [str(store.home / table.column("path")[int(i)].as_py()) for i in first]
-        from street2shop.models.embed import embed_images
+        blob_paths = [table.column("path")[int(i)].as_py() for i in first]
+        if dask is not None:
+            from street2shop.flows.fanout import embed_on_dask
 
-        vectors = embed_images(load_checkpoint(store, checkpoint), paths, batch_size=batch_size, num_workers=0)
+            # blob paths, not local ones: every worker fetches the photos from the store itself
+            vectors = embed_on_dask(store, checkpoint, blob_paths, address=dask.address, n_workers=dask.workers, batch_size=batch_size)
+        else:
+            from street2shop.models.embed import embed_images
+
+            paths = [str(p) for p in store.blobs.resolve_many(blob_paths)]
+            vectors = embed_images(load_checkpoint(store, checkpoint), paths, batch_size=batch_size, num_workers=0)
         dim = vectors.shape[1]
         flat = pa.array(vectors.reshape(-1), pa.float32())
         out = pa.table({"image_id": pa.array(ids.tolist(), pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
@@ -313,31 +335,33 @@ def embed_catalog(store: ArtifactStore, images: ArtifactRef, checkpoint: Artifac
     return run_stage(store, CATALOG_EMBED_STAGE, "1", ("embeddings",), compute, inputs=inputs, params={"batch_size": batch_size})
 
 
-def index_catalog(store: ArtifactStore, catalog_csv: str | Path, model: Path | None = None, factory: str = "auto") -> StageResult:
+def index_catalog(
+    store: ArtifactStore, catalog_csv: str | Path, model: Path | None = None, factory: str = "auto", dask: DaskOptions | None = None
+) -> StageResult:
     """Import a catalogue CSV, embed it and publish its index through the index stage."""
     from street2shop.tasks.index import IndexParams, run_build_index
 
     catalog = read_labelled_csv(catalog_csv)
     checkpoint = resolve_checkpoint(store, model)
     imported = import_catalog(store, catalog)
-    embeddings = embed_catalog(store, imported["images"], checkpoint)
+    embeddings = embed_catalog(store, imported["images"], checkpoint, dask=dask)
     return run_build_index(store, embeddings["embeddings"], imported["images"], checkpoint, IndexParams(factory=factory))
 
 
 # --------------------------------------------------------------------------- commands
 
 
-def _store(home: Path | None) -> ArtifactStore:
-    from street2shop.settings import get_settings
+def _store(home: str | None) -> ArtifactStore:
+    from street2shop.settings import store_home
 
-    return ArtifactStore(home if home is not None else get_settings().home)
+    return ArtifactStore(store_home(home))
 
 
 def eval_command(
     gallery: Path = typer.Option(..., help="CSV of gallery (shop) photos: path,item_id[,product_id,category,colour]"),
     queries: Path = typer.Option(..., help="CSV of query (street) photos: path,item_id"),
     model: Optional[Path] = typer.Option(None, help="embedder checkpoint file (default: the store's latest trained one)"),
-    home: Optional[Path] = typer.Option(None, help="artifact store root, for the published model"),
+    home: Optional[str] = typer.Option(None, help="artifact store (folder or s3:// URL), for the published model"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object: overall and per category"),
     report_path: Optional[Path] = typer.Option(None, "--report", help="also write the HTML report here"),
     batch_size: int = typer.Option(32),
@@ -383,15 +407,18 @@ def _print_metrics(report: RetrievalReport) -> None:
 
 def index_command(
     catalog: Path = typer.Option(..., help="CSV of catalogue photos: path,item_id[,product_id,category,colour]"),
-    home: Optional[Path] = typer.Option(None, help="artifact store root the index is published to"),
+    home: Optional[str] = typer.Option(None, help="artifact store (folder or s3:// URL) the index is published to"),
     model: Optional[Path] = typer.Option(None, help="embedder checkpoint file (default: the store's latest trained one)"),
     factory: str = typer.Option("auto", help="faiss index factory string, or 'auto' (exact for small catalogues)"),
+    dask_address: Optional[str] = typer.Option(None, help="embed on this Dask cluster (tcp://host:8786); the store must be one every worker reaches"),
+    dask_workers: int = typer.Option(0, min=0, help="embed on a local Dask cluster of this many worker processes (0: in this process)"),
 ) -> None:
     """Build a searchable index from your own catalogue CSV, without crawling."""
     from street2shop.storage.store import ArtifactNotFound
 
+    dask = DaskOptions(dask_address, dask_workers or 2) if dask_address or dask_workers else None
     try:
-        result = index_catalog(_store(home), catalog, model, factory)
+        result = index_catalog(_store(home), catalog, model, factory, dask=dask)
     except (DataError, ArtifactNotFound, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -16,15 +16,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 app = typer.Typer(help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.", no_args_is_help=True)
 console = Console()
 
+HOME_HELP = "artifact store: a folder or an fsspec URL like s3://bucket/prefix (default: $STREET2SHOP_HOME or ./.street2shop)"
 STAGES = ("crawl", "noise", "dedup", "train", "mine", "evaluate", "index")
 
 
-def _home(home: Optional[Path]) -> Path:
-    from street2shop.settings import get_settings
+def _home(home: Optional[str | Path]) -> Path | str:
+    """``--home`` (a folder or a store URL such as ``s3://bucket/prefix``), else $STREET2SHOP_HOME."""
+    from street2shop.settings import store_home
 
-    if home is not None:
-        os.environ["STREET2SHOP_HOME"] = str(home)
-    return get_settings().home
+    resolved = store_home(home)
+    os.environ["STREET2SHOP_HOME"] = str(resolved)
+    return resolved
 
 
 def _print_table(table, title: str | None = None, max_rows: int = 200) -> None:
@@ -86,7 +88,7 @@ def demo(
 def run(
     config: Path = typer.Option(..., exists=True, help="pipeline config (YAML), e.g. the demo's demo-config.yaml"),
     stage: Optional[str] = typer.Option(None, help=f"run only this stage from the latest upstream versions: {', '.join(STAGES)}"),
-    home: Optional[Path] = typer.Option(None),
+    home: Optional[str] = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Run the pipeline (skipping stages already published for these inputs), or one stage."""
     from street2shop.flows import stages as s
@@ -117,7 +119,7 @@ def run(
 
 
 @app.command()
-def sql(query: str = typer.Argument(..., help="SQL over the artifact views, e.g. \"select * from versions\""), home: Optional[Path] = typer.Option(None)) -> None:
+def sql(query: str = typer.Argument(..., help="SQL over the artifact views, e.g. \"select * from versions\""), home: Optional[str] = typer.Option(None, help=HOME_HELP)) -> None:
     """Query every artifact with DuckDB (views: <name>, latest_<name>, versions)."""
     from street2shop.storage.catalog import query as run_query
     from street2shop.storage.store import ArtifactStore
@@ -126,7 +128,7 @@ def sql(query: str = typer.Argument(..., help="SQL over the artifact views, e.g.
 
 
 @app.command()
-def versions(stage: Optional[str] = typer.Argument(None), home: Optional[Path] = typer.Option(None)) -> None:
+def versions(stage: Optional[str] = typer.Argument(None), home: Optional[str] = typer.Option(None, help=HOME_HELP)) -> None:
     """List published versions with their lineage (inputs) and row counts."""
     import pyarrow as pa
 

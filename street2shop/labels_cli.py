@@ -33,12 +33,10 @@ labels_app = typer.Typer(help="Export photos to label next; import labelled phot
 EXPORT_COLUMNS = ("image_id", "path", "item_id", "p_noise", "label")
 
 
-def _store(home: Optional[Path]) -> ArtifactStore:
-    from street2shop.settings import get_settings
+def _store(home: Optional[str]) -> ArtifactStore:
+    from street2shop.settings import store_home
 
-    if home is not None:
-        os.environ["STREET2SHOP_HOME"] = str(home)
-    return ArtifactStore(get_settings().home)
+    return ArtifactStore(store_home(home))
 
 
 def _street_photos(store: ArtifactStore) -> pa.Table:
@@ -143,7 +141,7 @@ def write_atomically(table: pa.Table, path: Path) -> None:
 def export(
     out: Path = typer.Argument(..., help="CSV to write"),
     n: int = typer.Option(200, "--n", help="how many photos"),
-    home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME)"),
+    home: Optional[str] = typer.Option(None, help="artifact store: a folder or a URL like s3://bucket/prefix (default: $STREET2SHOP_HOME)"),
 ) -> None:
     """Write the N unlabelled street photos the latest noise model is least sure about."""
     try:
@@ -160,7 +158,7 @@ def import_(
     into: Optional[Path] = typer.Option(None, help="labels file to merge into (default: labels_path of --config)"),
     config: Optional[Path] = typer.Option(None, exists=True, help="pipeline YAML whose labels_path to merge into"),
     overwrite: bool = typer.Option(False, help="accept labels that differ from existing ones"),
-    home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME)"),
+    home: Optional[str] = typer.Option(None, help="artifact store: a folder or a URL like s3://bucket/prefix (default: $STREET2SHOP_HOME)"),
 ) -> None:
     """Check a labelled CSV against the latest crawl and merge it into the labels file."""
     if into is None:

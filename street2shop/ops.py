@@ -229,15 +229,15 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def status(home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME)")) -> None:
+def status(home: Optional[str] = typer.Option(None, help="artifact store: a folder or a URL like s3://bucket/prefix (default: $STREET2SHOP_HOME)")) -> None:
     """Latest version per stage, the last pipeline activity, and what is promoted and served."""
     from rich.console import Console
     from rich.table import Table
 
-    from street2shop.settings import get_settings
+    from street2shop.settings import store_home
 
     console = Console()
-    report = collect_status(home if home is not None else get_settings().home)
+    report = collect_status(store_home(home))
     if not report.stages:
         console.print(f"no published versions under {report.home}: run `street2shop demo` or `street2shop run` first")
         raise typer.Exit(0)

@@ -444,15 +444,15 @@ def write_report(store: ArtifactStore, metrics_ref: ArtifactRef, out_path: str |
 
 
 def report(
-    home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME or ./.street2shop)"),
+    home: Optional[str] = typer.Option(None, help="artifact store: a folder or a URL like s3://bucket/prefix (default: $STREET2SHOP_HOME or ./.street2shop)"),
     version: Optional[str] = typer.Option(None, help="evaluate version (default: the latest)"),
     out: Path = typer.Option(Path("report.html"), help="where to write the HTML file"),
 ) -> None:
     """Write the self-contained HTML evaluation report of an evaluated version."""
-    from street2shop.settings import get_settings
+    from street2shop.settings import store_home
     from street2shop.storage.store import ArtifactNotFound
 
-    store = ArtifactStore(home if home is not None else get_settings().home)
+    store = ArtifactStore(store_home(home))
     ref = ArtifactRef(stage="evaluate", name="metrics", version=version) if version else store.latest_or_none("evaluate", "metrics")
     if ref is None or not store.exists(ref):
         typer.echo(f"error: no evaluated version {version or ''} in {store.home}: run the evaluate stage first", err=True)

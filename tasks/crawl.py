@@ -31,7 +31,7 @@ def run_crawl(store: ArtifactStore, params: CrawlParams) -> StageResult:
     items_ref, images_ref = store.latest_or_none(STAGE, "items"), store.latest_or_none(STAGE, "images")
     if items_ref and images_ref:
         previous = (store.read_table(items_ref), store.read_table(images_ref))
-    result = crawl(params, BlobStore(store.home), store.work_dir(STAGE, crawl_state_key(params)), previous=previous)
+    result = crawl(params, store.blobs, store.work_dir(STAGE, crawl_state_key(params)), previous=previous)
     tables = {"items": result.items, "images": result.images, "crawl_rejects": result.rejects}
     # Rejects describe one pass (an incremental pass does not revisit old pages), so the
     # version is what was found: items and images.

@@ -180,6 +180,23 @@ def test_index_catalog_publishes_what_the_index_stage_publishes(photo_set, tiny_
     assert again.skipped and again.version == result.version
 
 
+@pytest.mark.slow  # a local cluster of 2 worker processes, each importing torch and Prefect
+@pytest.mark.usefixtures("prefect_harness")
+def test_index_command_can_embed_on_a_local_dask_cluster(photo_set, tiny_checkpoint, tmp_path):
+    args = ["index", "--catalog", str(photo_set["gallery"]), "--model", str(tiny_checkpoint)]
+    result = CliRunner().invoke(_app(index_command, "index"), [*args, "--home", str(tmp_path / "dask"), "--dask-workers", "2"])
+    assert result.exit_code == 0, result.output
+    fanned, alone = ArtifactStore(tmp_path / "dask"), ArtifactStore(tmp_path / "alone")
+    index_catalog(alone, photo_set["gallery"], model=tiny_checkpoint)
+    assert fanned.manifests("embed_chunk"), "the vectors did not come from the Dask flow"
+    ref = fanned.latest("catalog_embed", "embeddings")
+    assert ref == alone.latest("catalog_embed", "embeddings")  # same version wherever it was computed
+    a, b = fanned.read_table(ref), alone.read_table(ref)
+    assert a.column("image_id").to_pylist() == b.column("image_id").to_pylist()
+    np.testing.assert_allclose(np.stack(a.column("vector").to_numpy(zero_copy_only=False)),
+                               np.stack(b.column("vector").to_numpy(zero_copy_only=False)), atol=1e-5)
+
+
 def test_index_command_without_a_published_model_says_so(photo_set, tmp_path):
     result = CliRunner().invoke(_app(index_command, "index"), ["index", "--catalog", str(photo_set["gallery"]), "--home", str(tmp_path / "h")])
     assert result.exit_code == 2
