@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +69,42 @@ class Embedder(nn.Module):
             # A frozen backbone must also keep its BatchNorm statistics frozen.
             self.backbone.eval()
         return self
+
+
+@torch.no_grad()
+def init_projections_from_pca(model: Embedder, batches: Iterable[torch.Tensor]) -> int:
+    """Start each projection of ``model.head`` at the PCA of its branch's pooled features.
+
+    A randomly initialised projection scrambles the pretrained descriptor, so the first
+    training steps are spent recovering what the backbone already knew; projecting onto the
+    leading principal components instead starts training from (a compressed copy of) the
+    pretrained features. Weights become the top components, biases centre the features.
+    Rows beyond the rank of the sample (fewer photos than dimensions) keep their random
+    init. Returns the number of photos used.
+    """
+    head = model.head
+    if head.projections is None:
+        raise ValueError("this embedder has no projection to initialise (pretrained_features mode)")
+    was_training = model.training
+    model.eval()
+    pooled: list[list[torch.Tensor]] = [[] for _ in head.pools]
+    n = 0
+    for images in batches:
+        feature_map = model.backbone.forward_features(images)
+        for k, pool in enumerate(head.pools):
+            pooled[k].append(pool(feature_map).double())
+        n += len(images)
+    model.train(was_training)
+    if n < 2:
+        raise ValueError(f"PCA needs at least 2 photos, got {n}")
+    for branch, projection in zip(pooled, head.projections, strict=True):
+        features = torch.cat(branch)
+        mean = features.mean(dim=0)
+        _, _, components = torch.linalg.svd(features - mean, full_matrices=False)
+        rank = min(projection.out_features, components.shape[0])
+        projection.weight[:rank] = components[:rank].to(projection.weight.dtype)
+        projection.bias[:rank] = -(components[:rank] @ mean).to(projection.bias.dtype)
+    return n
 
 
 def _build(config: EmbedderConfig, pretrained: bool, weights_path: str | Path | None) -> Embedder:

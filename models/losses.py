@@ -7,7 +7,9 @@ save ``loss.state_dict()`` with the checkpoint. Pair/triplet losses accept PML's
 ``ref_emb``/``ref_labels``, which is how shop anchors are compared with street photos.
 
 Miners: ``semihard``, ``hard``, ``all`` (``TripletMarginMiner`` types), ``batch_hard``
-(one hardest positive and negative per anchor) and ``none``.
+(one hardest positive and negative per anchor), ``random`` (one uniformly drawn positive and
+negative per anchor, ignoring distances: the "no mining" control of the ablation) and
+``none``.
 
 Distances: ``euclidean`` (L2 on normalised embeddings, the default: ranking equals cosine
 ranking, and a margin is a length) or ``cosine`` (similarity; PML flips the inequalities).
@@ -19,10 +21,11 @@ from typing import Literal
 
 import torch
 from pytorch_metric_learning import distances, losses, miners, reducers
+from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 Distance = Literal["euclidean", "cosine"]
 LOSSES = ("triplet", "contrastive", "arcface", "softmax")
-MINERS = ("semihard", "hard", "all", "batch_hard", "none")
+MINERS = ("semihard", "hard", "all", "batch_hard", "random", "none")
 #: losses that classify against per-item weights: they need ``num_classes`` and ignore ref_emb.
 CLASSIFICATION_LOSSES = frozenset({"arcface", "softmax"})
 
@@ -43,6 +46,30 @@ class LabelSmoothedNormalizedSoftmaxLoss(losses.NormalizedSoftmaxLoss):
         super().__init__(num_classes, embedding_size, temperature=temperature, **kwargs)
         # The parent computes its loss with this criterion; only the smoothing differs.
         self.cross_entropy = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=label_smoothing)
+
+
+class RandomTripletMiner(miners.BaseMiner):
+    """One triplet per anchor, positive and negative drawn uniformly from the references.
+
+    Distances play no part, so this is what a triplet loss sees without any mining (with the
+    same number of triplets per batch as ``batch_hard``). Anchors without a positive or a
+    negative among the references are skipped. Draws use torch's global generator, which
+    training seeds and checkpoints, so a resumed run replays them.
+    """
+
+    def mine(self, embeddings, labels, ref_emb, ref_labels):
+        # ``ref_labels is labels`` when no references were given: the anchor itself is then
+        # excluded from its positives (PML's convention for in-batch tuples).
+        matches, diffs = lmu.get_matches_and_diffs(labels, ref_labels)
+        usable = (matches.sum(dim=1) > 0) & (diffs.sum(dim=1) > 0)
+        anchors = torch.nonzero(usable).flatten()
+        if len(anchors) == 0:
+            empty = torch.empty(0, dtype=torch.long, device=labels.device)
+            return empty, empty.clone(), empty.clone()
+        # multinomial over a 0/1 row draws uniformly among that row's ones.
+        positives = torch.multinomial(matches[anchors].float(), 1).flatten()
+        negatives = torch.multinomial(diffs[anchors].float(), 1).flatten()
+        return anchors, positives, negatives
 
 
 def create_loss(
@@ -93,6 +120,8 @@ def create_miner(
         )
     if name == "batch_hard":
         return miners.BatchHardMiner(distance=create_distance(distance))
+    if name == "random":
+        return RandomTripletMiner()
     if name == "none":
         return None
     raise ValueError(f"unknown miner {name!r}; choose one of {MINERS}")

@@ -30,6 +30,7 @@ from street2shop.models.data import AnchorDomain, PKBatchSampler, labelled_datas
 from street2shop.models.embedder import (
     Embedder,
     build_embedder,
+    init_projections_from_pca,
     read_checkpoint,
     save_checkpoint,
 )
@@ -49,7 +50,7 @@ class TrainParams(BaseModel):
     dim: int = Field(default=256, gt=0)
     pretrained: bool = True
     loss: Literal["triplet", "contrastive", "arcface", "softmax"] = "triplet"
-    miner: Literal["semihard", "hard", "all", "batch_hard", "none"] = "semihard"
+    miner: Literal["semihard", "hard", "all", "batch_hard", "random", "none"] = "semihard"
     distance: Literal["euclidean", "cosine"] = "euclidean"
     margin: float = Field(default=0.2, gt=0)
     lr: float = Field(default=1e-4, gt=0)
@@ -64,6 +65,11 @@ class TrainParams(BaseModel):
     steps_per_epoch: int | None = Field(default=None, ge=1)
     image_size: int | None = Field(default=None, gt=0)
     freeze_backbone: bool = False
+    #: "pca": projections start at the PCA of the pretrained pooled features of up to
+    #: ``head_init_images`` training photos (so training starts from the pretrained
+    #: descriptor); "random": PyTorch's default init. Only for a run that starts from scratch.
+    head_init: Literal["random", "pca"] = "pca"
+    head_init_images: int = Field(default=512, ge=2)
     anchor_domain: AnchorDomain = "shop"
     augment: bool = True
     seed: int = 0
@@ -146,6 +152,7 @@ class _Trainer:
     def __init__(self, images: pa.Table, params: TrainParams, out_dir: Path,
                  init_checkpoint: Path | None, triplets: pa.Table | None) -> None:
         self.params, self.out_dir = params, Path(out_dir)
+        self.images, self.init_checkpoint = images, init_checkpoint
         self.device = _device(params)
         self.cuda = self.device.type == "cuda"
         _seed_everything(params.seed)
@@ -231,6 +238,16 @@ class _Trainer:
         self.log_rows = list(extra["log"])
         self.best_val, self.best_epoch = extra["best_val"], extra["best_epoch"]
 
+    def _init_head_from_pca(self) -> None:
+        # Un-augmented photos from a generator of its own: the global RNG streams that
+        # training draws from (and checkpoints) are untouched, so resuming stays exact.
+        rng = np.random.default_rng([self.params.seed, 0x9CA])
+        n = min(self.params.head_init_images, len(self.images))
+        rows = np.sort(rng.choice(len(self.images), size=n, replace=False))
+        dataset, *_ = labelled_dataset(self.images.take(pa.array(rows)), self.model.preprocess, augment=False)
+        loader = DataLoader(dataset, batch_size=32, num_workers=0)
+        init_projections_from_pca(self.model, (images.to(self.device) for images, _, _ in loader))
+
     # ------------------------------------------------------------------ one step
     def _loader(self, batch_sampler) -> DataLoader:
         return DataLoader(
@@ -311,6 +328,8 @@ class _Trainer:
         last, best = self.out_dir / LAST, self.out_dir / BEST
         if last.exists():
             self.resume(last)
+        elif self.params.head_init == "pca" and self.init_checkpoint is None:
+            self._init_head_from_pca()
         stale = 0 if self.best_epoch is None else self.epoch - 1 - self.best_epoch
         while self.epoch < self.params.epochs:
             if self.params.patience is not None and stale >= self.params.patience:

@@ -9,7 +9,10 @@ from PIL import Image
 
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import (
+    EmbedderConfig,
+    _build,
     build_embedder,
+    init_projections_from_pca,
     load_embedder,
     pretrained_features,
     read_checkpoint,
@@ -117,3 +120,30 @@ def test_read_image_decodes_large_jpegs_at_a_reduced_scale(tmp_path):
     # libjpeg scales by 1/2, 1/4, 1/8: 1/4 (200 x 150) is the smallest with both sides >= 100
     assert read_image(path, min_size=100).size == (200, 150)
     assert read_image(path, min_size=100).getpixel((10, 10))[0] > 150
+
+
+@pytest.mark.parametrize("pool", ["gem", "gem+spoc"])
+def test_pca_init_projects_onto_the_principal_components(pool):
+    torch.manual_seed(0)
+    model = tiny(pool=pool, dim=64 * len(pool.split("+"))).eval()  # BatchNorm as at inference
+    images = torch.rand(12, 3, 32, 32)
+    assert init_projections_from_pca(model, [images[:5], images[5:]]) == 12
+    with torch.no_grad():
+        feature_map = model.backbone.forward_features(images)
+        for pool_k, projection in zip(model.head.pools, model.head.projections):
+            pooled = pool_k(feature_map).double()
+            projected = projection(pool_k(feature_map)).double()[:, :11]  # rank of 12 centred photos
+            # centred, uncorrelated, in decreasing order of variance ...
+            assert projected.mean(0).abs().max() < 1e-4
+            gram = projected.T @ projected
+            off = gram - torch.diag(torch.diag(gram))
+            assert off.abs().max() < 1e-3 * gram.diag().max()
+            assert (gram.diag()[:-1] >= gram.diag()[1:] - 1e-6).all()
+            # ... and, holding every direction the sample spans, a rotation: distances are kept.
+            assert torch.allclose(torch.cdist(projected, projected), torch.cdist(pooled, pooled), atol=1e-3)
+
+
+def test_pca_init_refuses_a_head_without_projection():
+    config = EmbedderConfig(backbone="tiny", dim=None, mode="pretrained_features", freeze_backbone=True)
+    with pytest.raises(ValueError, match="no projection"):
+        init_projections_from_pca(_build(config, pretrained=False, weights_path=None), [torch.rand(2, 3, 32, 32)])

@@ -118,3 +118,44 @@ def test_softmax_loss_with_temperature_and_label_smoothing():
     value = loss(torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
     # logits [1/.5, 0] = [2, 0]; targets [.95, .05]: .95 log(1+e^-2) + .05 (2 + log(1+e^-2))
     assert value.item() == pytest.approx(math.log(1 + math.exp(-2)) + 0.05 * 2, abs=1e-5)
+
+
+def test_random_miner_takes_the_only_valid_triplets_and_the_hand_computed_loss():
+    # a=(1,0) and p=(0,1) share item 0, n=(-1,0) is item 1: each anchor of item 0 has exactly one
+    # positive and one negative, and n has no positive, so the draw is forced.
+    points = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])
+    mined = create_miner("random")(points, labels)
+    assert triplets(mined) == [(0, 1, 2), (1, 0, 2)]
+    # the same two triplets as the unmined loss above: (sqrt2 - 2 + 1) and (sqrt2 - sqrt2 + 1)
+    value = create_loss("triplet", margin=1.0)(points, labels, mined)
+    assert value.item() == pytest.approx(((math.sqrt(2) - 1) + 1) / 2, abs=1e-5)
+
+
+def test_random_miner_draws_one_valid_triplet_per_anchor_uniformly_and_reproducibly():
+    miner = create_miner("random")
+    torch.manual_seed(0)
+    draws = [triplets(miner(CIRCLE, CIRCLE_LABELS)) for _ in range(400)]
+    torch.manual_seed(0)
+    assert triplets(miner(CIRCLE, CIRCLE_LABELS)) == draws[0]  # seeded by torch's generator
+    labels = CIRCLE_LABELS.tolist()
+    negatives_of_0 = []
+    for draw in draws:
+        assert [a for a, _, _ in draw] == [0, 1, 2, 3]
+        for a, p, n in draw:
+            assert p != a and labels[p] == labels[a] and labels[n] != labels[a]
+        negatives_of_0.append(draw[0][2])
+    # anchor 0's negatives are photos 2 and 3, each with probability 1/2 (400 draws: sd 10)
+    assert 160 < negatives_of_0.count(2) < 240
+
+
+def test_random_miner_across_domains_and_without_any_valid_triplet():
+    # shop anchors of items 0 and 1 against street references of items 0, 1 and 1
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    references = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    a, p, n = create_miner("random")(anchors, torch.tensor([0, 1]), references, torch.tensor([0, 1, 1]))
+    assert a.tolist() == [0, 1]
+    assert p[0].item() == 0 and p[1].item() in (1, 2)
+    assert n[0].item() in (1, 2) and n[1].item() == 0
+    one_item = create_miner("random")(CIRCLE, torch.zeros(4, dtype=torch.long))  # no negatives
+    assert all(len(t) == 0 for t in one_item)
