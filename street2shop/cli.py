@@ -12,6 +12,9 @@ from rich.table import Table
 
 # Before Prefect is imported (it is imported lazily, inside commands).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Without a Prefect server configured, a run starts a temporary one; Prefect waits 20 s for it,
+# which a busy 2-core machine (the nightly run beside a training job) can exceed.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.", no_args_is_help=True)
 console = Console()
