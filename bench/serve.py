@@ -11,8 +11,16 @@ after a warm-up and at the end (memory should stay flat).
     python bench/serve.py --home /tmp/demo-home --clients 10 --requests 2000
     python bench/serve.py --home /tmp/e2e --clients 10 --requests 10000 --duration 600
 
+``--batch-max 1,16`` runs the whole measurement once per micro-batching setting (a fresh
+server each), so with and without batching are compared in one run on the same machine
+state; ``--inference-mode`` picks the model backend the same way (``models/fast.py``).
+While loading, the server's RSS is sampled every ``--rss-every`` seconds (``rss_samples``:
+[requests done, MB]) so a leak shows as a trend rather than a single end-point.
+
+    python bench/serve.py --home /tmp/demo-home --clients 10 --requests 500 --batch-max 1,16
+
 Target (issue 5, this 2-core machine): p50 <= 50 ms, p99 <= 150 ms at 10 clients, no errors,
-memory flat over 10,000 requests.
+memory flat over 10,000 requests. The clients run on the same two cores as the server.
 """
 
 from __future__ import annotations
@@ -53,15 +61,16 @@ def query_photo(home: Path, role: str) -> tuple[str, bytes]:
     images = next(r for r in store.manifest(latest_index(store)).inputs if r.name == "images")
     rows = store.read_table(images, columns=["image_id", "role", "path"]).to_pylist()
     row = next(r for r in rows if r["role"] == role)
-    return row["image_id"], (store.home / row["path"]).read_bytes()
+    return row["image_id"], store.blobs.resolve(row["path"]).read_bytes()
 
 
-def serve_forever(home: str, port: int, threads: int | None) -> None:
+def serve_forever(home: str, port: int, threads: int | None, inference_mode: str, batch_max: int, batch_wait_ms: float) -> None:
     import uvicorn
 
     from street2shop.service.app import create_app
 
-    uvicorn.run(create_app(home, torch_threads=threads), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(home, torch_threads=threads, inference_mode=inference_mode, batch_max=batch_max, batch_wait_ms=batch_wait_ms)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float) -> dict:
@@ -79,12 +88,19 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float) -> dict:
     raise TimeoutError(f"service not ready after {timeout_s} s")
 
 
-def load(base: str, data: bytes, clients: int, requests: int, duration_s: float, k: int) -> dict:
+def load(base: str, data: bytes, clients: int, requests: int, duration_s: float, k: int,
+         server_pid: int | None = None, rss_every_s: float = 10.0) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     sent = [0]
     deadline = time.monotonic() + duration_s
+    rss_samples: list[tuple[int, float]] = []
+    done = threading.Event()
+
+    def sample_rss() -> None:
+        while not done.wait(rss_every_s):
+            rss_samples.append((len(latencies) + len(errors), round(rss_mb(server_pid), 1)))
 
     def client() -> None:
         with httpx.Client(base_url=base, timeout=30) as http:
@@ -106,13 +122,17 @@ def load(base: str, data: bytes, clients: int, requests: int, duration_s: float,
 
     started = time.perf_counter()
     workers = [threading.Thread(target=client) for _ in range(clients)]
+    if server_pid is not None:
+        workers.append(threading.Thread(target=sample_rss, daemon=True))
     for w in workers:
         w.start()
-    for w in workers:
+    for w in workers[:clients]:
         w.join()
+    done.set()
     wall = time.perf_counter() - started
     lat = np.asarray(latencies)
     return {
+        "rss_samples": rss_samples,
         "requests": len(latencies) + len(errors),
         "errors": len(errors),
         "first_errors": errors[:3],
@@ -134,18 +154,38 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--role", default="street", choices=["street", "shop"], help="which kind of photo to send")
     parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
+    parser.add_argument("--inference-mode", default="onnx", help="server's model backend (models/fast.py mode)")
+    parser.add_argument("--batch-max", default="16", help="server's micro-batch size; comma-separated to compare, 1 = off")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="server's micro-batch wait")
+    parser.add_argument("--rss-every", type=float, default=10.0, help="seconds between server RSS samples")
     parser.add_argument("--ready-timeout", type=float, default=900)
-    parser.add_argument("--json", help="also write the result to this file")
+    parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # internal: run the server
     args = parser.parse_args()
     if args.serve_port:
-        serve_forever(str(args.home), args.serve_port, args.threads)
+        serve_forever(str(args.home), args.serve_port, args.threads, args.inference_mode, int(args.batch_max), args.batch_wait_ms)
         return
 
     image_id, data = query_photo(args.home, args.role)
+    results = []
+    for batch_max in [int(b) for b in args.batch_max.split(",")]:
+        result = run_once(args, batch_max, image_id, data)
+        print(json.dumps(result, indent=2), flush=True)
+        results.append(result)
+    keys = ["batch_max", "requests", "errors", "throughput_rps", "p50_ms", "p99_ms", "rss_after_warmup_mb", "rss_end_mb"]
+    print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for r in results:
+        print("| " + " | ".join(str(r[key]) for key in keys) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: bytes) -> dict:
+    """Start a server with ``batch_max``, wait until ready, warm up, load it, stop it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, __file__, "--home", str(args.home), "--serve-port", str(port)]
+    cmd = [sys.executable, __file__, "--home", str(args.home), "--serve-port", str(port),
+           "--inference-mode", args.inference_mode, "--batch-max", str(batch_max), "--batch-wait-ms", str(args.batch_wait_ms)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     server = subprocess.Popen(cmd)
@@ -154,18 +194,17 @@ def main() -> None:
         rss_start = rss_mb(server.pid)
         load(base, data, min(args.clients, args.warmup), args.warmup, 120, args.k)
         rss_warm = rss_mb(server.pid)
-        result = load(base, data, args.clients, args.requests, args.duration, args.k)
+        result = load(base, data, args.clients, args.requests, args.duration, args.k, server.pid, args.rss_every)
         result.update(
             home=str(args.home), index=health["index"], checkpoint=health["checkpoint"], vectors=health["vectors"],
-            clients=args.clients, query=f"{args.role} photo {image_id[:12]} ({len(data)} bytes)",
+            clients=args.clients, inference_mode=args.inference_mode, batch_max=batch_max, batch_wait_ms=args.batch_wait_ms,
+            query=f"{args.role} photo {image_id[:12]} ({len(data)} bytes)",
             rss_ready_mb=round(rss_start, 1), rss_after_warmup_mb=round(rss_warm, 1), rss_end_mb=round(rss_mb(server.pid), 1),
         )
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ cheap, an inverted file above. :func:`resolve_factory` turns ``auto`` into the c
 that the index stage records in its manifest, next to :func:`recall_at_k_vs_exact`, the
 fraction of the exact top-k neighbours the index finds.
 
+How many inverted lists an IVF query visits (``nprobe``) decides both its speed and its
+recall, and the right value depends on how clustered the vectors are, not on the list count
+alone. So unless it is given, :func:`build_index` measures it (:func:`calibrate_nprobe`): the
+fewest lists that reach :data:`DEFAULT_TARGET_RECALL` on a sample of the gallery.
+
 Every index uses the inner-product metric on L2-normalised vectors (cosine similarity), the
 same scoring as :mod:`street2shop.retrieval.evaluation`.
 """
@@ -31,21 +36,34 @@ TRAIN_POINTS_PER_CENTROID = 128
 #: ``efSearch`` set on HNSW indexes (faiss's default of 16 is tuned for speed, not recall@20).
 DEFAULT_EF_SEARCH = 256
 
+#: recall@20 against exact search that :func:`calibrate_nprobe` aims for by default (the
+#: issue's bar for an approximate index).
+DEFAULT_TARGET_RECALL = 0.95
+
+#: Gallery rows used as queries by :func:`calibrate_nprobe`: enough for recall to +-0.01
+#: (256 x 20 neighbour slots), cheap next to training (an exact search of 256 queries).
+CALIBRATION_QUERIES = 256
 
 
 def resolve_factory(n: int, dim: int, factory: str = "auto") -> str:
     """The concrete factory string for ``n`` vectors of width ``dim``.
 
-    ``auto`` -> ``"Flat"`` below :data:`AUTO_FLAT_MAX` vectors, else ``"IVF{4*sqrt(n)},Flat"``
-    (the usual faiss rule of thumb for the number of lists). Other strings pass through after
-    a check that faiss can build them for ``dim``.
+    ``auto`` -> ``"Flat"`` below :data:`AUTO_FLAT_MAX` vectors, else ``"IVF{nlist},Flat"`` with
+    ``nlist`` the power of two nearest ``sqrt(n)`` (1024 at 1M). ``sqrt(n)`` lists balance the
+    two costs of a query (scoring ``nlist`` centroids, scanning ``nprobe`` lists of ``n/nlist``
+    rows) and keep k-means training linear in ``n`` (its cost grows with lists x training
+    sample, both proportional to ``nlist``): faiss's rule of thumb of ``4-16 sqrt(n)`` lists
+    is 16-256x the training work, many minutes at 1M on two cores, while ``nprobe`` is
+    calibrated to the recall target either way. Flat lists keep full-precision scores; PQ
+    compression is for galleries that do not fit in memory (pass e.g. ``"IVF1024,PQ32"``).
+    Other strings pass through after a check that faiss can build them for ``dim``.
     """
     if n < 1 or dim < 1:
         raise ValueError(f"need at least one vector of positive width, got n={n}, dim={dim}")
     if factory == "auto":
         if n < AUTO_FLAT_MAX:
             return "Flat"
-        return f"IVF{int(round(4 * math.sqrt(n)))},Flat"
+        return f"IVF{2 ** round(math.log2(math.sqrt(n)))},Flat"
     try:
         faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:  # faiss reports a bad string as a C++ exception message
@@ -54,13 +72,79 @@ def resolve_factory(n: int, dim: int, factory: str = "auto") -> str:
 
 
 def default_nprobe(nlist: int) -> int:
-    """Inverted lists visited per query: 1/8 of the lists, at least 16.
+    """Uncalibrated fallback for lists visited per query: 1/8 of the lists, at least 16.
 
-    With ``nlist = 4 sqrt(n)`` this scans ~1/8 of the gallery. Measured on 20k clustered
-    synthetic vectors (dim 64, IVF566): nlist/16 gave recall@20 0.85 on weakly clustered data,
-    nlist/8 gave 0.94. The index stage measures the real recall and records it.
+    Used by :func:`set_search_params` when no value is given; :func:`build_index` calibrates
+    instead (:func:`calibrate_nprobe`). Measured on 20k clustered synthetic vectors (dim 64,
+    IVF566): nlist/16 gave recall@20 0.85 on weakly clustered data, nlist/8 gave 0.94.
     """
     return int(min(nlist, max(16, nlist // 8)))
+
+
+#: :func:`calibrate_nprobe` stops doubling when recall grows by less than this.
+PLATEAU_GAIN = 0.002
+
+
+def calibrate_nprobe(
+    index: faiss.Index,
+    vectors: np.ndarray,
+    *,
+    k: int = 20,
+    target_recall: float = DEFAULT_TARGET_RECALL,
+    n_queries: int = CALIBRATION_QUERIES,
+    seed: int = 0,
+) -> tuple[int, float]:
+    """The fewest lists per query (1, 2, 4, ... up to ``nlist``) whose recall@``k`` against
+    exact search reaches ``target_recall``, as ``(nprobe, recall)``; sets it on ``index``.
+    Stops early where doubling gains less than :data:`PLATEAU_GAIN` (a compressed index
+    whose codes cannot reach the target).
+
+    Queries are ``n_queries`` seeded rows of ``vectors`` (the rows the index holds, in
+    order); each query's own row is left out of both the exact and the approximate answer,
+    so it measures finding *other* photos, as a search does. Real queries (street photos)
+    lie farther from the gallery than its own rows, so the index stage still measures recall
+    on its test queries and records it.
+    """
+    ivf = _ivf_of(index)
+    if ivf is None:
+        raise ValueError(f"nprobe calibration needs an IVF index, got {type(index).__name__}")
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+    x = l2_normalize(vectors, "vectors", dim=index.d)
+    n = len(x)
+    if n != index.ntotal:
+        raise ValueError(f"index holds {index.ntotal} vectors but {n} were given")
+    if n < 2:
+        set_search_params(index, nprobe=ivf.nlist)
+        return ivf.nlist, 1.0
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n_queries, n), replace=False))
+    queries = x[rows]
+    depth = min(k, n - 1) + 1  # one extra: the query's own row, dropped below
+    _, truth = faiss.knn(queries, x, depth, faiss.METRIC_INNER_PRODUCT)
+    truth = _without_own_row(truth, rows, depth - 1)
+    best: tuple[int, float] | None = None
+    nprobe = 1
+    while True:
+        set_search_params(index, nprobe=nprobe)
+        _, found = index.search(queries, depth)
+        recall = recall_at_k(_without_own_row(found, rows, depth - 1), truth)
+        if best is not None and recall < best[1] + PLATEAU_GAIN:
+            # Compressed codes (PQ) cap recall below the target: visiting more lists then
+            # only costs time, so keep the smaller setting.
+            set_search_params(index, nprobe=best[0])
+            return best
+        if recall >= target_recall or nprobe >= ivf.nlist:
+            return nprobe, recall
+        best, nprobe = (nprobe, recall), min(ivf.nlist, 2 * nprobe)
+
+
+def _without_own_row(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Each row of ``ids`` without the query's own id, cut (or ``-1``-padded) to ``k``."""
+    out = np.full((len(ids), k), -1, dtype=ids.dtype)
+    for i, (found, own) in enumerate(zip(ids, rows)):
+        kept = found[found != own][:k]
+        out[i, : len(kept)] = kept
+    return out
 
 
 def build_index(
@@ -80,7 +164,8 @@ def build_index(
         seed: seeds the training sample and faiss's k-means, so a rebuild is identical.
         train_sample: vectors used to train IVF / PQ; default
             ``TRAIN_POINTS_PER_CENTROID`` per list (all vectors if fewer).
-        nprobe: lists visited per query for IVF indexes; default :func:`default_nprobe`.
+        nprobe: lists visited per query for IVF indexes; default: calibrated to
+            :data:`DEFAULT_TARGET_RECALL` by :func:`calibrate_nprobe`.
         ef_search: HNSW search depth; default :data:`DEFAULT_EF_SEARCH`.
     """
     x = l2_normalize(vectors, "vectors")
@@ -109,6 +194,8 @@ def build_index(
         index.train(sample)
     index.add(x)
     set_search_params(index, nprobe=nprobe, ef_search=ef_search)
+    if ivf is not None and nprobe is None:
+        calibrate_nprobe(index, x, seed=seed)
     return index
 
 
@@ -172,12 +259,20 @@ def recall_at_k_vs_exact(
     if len(x) != index.ntotal:
         raise ValueError(f"index holds {index.ntotal} vectors but {len(x)} were given")
     k = min(k, len(x))
-    exact = faiss.IndexFlatIP(index.d)
-    exact.add(x)
-    _, truth = search(exact, queries, k)
-    _, found = search(index, queries, k)
+    q = l2_normalize(queries, "queries", dim=index.d)
+    _, truth = faiss.knn(q, x, k, faiss.METRIC_INNER_PRODUCT)  # exact, without a second copy of x
+    _, found = search(index, q, k)
+    return recall_at_k(found, truth)
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of the ids in ``truth`` (``(q, k)``, exact neighbours) present in the same row
+    of ``found`` (``(q, k')``, an index's answer; ``-1`` = no result). Order is ignored."""
+    found, truth = np.asarray(found), np.asarray(truth)
+    if found.ndim != 2 or truth.ndim != 2 or len(found) != len(truth):
+        raise ValueError(f"found {found.shape} and truth {truth.shape} must be (queries, k) with the same queries")
     hits = (found[:, :, None] == truth[:, None, :]) & (found[:, :, None] >= 0)
-    return float(hits.any(axis=2).sum() / truth.size)
+    return float(hits.any(axis=1).sum() / truth.size)
 
 
 def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:

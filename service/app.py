@@ -12,7 +12,8 @@ the crawl it indexes (:class:`~street2shop.service.engine.SearchEngine`) and ser
 Versions switch without a restart: a reload builds a complete new engine off to the side and
 then replaces one reference, so each request runs entirely on the engine it started with and
 never sees a half-loaded mix. Endpoints are plain ``def`` functions: FastAPI runs them in its
-thread pool, so decoding one upload overlaps with another's forward pass.
+thread pool, so decoding one upload overlaps with another's forward pass, and concurrent
+uploads are embedded together by the engine's micro-batcher (``batch_max``, ``batch_wait_ms``).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime,
@@ -28,7 +29,16 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from street2shop.crawler.validate import ImageLimits
-from street2shop.service.engine import BadImage, NotReady, SearchEngine, configure_torch_threads, index_ref
+from street2shop.service.engine import (
+    DEFAULT_BATCH_MAX,
+    DEFAULT_BATCH_WAIT_MS,
+    DEFAULT_INFERENCE_MODE,
+    BadImage,
+    NotReady,
+    SearchEngine,
+    configure_torch_threads,
+    index_ref,
+)
 from street2shop.service.schemas import (
     ErrorDetail,
     Health,
@@ -85,6 +95,9 @@ def create_app(
     admin_token: str | None = None,
     torch_threads: int | None = None,
     street_in_background: bool = True,
+    inference_mode: str = DEFAULT_INFERENCE_MODE,
+    batch_max: int = DEFAULT_BATCH_MAX,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
 ) -> FastAPI:
     """The API over the store at ``home``, serving ``index_version`` (default: the newest).
 
@@ -94,13 +107,22 @@ def create_app(
         torch_threads: intra-op threads for inference (default: the CPUs this process may use).
         street_in_background: embed street photos for reverse search in a background thread
             (default) rather than before the app is returned.
+        inference_mode: the model's inference backend (a ``models/fast.py`` mode name).
+        batch_max, batch_wait_ms: micro-batching of concurrent searches (``batch_max=1``: off);
+            see :class:`~street2shop.service.engine.MicroBatcher`.
     """
     store = ArtifactStore(home)
     configure_torch_threads(torch_threads)
 
     def load(version: str | None) -> SearchEngine:
         return SearchEngine(
-            store, index_ref(store, version), limits=limits, street_in_background=street_in_background
+            store,
+            index_ref(store, version),
+            limits=limits,
+            street_in_background=street_in_background,
+            inference_mode=inference_mode,
+            batch_max=batch_max,
+            batch_wait_ms=batch_wait_ms,
         )
 
     served = _Served(load(index_version))
@@ -223,7 +245,10 @@ def create_app(
             previous = served.engine.versions.index
             latest = index_ref(store, None)
             if latest.version != previous:
-                served.engine = load(latest.version)
+                old, served.engine = served.engine, load(latest.version)
+                # Requests already holding the old engine still finish: its batcher drains
+                # its queue, and any later call on it embeds without batching.
+                old.close()
             return ReloadResponse(changed=latest.version != previous, previous=previous, current=served.engine.versions.index)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -18,6 +18,17 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     index_version: Optional[str] = typer.Option(None, "--index-version", help="index_ids version to serve (default: newest)"),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: the CPUs this process may use)"),
+    # Defaults (None) mean the engine's own (service/engine.py), so they live in one place and
+    # `--help` does not import torch to show them.
+    inference_mode: Optional[str] = typer.Option(
+        None, "--inference-mode", help="model inference backend, a models/fast.py mode (default: onnx)"
+    ),
+    batch_max: Optional[int] = typer.Option(
+        None, "--batch-max", min=1, help="most concurrent photos embedded in one forward pass; 1 = no batching (default: 16)"
+    ),
+    batch_wait_ms: Optional[float] = typer.Option(
+        None, "--batch-wait-ms", min=0.0, help="how long an idle model waits to fill a batch (default: 2)"
+    ),
     admin_token: Optional[str] = typer.Option(
         None, envvar="STREET2SHOP_ADMIN_TOKEN", help="require this X-Admin-Token for POST /admin/reload"
     ),
@@ -32,7 +43,19 @@ def serve(
     if home is not None:
         os.environ["STREET2SHOP_HOME"] = str(home)
     try:
-        api = create_app(get_settings().home, index_version, admin_token=admin_token, torch_threads=threads)
+        api = create_app(
+            get_settings().home,
+            index_version,
+            admin_token=admin_token,
+            torch_threads=threads,
+            **{
+                name: value
+                for name, value in {
+                    "inference_mode": inference_mode, "batch_max": batch_max, "batch_wait_ms": batch_wait_ms
+                }.items()
+                if value is not None
+            },
+        )
     except ArtifactNotFound as exc:
         raise typer.BadParameter(f"{exc} (run `street2shop demo` or the pipeline first)", param_hint="--home") from None
     typer.echo(f"serving index {api.state.served.engine.versions.index} on http://{host}:{port}/")

@@ -12,6 +12,13 @@ photos with the same checkpoint (the ``embeddings`` artifact the index was built
 rest are embedded **in a background thread started when the engine loads**, so neither the
 startup nor the first reverse search blocks for the minute a large crawl takes, and
 ``/search`` works meanwhile. Until that finishes, reverse search answers 503 with progress.
+
+Photo queries are embedded through a :class:`MicroBatcher`: concurrent requests that arrive
+while a forward pass runs (or within ``batch_wait_ms`` of each other) go through the network
+as one batch. On two cores one batched pass of several photos costs far less than as many
+single passes, so under load this raises throughput and cuts queueing (``bench/serve.py``);
+with one request at a time it adds at most ``batch_wait_ms``. The inference backend
+(``inference_mode``, a name from :data:`street2shop.models.fast.MODES`) is a parameter.
 """
 
 from __future__ import annotations
@@ -19,9 +26,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+import queue
 import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -33,13 +45,112 @@ from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
 from street2shop.retrieval.evaluation import rank_items
 from street2shop.retrieval.index import load_index, search
-from street2shop.storage.blobs import BlobStore
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 
 log = logging.getLogger(__name__)
 
 INDEX_STAGE, INDEX_NAME, INDEX_FILE = "index", "index_ids", "index.faiss"
 CHECKPOINT_FILE = "model.pt"
+
+#: Inference backend of the served model (see ``models/fast.py``); eager is the fallback
+#: where its library is missing. A parameter of the engine, the app and ``serve``.
+DEFAULT_INFERENCE_MODE = "onnx"
+
+#: Micro-batching defaults: at most this many photos per forward pass, and how long the
+#: first photo of a batch waits for company when the model is idle (a few ms: small next to
+#: a forward pass, enough for requests that arrive together). Compare settings with
+#: ``bench/serve.py --batch-max 1,16``.
+DEFAULT_BATCH_MAX = 16
+DEFAULT_BATCH_WAIT_MS = 2.0
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class MicroBatcher(Generic[T, R]):
+    """Runs ``fn`` on batches gathered from concurrent :meth:`submit` calls.
+
+    One worker thread takes the first waiting item, then keeps collecting until it has
+    ``max_batch`` items or ``max_wait_s`` has passed since that first item, and calls
+    ``fn(items)``, which must return one result per item in order. Items that arrive while
+    ``fn`` runs wait in the queue and form the next batch, so under load batches fill up
+    without anyone waiting on the clock. Each caller gets its own result, or the exception
+    ``fn`` raised for its batch.
+
+    :meth:`close` lets the worker finish what is queued and stop; later calls run ``fn`` on
+    their item directly, so an engine replaced by a reload still answers its last requests.
+    """
+
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int, max_wait_s: float, name: str = "batcher") -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
+        self.fn, self.max_batch, self.max_wait_s = fn, max_batch, max_wait_s
+        self._queue: queue.SimpleQueue[tuple[T, Future] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()  # orders submits against close's end-of-queue marker
+        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
+        self._worker.start()
+
+    def submit(self, item: T) -> R:
+        """``fn``'s result for ``item``, computed in a batch with concurrent submissions."""
+        future: Future = Future()
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._queue.put((item, future))
+        if closed:
+            return self._call([item])[0]
+        return future.result()
+
+    def pending(self) -> int:
+        """Items queued and not yet taken by the worker (for tests and monitoring)."""
+        return self._queue.qsize()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish the queued items, then stop the worker (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._worker.join(timeout)
+
+    def _call(self, items: list[T]) -> list[R]:
+        results = list(self.fn(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
+        return results
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = [first], False
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    # Drain what is already queued, then wait out the rest of max_wait.
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            futures = [f for _, f in batch]
+            try:
+                results = self._call([item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+                for f in futures:
+                    f.set_exception(exc)
+            else:
+                for f, result in zip(futures, results):
+                    f.set_result(result)
+            if stop:
+                return
 
 
 class BadImage(ValueError):
@@ -109,7 +220,20 @@ class SearchEngine:
         *,
         limits: ImageLimits | None = None,
         street_in_background: bool = True,
+        inference_mode: str = DEFAULT_INFERENCE_MODE,
+        batch_max: int = DEFAULT_BATCH_MAX,
+        batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     ) -> None:
+        """Load ``index_ref`` with its checkpoint and crawl.
+
+        Args:
+            inference_mode: how the checkpoint runs (a mode of ``models/fast.py``; eager is
+                the fallback when its backend is missing).
+            batch_max: most photos embedded in one forward pass; 1 turns micro-batching off.
+            batch_wait_ms: how long an idle model waits for more photos before a pass.
+        """
+        if batch_max < 1:
+            raise ValueError(f"batch_max must be >= 1, got {batch_max}")
         manifest = store.manifest(index_ref)
         inputs = {ref.name: ref for ref in manifest.inputs}
         for needed in ("checkpoint", "images"):
@@ -136,9 +260,17 @@ class SearchEngine:
         # ONNX Runtime is 3-5x eager PyTorch on this kind of CPU at identical top-k
         # (bench/embed.py); eager stays the fallback where onnxruntime is missing.
         self.model: Embedder = optimize_for_inference(
-            load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE)), "onnx", fallback="eager"
+            load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE)), inference_mode, fallback="eager"
         )
+        self.inference_mode = getattr(self.model, "mode", "eager")
+        # One forward pass at a time: concurrent passes would fight over the same intra-op
+        # threads. Searches, reverse-search set-up and background embedding all take it.
         self._model_lock = threading.Lock()
+        self._batcher: MicroBatcher[torch.Tensor, np.ndarray] | None = (
+            MicroBatcher(self._embed_pixels, batch_max, batch_wait_ms / 1000, name=f"embed-{index_ref.version}")
+            if batch_max > 1
+            else None
+        )
 
         items = store.read_table(items_ref).to_pylist()
         self.items = {row["item_id"]: row for row in items}
@@ -150,11 +282,13 @@ class SearchEngine:
         self.max_photos_per_item = int(counts.max()) if counts.size else 1
 
         images = store.read_table(images_ref, columns=["image_id", "item_id", "role", "path", "width", "height"])
-        blobs = BlobStore(store.home)
+        rows = images.to_pylist()
+        # one batch: a store on S3 fetches the photos its local mirror lacks together
+        local_paths = store.blobs.resolve_many([row["path"] for row in rows])
         self.image_path: dict[str, Path] = {}
         self.photos: dict[str, dict[str, list[dict]]] = {}
-        for row in images.to_pylist():
-            self.image_path.setdefault(row["image_id"], blobs.resolve(row["path"]))
+        for row, local_path in zip(rows, local_paths, strict=True):
+            self.image_path.setdefault(row["image_id"], local_path)
             per_item = self.photos.setdefault(row["item_id"], {"shop": [], "street": []})
             per_item.setdefault(row["role"], []).append(
                 {"image_id": row["image_id"], "width": row["width"], "height": row["height"]}
@@ -179,12 +313,23 @@ class SearchEngine:
     def embed(self, image: Image.Image) -> np.ndarray:
         """``(1, dim)`` unit-norm embedding of one photo, preprocessed by the checkpoint's own
         :class:`~street2shop.models.preprocess.Preprocess`."""
-        pixels = self.model.preprocess(image).unsqueeze(0)
-        # One forward pass at a time: concurrent passes would fight over the same intra-op
-        # threads; decoding and preprocessing above still run in parallel.
+        # Preprocessing runs in the caller's thread, in parallel with other requests; only
+        # the forward pass is batched and serialised.
+        pixels = self.model.preprocess(image)
+        if self._batcher is None:
+            return self._embed_pixels([pixels])[0][None]
+        return self._batcher.submit(pixels)[None]
+
+    def _embed_pixels(self, pixels: list[torch.Tensor]) -> np.ndarray:
+        """``(len(pixels), dim)`` embeddings of preprocessed ``(3, S, S)`` images, one pass."""
         with self._model_lock, torch.inference_mode():
-            vector = self.model(pixels)
-        return vector.float().numpy()
+            vectors = self.model(torch.stack(pixels))
+        return vectors.float().numpy()
+
+    def close(self) -> None:
+        """Stop the batching thread after the queued photos (later calls embed directly)."""
+        if self._batcher is not None:
+            self._batcher.close()
 
     def search_vector(self, query: np.ndarray, k: int, category: str | None = None) -> list[dict]:
         """Top ``k`` items for a ``(1, dim)`` query, best first, optionally of one category.
@@ -339,7 +484,11 @@ def configure_torch_threads(threads: int | None = None) -> int:
 
 
 __all__ = [
+    "DEFAULT_BATCH_MAX",
+    "DEFAULT_BATCH_WAIT_MS",
+    "DEFAULT_INFERENCE_MODE",
     "BadImage",
+    "MicroBatcher",
     "NotReady",
     "SearchEngine",
     "Versions",

@@ -7,8 +7,11 @@ import pytest
 
 from street2shop.retrieval.index import (
     AUTO_FLAT_MAX,
+    DEFAULT_TARGET_RECALL,
     build_index,
+    calibrate_nprobe,
     load_index,
+    recall_at_k,
     recall_at_k_vs_exact,
     resolve_factory,
     save_index,
@@ -43,7 +46,9 @@ def ivf(gallery):
 def test_auto_is_exact_for_small_galleries_and_ivf_for_large():
     assert resolve_factory(1_000, 64) == "Flat"
     assert resolve_factory(AUTO_FLAT_MAX - 1, 64) == "Flat"
-    assert resolve_factory(1_000_000, 64) == "IVF4000,Flat"
+    assert resolve_factory(AUTO_FLAT_MAX, 64) == "IVF256,Flat"  # sqrt(50k) = 224 -> 2^8
+    assert resolve_factory(100_000, 256) == "IVF256,Flat"  # sqrt = 316 -> 2^8
+    assert resolve_factory(1_000_000, 64) == "IVF1024,Flat"  # sqrt = 1000 -> 2^10
     assert resolve_factory(10, 64, "HNSW32") == "HNSW32"
     with pytest.raises(ValueError, match="faiss cannot build factory 'Nonsense7'"):
         resolve_factory(10, 64, "Nonsense7")
@@ -56,14 +61,47 @@ def test_flat_index_is_exact(gallery, queries):
 
 
 def test_ivf_recall_against_exact_search(ivf, gallery, queries):
-    assert ivf.nprobe == 566 // 8  # default_nprobe
+    calibrated = ivf.nprobe
+    assert 1 < calibrated < ivf.nlist and calibrated & (calibrated - 1) == 0  # a power of two from the ladder
     assert recall_at_k_vs_exact(ivf, gallery, queries, k=20) >= 0.9
     # Fewer probes must cost recall, otherwise the check above measures nothing.
     set_search_params(ivf, nprobe=1)
     try:
         assert recall_at_k_vs_exact(ivf, gallery, queries, k=20) < 0.8
     finally:
-        set_search_params(ivf)
+        set_search_params(ivf, nprobe=calibrated)
+
+
+def test_calibrated_nprobe_reaches_the_target_and_is_needed(ivf, gallery):
+    nprobe, recall = calibrate_nprobe(ivf, gallery, seed=0)
+    assert nprobe == ivf.nprobe and recall >= DEFAULT_TARGET_RECALL
+    one_list, one_list_recall = calibrate_nprobe(ivf, gallery, seed=0, target_recall=1e-6)
+    assert one_list == 1 and one_list_recall < DEFAULT_TARGET_RECALL  # the ladder had to climb
+    stricter, _ = calibrate_nprobe(ivf, gallery, seed=0, target_recall=1.0)
+    assert stricter >= nprobe
+    set_search_params(ivf, nprobe=nprobe)
+
+
+def test_calibration_leaves_out_the_query_itself():
+    # Two tight blobs of 50 at opposite poles, IVF2 (one list each). At k=50 a row's exact
+    # neighbours, itself excluded, are the 49 others of its blob plus the nearest row of the
+    # other blob: one list finds 49 of 50 (0.98), both lists all 50. Counting the query
+    # itself would turn 49/50 into a wrong 50/51.
+    rng = np.random.default_rng(0)
+    pole = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    x = np.concatenate([pole + 0.01 * rng.standard_normal((50, 3)), -pole + 0.01 * rng.standard_normal((50, 3))])
+    index = build_index(x, "IVF2,Flat", nprobe=1)
+    assert calibrate_nprobe(index, x, k=50, target_recall=0.5) == (1, pytest.approx(0.98))
+    assert calibrate_nprobe(index, x, k=50, target_recall=0.99) == (2, 1.0)
+
+
+def test_recall_at_k_counts_exact_neighbours_found_in_any_order():
+    truth = np.array([[1, 2, 3], [4, 5, 6]])
+    found = np.array([[3, 1, 9], [-1, -1, -1]])
+    assert recall_at_k(found, truth) == pytest.approx(2 / 6)
+    assert recall_at_k(truth[:, ::-1], truth) == 1.0
+    with pytest.raises(ValueError, match="same queries"):
+        recall_at_k(found[:1], truth)
 
 
 def test_hnsw_recall_against_exact_search(gallery, queries):

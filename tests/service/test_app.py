@@ -162,9 +162,22 @@ def test_reload_switches_to_a_newly_published_index(tmp_path) -> None:
         second = publish_index(store, images, seed=1)  # another checkpoint -> another index
         assert second.version != first.version
         assert client.post("/admin/reload").status_code == 403
+        old_engine = app.state.served.engine
         reloaded = client.post("/admin/reload", headers={"X-Admin-Token": "secret"}).json()
+        assert not old_engine._batcher._worker.is_alive()  # the replaced engine's batcher stopped
         assert reloaded == {"changed": True, "previous": first.version, "current": second.version}
         health = client.get("/health").json()
         assert (health["index"], health["checkpoint"]) == (second.version, "tiny-seed1")
         _, data = shop_photo(store, "p3:green")
         assert upload(client, data).json()["results"][0]["item_id"] == "p3:green"
+
+
+def test_inference_mode_and_batching_are_parameters(tiny_home) -> None:
+    app = create_app(tiny_home, street_in_background=False, inference_mode="eager", batch_max=1)
+    engine = app.state.served.engine
+    assert engine.inference_mode == "eager" and engine._batcher is None
+    with TestClient(app) as client:
+        _, data = shop_photo(ArtifactStore(tiny_home), "p2:blue")
+        assert upload(client, data, k=1).json()["results"][0]["item_id"] == "p2:blue"
+    with pytest.raises(ValueError, match="unknown inference mode 'warp'"):
+        create_app(tiny_home, street_in_background=False, inference_mode="warp")
