@@ -14,8 +14,13 @@ With ``--home`` (an artifact store holding a trained checkpoint), the served mod
 checkpoint and every mode also runs the evaluate stage's path (``evaluate_features``) on the
 test split side by side, so top-20 can be compared with fp32 eager.
 
+Quantising modes (``openvino_int8``) are calibrated on training photos only, never on the
+photos they are measured or evaluated on: with ``--home`` a seeded sample of the store's
+training split (``training_images``), otherwise the ``train/`` folder beside the timing photos.
+Their build time includes the calibration pass (decoding excluded).
+
     python bench/embed.py                                   # default backbone, real photos
-    python bench/embed.py --home /tmp/demo-home --modes eager,onnx
+    python bench/embed.py --home /tmp/demo-home --modes eager,onnx,openvino,openvino_int8
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from street2shop.models.fast import optimize_for_inference
 from street2shop.models.preprocess import read_image
 
 PHOTOS = Path("/work/shared/data/clothing-small/test")
+CALIBRATION_PHOTOS = PHOTOS.parent / "train"
+QUANTISED_MODES = {"openvino_int8"}
 
 
 def photo_paths(n: int, folder: Path = PHOTOS) -> list[str]:
@@ -78,14 +85,38 @@ def served_model(home: str | None, load_data: bool = True) -> tuple[Embedder, st
     return model, f"trained checkpoint {ref}", load_annotated(store, data) if load_data else None
 
 
-def build_modes(model: Embedder, modes: list[str]) -> dict[str, tuple[torch.nn.Module, float]]:
-    """Each mode's module and its build time (export/compilation), all sharing ``model``'s weights."""
+def calibration_tensors(model: Embedder, annotated, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` preprocessed training photos for quantising modes, sampled with ``seed``.
+
+    From the store's training split when there is one, else from ``CALIBRATION_PHOTOS``;
+    never from the photos that are timed or evaluated (test split, ``PHOTOS``).
+    """
+    if annotated is not None:
+        from street2shop.selection import training_images
+
+        paths = training_images(annotated).column("path").to_pylist()
+    else:
+        paths = sorted(str(p) for p in CALIBRATION_PHOTOS.rglob("*.jpg")) if CALIBRATION_PHOTOS.is_dir() else []
+    if not paths:
+        raise ValueError("no training photos to calibrate a quantised mode on")
+    rng = np.random.default_rng(seed)
+    chosen = [paths[i] for i in sorted(rng.choice(len(paths), min(count, len(paths)), replace=False))]
+    preprocess = model.preprocess
+    return torch.stack([preprocess(read_image(p, min_size=preprocess.image_size)) for p in chosen])
+
+
+def build_modes(
+    model: Embedder, modes: list[str], calibration: torch.Tensor | None = None
+) -> dict[str, tuple[torch.nn.Module, float]]:
+    """Each mode's module and its build time (export/compilation/quantisation)."""
     built = {}
     for mode in modes:
         start = time.perf_counter()
         # channels_last/compile convert the weights' layout in place: give each its own copy.
-        source = model if mode in ("eager", "onnx") else _copy(model)
-        built[mode] = (optimize_for_inference(source, mode), time.perf_counter() - start)
+        # The exporting modes only read the weights.
+        source = model if mode in ("eager", "onnx", "openvino", "openvino_int8") else _copy(model)
+        fast = optimize_for_inference(source, mode, calibration=calibration if mode in QUANTISED_MODES else None)
+        built[mode] = (fast, time.perf_counter() - start)
     return built
 
 
@@ -113,10 +144,14 @@ def served_rate(model: torch.nn.Module, paths: list[str], batch: int, workers: i
     return len(paths) / (time.perf_counter() - start)
 
 
-def child_peak_rss(mode: str, home: str | None, images: int, batch: int, workers: int) -> float:
-    """Peak RSS (MiB) of a fresh process that builds ``mode`` and embeds ``images`` photos."""
+def child_peak_rss(mode: str, home: str | None, images: int, batch: int, workers: int, calibration: int) -> float:
+    """Peak RSS (MiB) of a fresh process that builds ``mode`` and embeds ``images`` photos.
+
+    For a quantising mode the peak includes quantisation (NNCF's statistics pass), which a
+    server loading a pre-quantised model would not pay.
+    """
     command = [sys.executable, __file__, "--rss-child", mode, "--images", str(images), "--workers", str(workers)]
-    command += ["--batch", str(batch)] + (["--home", home] if home else [])
+    command += ["--batch", str(batch), "--calibration", str(calibration)] + (["--home", home] if home else [])
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
@@ -130,11 +165,15 @@ def main(
     batch: int = typer.Option(32, help="the large batch size"),
     home: str | None = typer.Option(None, help="store with a trained checkpoint: measure it and its top-20"),
     rss: bool = typer.Option(True, help="measure each mode's peak RSS in a child process"),
+    calibration: int = typer.Option(128, help="training photos that calibrate quantising modes"),
     rss_child: str | None = typer.Option(None, hidden=True),
 ) -> None:
-    model, description, annotated = served_model(home, load_data=rss_child is None)
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    quantised = QUANTISED_MODES & ({rss_child} if rss_child is not None else set(names))
+    model, description, annotated = served_model(home, load_data=rss_child is None or bool(quantised))
+    calibration_images = calibration_tensors(model, annotated, calibration) if quantised else None
     if rss_child is not None:
-        fast = optimize_for_inference(model, rss_child)
+        fast = optimize_for_inference(model, rss_child, calibration=calibration_images)
         embed_images(fast, photo_paths(images), batch_size=batch, num_workers=workers, device="cpu")
         # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent
         # across fork+exec, so a child would report the (large) parent's peak.
@@ -142,12 +181,11 @@ def main(
         print(int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024)
         return
 
-    names = [m.strip() for m in modes.split(",") if m.strip()]
     load_before = os.getloadavg()
     paths = photo_paths(max(images, batch1_images))
     preprocess = model.preprocess
     tensors = torch.stack([preprocess(read_image(p, min_size=preprocess.image_size)) for p in paths])
-    built = build_modes(model, names)
+    built = build_modes(model, names, calibration_images)
     sizes = {1: batch1_images, batch: images}
 
     rates: dict[tuple[str, int, str], list[float]] = {}
@@ -177,7 +215,7 @@ def main(
             for decode in ("excluded", "included"):
                 row[f"ips_b{b}_decode_{decode}"] = round(statistics.median(rates[(name, b, decode)]), 2)
         if rss:
-            row["peak_rss_mib"] = round(child_peak_rss(name, home, images, batch, workers), 1)
+            row["peak_rss_mib"] = round(child_peak_rss(name, home, images, batch, workers, calibration), 1)
         rows.append(row)
 
     if annotated is not None:
@@ -195,6 +233,8 @@ def main(
     load_after = os.getloadavg()
     header = f"model: {description}; {preprocess.image_size} px; torch threads {torch.get_num_threads()}; "
     header += f"{len(set(paths))} photos; repeats {repeats} (median); "
+    if calibration_images is not None:
+        header += f"int8 calibrated on {len(calibration_images)} training photos; "
     header += f"load avg before {load_before[0]:.2f} after {load_after[0]:.2f}"
     print(header)
     columns = list(rows[0])
@@ -211,6 +251,7 @@ def main(
         "load_avg_before": load_before,
         "load_avg_after": load_after,
         "repeats": repeats,
+        "calibration_photos": None if calibration_images is None else len(calibration_images),
         "rows": rows,
     }))
 

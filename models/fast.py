@@ -10,30 +10,49 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
 - ``compile``: ``torch.compile`` (Inductor) on channels-last. Needs a C compiler; the first
   batch of every new shape compiles for minutes on two cores, so it suits long-lived servers.
 - ``onnx``: the network exported to ONNX and run by ONNX Runtime's CPU provider (fused
-  conv+bias+activation kernels, no Python per layer). The fastest here
-  (``bench/embed.py``), with embeddings equal to fp32 eager up to float rounding.
+  conv+bias+activation kernels, no Python per layer); embeddings equal to fp32 eager up to
+  float rounding.
+- ``openvino``: the same ONNX graph compiled by OpenVINO's CPU plugin (fp32, latency hint:
+  one stream using the whole thread budget, since callers send one batch at a time).
+- ``openvino_int8``: that graph quantised to int8 by NNCF post-training static quantisation
+  (per-channel symmetric weights, per-tensor activations), calibrated on photos the caller
+  passes (``calibration=``, training-split photos only: never evaluation queries). Kept in
+  fp32: the first convolution (raw pixels), the last one (the feature map GeM pools, where a
+  rounding error is raised to the power p) and everything after it (pooling, projection,
+  normalisation). Weights use 7 of 8 bits everywhere (NNCF's ``OverflowFix.ENABLE``): CPUs
+  without VNNI (AVX2 only, like this one) multiply u8 x s8 pairs into saturating int16 sums,
+  which otherwise overflow and cost accuracy. Quantisation is a one-off of a minute or two
+  on two cores (statistics over the calibration photos), so it suits an export step; NNCF is
+  imported only by this mode. Unlike the fp32 modes its embeddings are *not* equal to
+  eager's (int8 rounding accumulates over ~30 layers): check retrieval, not just speed, with
+  ``bench/embed.py --home`` before serving it.
 
-int8 quantisation is deliberately not a mode: in a one-off trial, ONNX Runtime's static QDQ
-quantisation of EfficientNet-Lite0 (per-channel, calibrated on real photos) gained little
-over fp32 ONNX on this AVX2 CPU (no VNNI) and moved embeddings far from fp32 (minimum cosine
-well below the 0.99 retrieval needs). bf16 needs AVX512-BF16 or AMX, which this CPU lacks.
+Both OpenVINO modes need the ``openvino`` package (``openvino_int8`` also ``nncf``).
+``bench/embed.py`` measures every mode side by side, with top-1/top-20 through the evaluate
+stage's path. bf16 needs AVX512-BF16 or AMX, which this CPU lacks.
 
-The optional backends (``onnxruntime``, a working ``torch.compile``) may be missing: the
-mode then raises :class:`BackendUnavailableError` saying what to install, or, when the
-caller passes ``fallback="eager"`` (say), logs a warning and builds the fallback mode.
+The optional backends (``onnxruntime``, ``openvino``, ``nncf``, a working ``torch.compile``)
+may be missing: the mode then raises :class:`BackendUnavailableError` saying what to install,
+or, when the caller passes ``fallback="eager"`` (say), logs a warning and builds the
+fallback mode.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import tempfile
+import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from street2shop.models.embedder import Embedder
+from street2shop.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -87,31 +106,34 @@ class InferenceEmbedder(nn.Module):
 
 # --------------------------------------------------------------------------- modes
 
-ModeFactory = Callable[[Embedder, int | None], nn.Module]
-MODES: dict[str, ModeFactory] = {}
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a mode may need beyond the model.
+
+    ``threads``: intra-op threads for backends with their own pool. ``calibration``:
+    preprocessed photos ``(N, 3, S, S)`` for modes that quantise (``None`` elsewhere).
+    """
+
+    threads: int
+    calibration: torch.Tensor | None = None
 
 
-def register_mode(name: str) -> Callable[[ModeFactory], ModeFactory]:
-    def decorator(fn: ModeFactory) -> ModeFactory:
-        if name in MODES:
-            raise ValueError(f"inference mode {name!r} is already registered")
-        MODES[name] = fn
-        return fn
-
-    return decorator
+ModeFactory = Callable[[Embedder, BuildOptions], nn.Module]
+MODES: Registry[ModeFactory] = Registry("inference mode")
+register_mode = MODES.register
 
 
 def list_modes() -> list[str]:
-    return sorted(MODES)
+    return MODES.names()
 
 
 @register_mode("eager")
-def _eager(model: Embedder, threads: int | None) -> nn.Module:
+def _eager(model: Embedder, options: BuildOptions) -> nn.Module:
     return model.eval()
 
 
 @register_mode("channels_last")
-def _channels_last(model: Embedder, threads: int | None) -> nn.Module:
+def _channels_last(model: Embedder, options: BuildOptions) -> nn.Module:
     model = model.eval().to(memory_format=torch.channels_last)
 
     def run(images: torch.Tensor) -> torch.Tensor:
@@ -121,7 +143,7 @@ def _channels_last(model: Embedder, threads: int | None) -> nn.Module:
 
 
 @register_mode("compile")
-def _compile(model: Embedder, threads: int | None) -> nn.Module:
+def _compile(model: Embedder, options: BuildOptions) -> nn.Module:
     import shutil
 
     # Inductor's CPU backend writes and builds C++; without a compiler it fails at the first
@@ -169,20 +191,20 @@ def export_onnx(model: Embedder, opset: int = 17) -> bytes:
 
 
 @register_mode("onnx")
-def _onnx(model: Embedder, threads: int | None) -> nn.Module:
+def _onnx(model: Embedder, options: BuildOptions) -> nn.Module:
     try:
         import onnxruntime as ort
     except ImportError as exc:
         raise BackendUnavailableError(
             "mode 'onnx' needs ONNX Runtime: pip install onnxruntime (or use mode 'eager')"
         ) from exc
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session_options = ort.SessionOptions()
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Share the machine's cores the way torch is told to (torch.set_num_threads), so the
     # DataLoader's decoding workers are not starved by a second thread pool.
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(export_onnx(model), options, providers=["CPUExecutionProvider"])
+    session_options.intra_op_num_threads = options.threads
+    session_options.inter_op_num_threads = 1
+    session = ort.InferenceSession(export_onnx(model), session_options, providers=["CPUExecutionProvider"])
 
     def run(images: torch.Tensor) -> torch.Tensor:
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -192,28 +214,139 @@ def _onnx(model: Embedder, threads: int | None) -> nn.Module:
     return InferenceEmbedder(model, run, "onnx")
 
 
+def _import_openvino(mode: str):
+    try:
+        import openvino
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"mode {mode!r} needs OpenVINO: pip install openvino (or use mode 'onnx' or 'eager')"
+        ) from exc
+    return openvino
+
+
+def openvino_model(model: Embedder):
+    """The embedder as an (uncompiled) ``openvino.Model``, converted from its ONNX export.
+
+    Going through ONNX rather than ``ov.convert_model(torch_module)`` keeps one traced graph
+    for the ``onnx`` and OpenVINO modes, so they cannot disagree about the network.
+    """
+    ov = _import_openvino("openvino")
+    with tempfile.TemporaryDirectory(prefix="street2shop-ov-") as folder:
+        path = Path(folder) / "embedder.onnx"
+        path.write_bytes(export_onnx(model))
+        converted = ov.convert_model(path)
+    return converted
+
+
+def _openvino_runner(model: Embedder, network, threads: int, mode: str) -> InferenceEmbedder:
+    """``network`` (an ``openvino.Model``) compiled for the CPU behind ``model``'s contract."""
+    ov = _import_openvino(mode)
+    compiled = ov.Core().compile_model(
+        network,
+        "CPU",
+        {
+            # One stream using the whole thread budget: callers send one batch at a time, so
+            # the throughput hint's parallel streams would sit idle (and oversubscribe).
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+        },
+    )
+    request = compiled.create_infer_request()
+    # An infer request owns its output buffers and is not thread-safe; serving shares one
+    # model between request threads, so runs are serialised (the CPU is saturated anyway).
+    lock = threading.Lock()
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        with lock:
+            # copy: the returned array is a view of the request's buffer, reused next call.
+            vectors = request.infer({0: array})[0].copy()
+        return torch.from_numpy(vectors)
+
+    return InferenceEmbedder(model, run, mode)
+
+
+@register_mode("openvino")
+def _openvino(model: Embedder, options: BuildOptions) -> nn.Module:
+    return _openvino_runner(model, openvino_model(model), options.threads, "openvino")
+
+
+def quantize_openvino(model: Embedder, calibration: torch.Tensor):
+    """``model`` as an int8 ``openvino.Model`` by NNCF post-training static quantisation.
+
+    ``calibration``: preprocessed photos ``(N, 3, S, S)`` whose activation ranges set the
+    int8 scales; a few hundred real training photos suffice. The first and last
+    convolutions and the head stay fp32 (see the module docstring for why).
+    """
+    _import_openvino("openvino_int8")
+    try:
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "mode 'openvino_int8' needs NNCF to quantise: pip install nncf (or use mode 'openvino')"
+        ) from exc
+    size = model.preprocess.image_size
+    if calibration.ndim != 4 or tuple(calibration.shape[1:]) != (3, size, size) or len(calibration) == 0:
+        raise ValueError(
+            f"calibration must be preprocessed photos of shape (N, 3, {size}, {size}) with N >= 1, "
+            f"got {tuple(calibration.shape)}"
+        )
+    network = openvino_model(model)
+    ops = network.get_ordered_ops()
+    convolutions = [i for i, op in enumerate(ops) if op.get_type_name() == "Convolution"]
+    if not convolutions:
+        raise ValueError("the network has no convolution to quantise")
+    kept = [ops[convolutions[0]], *ops[convolutions[-1] :]]
+    names = [op.get_friendly_name() for op in kept if op.get_type_name() not in ("Constant", "Result")]
+    samples = [image.unsqueeze(0).numpy() for image in calibration.detach().to("cpu", torch.float32)]
+    return nncf.quantize(
+        network,
+        nncf.Dataset(samples),
+        subset_size=len(samples),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        # Names of ops NNCF would not quantise anyway (a ReduceMax, say) are fine to list.
+        ignored_scope=nncf.IgnoredScope(names=names, validate=False),
+        advanced_parameters=AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
+    )
+
+
+@register_mode("openvino_int8")
+def _openvino_int8(model: Embedder, options: BuildOptions) -> nn.Module:
+    if options.calibration is None:
+        raise ValueError(
+            "mode 'openvino_int8' needs calibration photos: optimize_for_inference(..., "
+            "calibration=<(N, 3, S, S) preprocessed training photos>)"
+        )
+    return _openvino_runner(model, quantize_openvino(model, options.calibration), options.threads, "openvino_int8")
+
+
 def optimize_for_inference(
     model: Embedder,
     mode: str = "onnx",
     threads: int | None = None,
     fallback: str | None = None,
+    calibration: torch.Tensor | None = None,
 ) -> nn.Module:
     """``model`` behind the CPU inference path ``mode`` (see :data:`MODES`).
 
-    ``threads``: intra-op threads for backends with their own pool (ONNX Runtime); default
-    ``torch.get_num_threads()``. ``fallback``: the mode to use, with a warning, when
+    ``threads``: intra-op threads for backends with their own pool (ONNX Runtime, OpenVINO);
+    default ``torch.get_num_threads()``. ``fallback``: the mode to use, with a warning, when
     ``mode``'s backend is unavailable; ``None`` raises :class:`BackendUnavailableError`.
+    ``calibration``: preprocessed training photos ``(N, 3, S, S)`` for quantising modes
+    (``openvino_int8``); ignored by the others.
     The model's weights are shared, not copied: do not train it afterwards.
     """
     for name in (mode, fallback):
-        if name is not None and name not in MODES:
-            raise ValueError(f"unknown inference mode {name!r}; choose one of {list_modes()}")
+        if name is not None:
+            MODES.get(name)  # an unknown name fails here, listing the modes
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    options = BuildOptions(threads=threads or torch.get_num_threads(), calibration=calibration)
     try:
-        return MODES[mode](model, threads)
+        return MODES.get(mode)(model, options)
     except BackendUnavailableError as exc:
         if fallback is None or fallback == mode:
             raise
         log.warning("inference mode %r unavailable (%s); using %r", mode, exc, fallback)
-        return MODES[fallback](model, threads)
+        return MODES.get(fallback)(model, options)

@@ -53,8 +53,10 @@ INDEX_STAGE, INDEX_NAME, INDEX_FILE = "index", "index_ids", "index.faiss"
 CHECKPOINT_FILE = "model.pt"
 
 #: Inference backend of the served model (see ``models/fast.py``); eager is the fallback
-#: where its library is missing. A parameter of the engine, the app and ``serve``.
-DEFAULT_INFERENCE_MODE = "onnx"
+#: where its library is missing. A parameter of the engine, the app and ``serve``. OpenVINO
+#: gives the fp32 model's exact top-k and the best throughput here at the demo's 160 px
+#: (``python bench/embed.py --home H --modes eager,onnx,openvino``).
+DEFAULT_INFERENCE_MODE = "openvino"
 
 #: Micro-batching defaults: at most this many photos per forward pass, and how long the
 #: first photo of a batch waits for company when the model is idle (a few ms: small next to
@@ -257,8 +259,8 @@ class SearchEngine:
         self.row_item = np.asarray(ids.column("item_id").to_pylist(), dtype=object)[order]
         if len(self.row_item) != self.index.ntotal:
             raise ValueError(f"{index_ref}: ids table has {len(self.row_item)} rows, index {self.index.ntotal}")
-        # ONNX Runtime is 3-5x eager PyTorch on this kind of CPU at identical top-k
-        # (bench/embed.py); eager stays the fallback where onnxruntime is missing.
+        # OpenVINO / ONNX Runtime are several times eager PyTorch here at identical top-k
+        # (bench/embed.py); eager stays the fallback where the backend's library is missing.
         self.model: Embedder = optimize_for_inference(
             load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE)), inference_mode, fallback="eager"
         )

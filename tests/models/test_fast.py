@@ -43,7 +43,7 @@ def assert_same_embeddings(fast, reference, images: torch.Tensor) -> None:
 
 
 def test_registry_lists_modes_and_rejects_unknown_names():
-    assert {"eager", "channels_last", "compile", "onnx"} <= set(list_modes())
+    assert {"eager", "channels_last", "compile", "onnx", "openvino", "openvino_int8"} <= set(list_modes())
     with pytest.raises(ValueError, match="unknown inference mode 'int4'"):
         optimize_for_inference(tiny_model(), mode="int4")
     with pytest.raises(ValueError, match="unknown inference mode 'nope'"):
@@ -117,3 +117,84 @@ def test_onnx_matches_eager_on_the_default_backbone():
     reference = build_embedder("efficientnet_lite0", pretrained=True, dim=64).eval()
     fast = optimize_for_inference(reference, mode="onnx")
     assert_same_embeddings(fast, reference, random_batch(3, size=224))
+
+
+def test_openvino_matches_eager_through_embed_images(synthetic_images):
+    pytest.importorskip("openvino")
+    reference = tiny_model()
+    fast = optimize_for_inference(tiny_model(), mode="openvino", threads=1)
+    assert isinstance(fast, InferenceEmbedder) and fast.mode == "openvino" and fast.dim == 16
+    assert_same_embeddings(fast, reference, random_batch(7))
+    assert_same_embeddings(fast, reference, random_batch(1))  # the batch axis is dynamic
+    paths = synthetic_images.column("path").to_pylist()[:6]
+    expected = embed_images(reference, paths, batch_size=4, num_workers=0, device="cpu")
+    got = embed_images(fast, paths, batch_size=4, num_workers=0, device="cpu")
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_openvino_int8_stays_close_to_fp32_and_is_really_quantised():
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    calibration = random_batch(48)
+    # Calibrated on other photos than the ones compared (as with real training photos).
+    images = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    reference = tiny_model()
+    fast = optimize_for_inference(tiny_model(), mode="openvino_int8", threads=1, calibration=calibration)
+    assert fast.mode == "openvino_int8"
+    with torch.inference_mode():
+        expected, got = reference(images), fast(images)
+    np.testing.assert_allclose(got.norm(dim=1).numpy(), 1.0, atol=1e-5)  # normalisation stays fp32
+    cosine = (got * expected).sum(1)
+    # int8 rounding of the middle convolution (its weights and input) moves each embedding by
+    # about a percent of its length: cosine well above 0.99, yet not float-equal.
+    assert cosine.min().item() > 0.99, cosine
+    assert (got - expected).abs().max().item() > 1e-5
+
+
+def test_quantised_graph_keeps_the_ends_in_fp32():
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from street2shop.models.fast import quantize_openvino
+
+    network = quantize_openvino(tiny_model(), random_batch(8))
+    ops = network.get_ordered_ops()
+    convs = [i for i, op in enumerate(ops) if op.get_type_name() == "Convolution"]
+    assert len(convs) == 3  # the tiny backbone's three convolutions
+
+    def quantised_inputs(index: int) -> bool:
+        # A quantised convolution reads activations (and weights) through FakeQuantize nodes.
+        return any(
+            inp.get_source_output().get_node().get_type_name() == "FakeQuantize" for inp in ops[index].inputs()
+        )
+
+    assert [quantised_inputs(i) for i in convs] == [False, True, False]
+    after_last = {op.get_type_name() for op in ops[convs[-1] :]}
+    assert "FakeQuantize" not in after_last
+
+
+def test_openvino_int8_rejects_missing_or_misshapen_calibration():
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    with pytest.raises(ValueError, match="needs calibration photos"):
+        optimize_for_inference(tiny_model(), mode="openvino_int8")
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
+        optimize_for_inference(tiny_model(), mode="openvino_int8", calibration=random_batch(4, size=64))
+
+
+def test_missing_openvino_raises_clearly_or_falls_back(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
+    for mode in ("openvino", "openvino_int8"):
+        with pytest.raises(BackendUnavailableError, match="pip install openvino"):
+            optimize_for_inference(tiny_model(), mode=mode, calibration=random_batch(4))
+    fallen_back = optimize_for_inference(tiny_model(), mode="openvino", fallback="eager")
+    assert not isinstance(fallen_back, InferenceEmbedder)
+    assert_same_embeddings(fallen_back, tiny_model(), random_batch())
+
+
+def test_missing_nncf_names_it(monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(BackendUnavailableError, match="pip install nncf"):
+        optimize_for_inference(tiny_model(), mode="openvino_int8", calibration=random_batch(4))
+    # The fp32 OpenVINO mode does not need NNCF.
+    assert optimize_for_inference(tiny_model(), mode="openvino").mode == "openvino"
