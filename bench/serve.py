@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--role", default="street", choices=["street", "shop"], help="which kind of photo to send")
     parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
-    parser.add_argument("--inference-mode", default="onnx", help="server's model backend (models/fast.py mode)")
+    parser.add_argument("--inference-mode", default="openvino", help="server's model backend (models/fast.py mode; the service default)")
     parser.add_argument("--batch-max", default="16", help="server's micro-batch size; comma-separated to compare, 1 = off")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="server's micro-batch wait")
     parser.add_argument("--rss-every", type=float, default=10.0, help="seconds between server RSS samples")
