@@ -59,15 +59,6 @@ def train(miner_name: str, seed: int) -> tuple[float, float]:
     return before, spread(model, points)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: extra threads only add contention on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_hard_mining_contracts_the_embedding_while_semihard_spreads_it(seed):
     start, semihard = train("semihard", seed)
