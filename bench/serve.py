@@ -13,7 +13,8 @@ after a warm-up and at the end (memory should stay flat).
 
 ``--batch-max 1,16`` runs the whole measurement once per micro-batching setting (a fresh
 server each), so with and without batching are compared in one run on the same machine
-state; ``--inference-mode`` picks the model backend the same way (``models/fast.py``).
+state; ``--inference-mode`` picks the model backend the same way (``models/fast.py``;
+comma-separated to compare, e.g. ``openvino,openvino_bf16``; every mode x batch setting).
 While loading, the server's RSS is sampled every ``--rss-every`` seconds (``rss_samples``:
 [requests done, MB]) so a leak shows as a trend rather than a single end-point.
 
@@ -26,12 +27,15 @@ memory flat over 10,000 requests. The clients run on the same two cores as the s
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -44,6 +48,13 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -102,8 +113,20 @@ def load(base: str, data: bytes, clients: int, requests: int, duration_s: float,
         while not done.wait(rss_every_s):
             rss_samples.append((len(latencies) + len(errors), round(rss_mb(server_pid), 1)))
 
+    # The load generator should cost the shared two cores as little as possible: the
+    # multipart body is encoded once and sent over the standard library's keep-alive
+    # connections (a tenth of httpx's CPU per request, measured), one per client thread.
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
     def client() -> None:
-        with httpx.Client(base_url=base, timeout=30) as http:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
             while time.monotonic() < deadline:
                 with lock:
                     if sent[0] >= requests:
@@ -111,14 +134,19 @@ def load(base: str, data: bytes, clients: int, requests: int, duration_s: float,
                     sent[0] += 1
                 start = time.perf_counter()
                 try:
-                    r = http.post("/search", params={"k": k}, files={"image": ("q.jpg", data, "image/jpeg")})
-                    ok = r.status_code == 200 and len(r.json()["results"]) > 0
-                    why = None if ok else f"{r.status_code}: {r.text[:200]}"
-                except httpx.HTTPError as exc:
+                    conn.request("POST", f"/search?k={k}", body=body, headers=headers)
+                    response = conn.getresponse()
+                    payload = response.read()
+                    ok = response.status == 200 and len(json.loads(payload)["results"]) > 0
+                    why = None if ok else f"{response.status}: {payload[:200]!r}"
+                except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
                     why = f"{type(exc).__name__}: {exc}"
+                    conn.close()  # reconnects on the next request
                 elapsed = 1000 * (time.perf_counter() - start)
                 with lock:
                     (errors.append(why) if why else latencies.append(elapsed))
+        finally:
+            conn.close()
 
     started = time.perf_counter()
     workers = [threading.Thread(target=client) for _ in range(clients)]
@@ -154,7 +182,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--role", default="street", choices=["street", "shop"], help="which kind of photo to send")
     parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
-    parser.add_argument("--inference-mode", default="openvino", help="server's model backend (models/fast.py mode; the service default)")
+    parser.add_argument("--inference-mode", default="openvino",
+                        help="server's model backend (models/fast.py mode; the service default); comma-separated to compare")
     parser.add_argument("--batch-max", default="16", help="server's micro-batch size; comma-separated to compare, 1 = off")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="server's micro-batch wait")
     parser.add_argument("--rss-every", type=float, default=10.0, help="seconds between server RSS samples")
@@ -168,11 +197,13 @@ def main() -> None:
 
     image_id, data = query_photo(args.home, args.role)
     results = []
-    for batch_max in [int(b) for b in args.batch_max.split(",")]:
-        result = run_once(args, batch_max, image_id, data)
+    settings = [(m, int(b)) for m in args.inference_mode.split(",") for b in args.batch_max.split(",")]
+    for mode, batch_max in settings:
+        result = run_once(argparse.Namespace(**{**vars(args), "inference_mode": mode}), batch_max, image_id, data)
         print(json.dumps(result, indent=2), flush=True)
         results.append(result)
-    keys = ["batch_max", "requests", "errors", "throughput_rps", "p50_ms", "p99_ms", "rss_after_warmup_mb", "rss_end_mb"]
+    keys = ["inference_mode", "batch_max", "requests", "errors", "throughput_rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request",
+            "client_cpu_ms_per_request", "rss_after_warmup_mb", "rss_end_mb"]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in results:
         print("| " + " | ".join(str(r[key]) for key in keys) + " |")
@@ -194,7 +225,12 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
         rss_start = rss_mb(server.pid)
         load(base, data, min(args.clients, args.warmup), args.warmup, 120, args.k)
         rss_warm = rss_mb(server.pid)
+        server_cpu, client_cpu = cpu_s(server.pid), time.process_time()
         result = load(base, data, args.clients, args.requests, args.duration, args.k, server.pid, args.rss_every)
+        # Where the two cores went: CPU ms per request in the server and in the load generator.
+        n = max(1, result["requests"])
+        result["server_cpu_ms_per_request"] = round(1000 * (cpu_s(server.pid) - server_cpu) / n, 2)
+        result["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - client_cpu) / n, 2)
         result.update(
             home=str(args.home), index=health["index"], checkpoint=health["checkpoint"], vectors=health["vectors"],
             clients=args.clients, inference_mode=args.inference_mode, batch_max=batch_max, batch_wait_ms=args.batch_wait_ms,

@@ -70,8 +70,13 @@ def _open(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
 
 
-def validate_image(data: bytes, limits: ImageLimits | None = None) -> ImageCheck:
-    """Decide whether ``data`` is a usable photo within ``limits``; never raises on bad data."""
+def validate_image(data: bytes, limits: ImageLimits | None = None, *, decode: bool = True) -> ImageCheck:
+    """Decide whether ``data`` is a usable photo within ``limits``; never raises on bad data.
+
+    ``decode=False`` checks the header only (format, size, pixel count: everything decided
+    before a pixel is decoded), for a caller that decodes the photo next anyway and handles
+    a truncated file there (the search API), rather than decoding it twice.
+    """
     limits = limits or ImageLimits()
     if not data:
         return ImageCheck(False, "empty file")
@@ -95,6 +100,8 @@ def validate_image(data: bytes, limits: ImageLimits | None = None) -> ImageCheck
         return bad(f"too small: {w}x{h}, min side {limits.min_side}")
     if max(w, h) > limits.max_side:
         return bad(f"too big: {w}x{h}, max side {limits.max_side}")
+    if not decode:
+        return ImageCheck(True, None, w, h, fmt)
     try:
         img.verify()  # structure and checksums (PNG CRCs); the image is unusable after it
         with Image.open(io.BytesIO(data)) as full:

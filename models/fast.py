@@ -14,13 +14,16 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
   float rounding.
 - ``openvino``: the same ONNX graph compiled by OpenVINO's CPU plugin (fp32, latency hint:
   one stream using the whole thread budget, since callers send one batch at a time).
+- ``openvino_bf16``: the same graph with bf16 kernels, on CPUs that have them (AMX or
+  AVX512-BF16; elsewhere the mode is unavailable). Embeddings differ from fp32 by bf16
+  rounding (cosine ~0.999): check retrieval with ``bench/embed.py --home`` as for int8.
 - ``openvino_int8``: that graph quantised to int8 by NNCF post-training static quantisation
   (per-channel symmetric weights, per-tensor activations), calibrated on photos the caller
   passes (``calibration=``, training-split photos only: never evaluation queries). Kept in
   fp32: the first convolution (raw pixels), the last one (the feature map GeM pools, where a
   rounding error is raised to the power p) and everything after it (pooling, projection,
   normalisation). Weights use 7 of 8 bits everywhere (NNCF's ``OverflowFix.ENABLE``): CPUs
-  without VNNI (AVX2 only, like this one) multiply u8 x s8 pairs into saturating int16 sums,
+  without VNNI (AVX2 only) multiply u8 x s8 pairs into saturating int16 sums,
   which otherwise overflow and cost accuracy. Quantisation is a one-off of a minute or two
   on two cores (statistics over the calibration photos), so it suits an export step; NNCF is
   imported only by this mode. Unlike the fp32 modes its embeddings are *not* equal to
@@ -29,7 +32,8 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
 
 Both OpenVINO modes need the ``openvino`` package (``openvino_int8`` also ``nncf``).
 ``bench/embed.py`` measures every mode side by side, with top-1/top-20 through the evaluate
-stage's path. bf16 needs AVX512-BF16 or AMX, which this CPU lacks.
+stage's path. The fp32 modes pin fp32 kernels: OpenVINO would otherwise switch to bf16
+by itself on a CPU with AMX, and the served embeddings would depend on the machine.
 
 The optional backends (``onnxruntime``, ``openvino``, ``nncf``, a working ``torch.compile``)
 may be missing: the mode then raises :class:`BackendUnavailableError` saying what to install,
@@ -238,8 +242,22 @@ def openvino_model(model: Embedder):
     return converted
 
 
-def _openvino_runner(model: Embedder, network, threads: int, mode: str) -> InferenceEmbedder:
-    """``network`` (an ``openvino.Model``) compiled for the CPU behind ``model``'s contract."""
+def cpu_supports_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX)."""
+    try:
+        ov = _import_openvino("openvino_bf16")
+    except BackendUnavailableError:
+        return False
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _openvino_runner(model: Embedder, network, threads: int, mode: str, precision: str = "f32") -> InferenceEmbedder:
+    """``network`` (an ``openvino.Model``) compiled for the CPU behind ``model``'s contract.
+
+    ``precision``: the floating-point precision of the CPU plugin's kernels. It is always
+    set explicitly: left alone, OpenVINO silently picks bf16 on CPUs that have it (AMX,
+    AVX512-BF16), so the "fp32" mode would give other embeddings on another machine.
+    """
     ov = _import_openvino(mode)
     compiled = ov.Core().compile_model(
         network,
@@ -249,6 +267,7 @@ def _openvino_runner(model: Embedder, network, threads: int, mode: str) -> Infer
             # the throughput hint's parallel streams would sit idle (and oversubscribe).
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": precision,
         },
     )
     request = compiled.create_infer_request()
@@ -269,6 +288,13 @@ def _openvino_runner(model: Embedder, network, threads: int, mode: str) -> Infer
 @register_mode("openvino")
 def _openvino(model: Embedder, options: BuildOptions) -> nn.Module:
     return _openvino_runner(model, openvino_model(model), options.threads, "openvino")
+
+
+@register_mode("openvino_bf16")
+def _openvino_bf16(model: Embedder, options: BuildOptions) -> nn.Module:
+    if not cpu_supports_bf16():
+        raise BackendUnavailableError("mode 'openvino_bf16' needs a CPU with AMX or AVX512-BF16 (use mode 'openvino')")
+    return _openvino_runner(model, openvino_model(model), options.threads, "openvino_bf16", precision="bf16")
 
 
 def quantize_openvino(model: Embedder, calibration: torch.Tensor):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
-from torchvision.transforms import functional as TF
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -49,8 +49,19 @@ class Preprocess(BaseModel):
         return ImageOps.pad(image, size, method=method, color=fill)
 
     def to_tensor(self, image: Image.Image) -> torch.Tensor:
-        """Normalised tensor of an already resized image."""
-        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
+        """Normalised ``(3, H, W)`` float32 tensor of an already resized RGB image.
+
+        The arithmetic of torchvision's ``normalize(to_tensor(image))`` (``x / 255``, then
+        ``(x - mean) / std`` in float32), bit for bit (tested), done in numpy on one thread:
+        torchvision's version spreads a 160-px image over torch's intra-op pool and costs
+        several times the CPU, which a search server pays on every photo.
+        """
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        array = np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
+        array /= 255
+        array -= np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
+        array /= np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
+        return torch.from_numpy(array)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.to_tensor(self.resize_image(image))

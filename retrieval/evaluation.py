@@ -207,18 +207,39 @@ def evaluate_retrieval(
     )
 
 
+@dataclass(frozen=True)
+class GalleryItems:
+    """The item of every gallery row, coded once (see :func:`rank_items`).
+
+    A search service ranks every query against the same gallery: building this once keeps
+    the per-query cost of :func:`rank_items` independent of the gallery's size.
+    """
+
+    items: np.ndarray  # distinct item ids in order of first appearance (object array)
+    codes: np.ndarray  # (n_gallery,) index into ``items`` of each gallery row
+
+    @classmethod
+    def of(cls, gallery_items: Sequence[str] | np.ndarray) -> GalleryItems:
+        items, codes = _item_codes(_labels(gallery_items, None, "gallery_items"))
+        return cls(np.asarray(items, dtype=object), codes)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
 def rank_items(
     neighbours: np.ndarray,
     scores: np.ndarray,
-    gallery_items: Sequence[str] | np.ndarray,
+    gallery_items: Sequence[str] | np.ndarray | GalleryItems,
     k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """De-duplicate photo-level search results (e.g. from a faiss index) to items.
 
     ``neighbours`` and ``scores`` are faiss ``search`` output, ``(n_q, m)``, best first, with
-    ``-1`` for empty slots. Returns ``(items, item_scores)`` of shape ``(n_q, k)``: each item's
-    first (= best) occurrence in rank order, padded with ``None`` / NaN when the ``m`` photos
-    hold fewer than ``k`` distinct items (search more photos to fill them).
+    ``-1`` for empty slots. ``gallery_items``: each gallery row's item id, or those ids coded
+    once as :class:`GalleryItems`. Returns ``(items, item_scores)`` of shape ``(n_q, k)``:
+    each item's first (= best) occurrence in rank order, padded with ``None`` / NaN when the
+    ``m`` photos hold fewer than ``k`` distinct items (search more photos to fill them).
     """
     neighbours = np.asarray(neighbours)
     scores = np.asarray(scores, dtype=np.float32)
@@ -228,10 +249,10 @@ def rank_items(
         )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    g_items = _labels(gallery_items, None, "gallery_items")
-    if neighbours.size and neighbours.max() >= len(g_items):
+    gallery = gallery_items if isinstance(gallery_items, GalleryItems) else GalleryItems.of(gallery_items)
+    if neighbours.size and neighbours.max() >= len(gallery):
         raise ValueError(f"neighbour id {int(neighbours.max())} is outside the gallery")
-    items, gallery_codes = _item_codes(g_items)
+    item_array, gallery_codes = gallery.items, gallery.codes
     n_q, m = neighbours.shape
     codes = np.where(neighbours >= 0, gallery_codes[np.maximum(neighbours, 0)], -1)
 
@@ -254,7 +275,6 @@ def rank_items(
 
     out_items = np.full((n_q, k), None, dtype=object)
     out_scores = np.full((n_q, k), np.nan, dtype=np.float32)
-    item_array = np.asarray(items, dtype=object)
     out_items[rows[keep], slot[keep]] = item_array[flat[keep]]
     out_scores[rows[keep], slot[keep]] = scores[rows[keep], pos[keep]]
     return out_items, out_scores

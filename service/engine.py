@@ -43,7 +43,7 @@ from street2shop.crawler.validate import ImageLimits, validate_image
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
-from street2shop.retrieval.evaluation import rank_items
+from street2shop.retrieval.evaluation import GalleryItems, rank_items
 from street2shop.retrieval.index import load_index, search
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 
@@ -179,7 +179,7 @@ def decode_upload(data: bytes, limits: ImageLimits, min_size: int) -> Image.Imag
     ``min_size``: JPEGs are decoded at a reduced scale (libjpeg DCT scaling) as long as both
     sides stay >= ``min_size`` (the model's input size), as the embedding path does for files.
     """
-    check = validate_image(data, limits)
+    check = validate_image(data, limits, decode=False)  # header only: decoded once, below
     if not check.ok:
         reason = check.reason or "unusable image"
         if reason.startswith(_TOO_LARGE):
@@ -187,10 +187,13 @@ def decode_upload(data: bytes, limits: ImageLimits, min_size: int) -> Image.Imag
         if reason.startswith(_UNSUPPORTED):
             raise BadImage(reason, 415)
         raise BadImage(reason, 400)
-    with Image.open(io.BytesIO(data)) as image:
-        image.draft("RGB", (min_size, min_size))
-        image.load()
-        return image.convert("RGB")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (min_size, min_size))
+            image.load()  # a truncated or corrupt file fails here
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BadImage(f"corrupt or truncated {check.format}: {exc}", 400) from exc
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ class SearchEngine:
         self.row_item = np.asarray(ids.column("item_id").to_pylist(), dtype=object)[order]
         if len(self.row_item) != self.index.ntotal:
             raise ValueError(f"{index_ref}: ids table has {len(self.row_item)} rows, index {self.index.ntotal}")
+        self.gallery = GalleryItems.of(self.row_item)  # coded once, not per query
         # OpenVINO / ONNX Runtime are several times eager PyTorch here at identical top-k
         # (bench/embed.py); eager stays the fallback where the backend's library is missing.
         self.model: Embedder = optimize_for_inference(
@@ -349,7 +353,7 @@ class SearchEngine:
             if category is not None:
                 wanted = (rows >= 0) & (self.row_category[np.maximum(rows, 0)] == category)
                 rows, scores = np.where(wanted, rows, -1), np.where(wanted, scores, np.nan)
-            items, item_scores = rank_items(rows, scores, self.row_item, k)
+            items, item_scores = rank_items(rows, scores, self.gallery, k)
             found = sum(item is not None for item in items[0])
             if found >= k or m >= n:
                 break

@@ -55,6 +55,13 @@ def test_truncated_jpeg_rejected() -> None:
     assert not check.ok and "truncated" in check.reason
 
 
+def test_header_only_check_leaves_truncation_to_the_decoder_but_keeps_the_size_guards() -> None:
+    data = _encode("JPEG", (256, 256))
+    assert validate_image(data[: len(data) * 2 // 3], decode=False).ok  # the header is intact
+    bomb = validate_image(_png_claiming(9_000, 9_000), decode=False)
+    assert not bomb.ok and "too many pixels" in bomb.reason
+
+
 def test_not_an_image_empty_and_too_large() -> None:
     assert validate_image(b"<html>oops</html>").reason == "not an image (unrecognised format)"
     assert validate_image(b"").reason == "empty file"

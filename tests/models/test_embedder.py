@@ -91,6 +91,21 @@ def test_preprocess_pads_with_the_mean_and_keeps_aspect_ratio():
     assert squash.min() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_to_tensor_equals_torchvision_bit_for_bit(mean, std):
+    from torchvision.transforms import functional as TF
+
+    rng = np.random.default_rng(0)
+    preprocess = Preprocess(image_size=24, mean=mean, std=std)
+    for _ in range(20):  # every uint8 value occurs across these photos
+        image = Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+        got = preprocess.to_tensor(image)
+        assert got.dtype == torch.float32 and got.is_contiguous() and got.shape == (3, 24, 24)
+        assert torch.equal(got, TF.normalize(TF.to_tensor(image), mean, std))
+    grey = Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8), mode="L")
+    assert torch.equal(preprocess.to_tensor(grey), TF.normalize(TF.to_tensor(grey.convert("RGB")), mean, std))
+
+
 def test_embed_images_matches_the_model_and_keeps_order(synthetic_images):
     model = tiny().eval()
     paths = synthetic_images.column("path").to_pylist()[:7]

@@ -132,6 +132,31 @@ def test_openvino_matches_eager_through_embed_images(synthetic_images):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+def test_openvino_fp32_pins_fp32_kernels_even_where_bf16_exists():
+    # OpenVINO picks bf16 by itself on AMX / AVX512-BF16 CPUs; the fp32 mode must not.
+    pytest.importorskip("openvino")
+    fast = optimize_for_inference(tiny_model(), mode="openvino", threads=1)
+    expected = tiny_model()(random_batch(3)).detach()
+    np.testing.assert_allclose(fast(random_batch(3)).numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_openvino_bf16_is_close_to_fp32_or_unavailable_with_a_reason():
+    pytest.importorskip("openvino")
+    from street2shop.models.fast import cpu_supports_bf16
+
+    if not cpu_supports_bf16():
+        with pytest.raises(BackendUnavailableError, match="AMX or AVX512-BF16"):
+            optimize_for_inference(tiny_model(), mode="openvino_bf16", threads=1)
+        return
+    fast = optimize_for_inference(tiny_model(), mode="openvino_bf16", threads=1)
+    images = random_batch(8)
+    with torch.inference_mode():
+        expected, got = tiny_model()(images), fast(images)
+    cosine = (got * expected).sum(1)
+    assert cosine.min().item() > 0.99, cosine
+    assert (got - expected).abs().max().item() > 1e-5  # really bf16: not float-equal to fp32
+
+
 def test_openvino_int8_stays_close_to_fp32_and_is_really_quantised():
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from street2shop.retrieval import evaluation
-from street2shop.retrieval.evaluation import evaluate_retrieval, rank_items
+from street2shop.retrieval.evaluation import GalleryItems, evaluate_retrieval, rank_items
 from street2shop.storage.schemas import METRICS
 
 
@@ -222,6 +222,19 @@ def test_agrees_with_faiss_flat_search_and_rank_items(random_retrieval):
     items, item_scores = rank_items(ids, scores, g_items, k=10)
     assert items.tolist() == report.ranked_items.tolist()
     np.testing.assert_allclose(item_scores, report.ranked_scores, atol=1e-5)
+
+
+def test_rank_items_gives_the_same_ranking_from_precomputed_gallery_codes(random_retrieval):
+    q, _, g, g_items, _ = random_retrieval
+    index = faiss.IndexFlatIP(g.shape[1])
+    index.add(g.astype(np.float32))
+    scores, ids = index.search(q.astype(np.float32), 25)
+    expected = rank_items(ids, scores, g_items, k=10)
+    coded = GalleryItems.of(g_items)
+    got = rank_items(ids, scores, coded, k=10)
+    assert (got[0] == expected[0]).all() and np.array_equal(got[1], expected[1], equal_nan=True)
+    with pytest.raises(ValueError, match="outside the gallery"):
+        rank_items(ids + len(coded), scores, coded, k=10)
 
 
 def test_rank_items_pads_when_photos_hold_too_few_items():
