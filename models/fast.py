@@ -12,8 +12,9 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
 - ``onnx``: the network exported to ONNX and run by ONNX Runtime's CPU provider (fused
   conv+bias+activation kernels, no Python per layer); embeddings equal to fp32 eager up to
   float rounding.
-- ``openvino``: the same ONNX graph compiled by OpenVINO's CPU plugin (fp32, latency hint:
-  one stream using the whole thread budget, since callers send one batch at a time).
+- ``openvino``: the same ONNX graph compiled by OpenVINO's CPU plugin (fp32). One stream
+  using the whole thread budget by default (a lone caller's batch finishes soonest);
+  ``streams=N`` splits the threads into N streams that N callers use at once (a server).
 - ``openvino_bf16``: the same graph with bf16 kernels, on CPUs that have them (AMX or
   AVX512-BF16; elsewhere the mode is unavailable). Embeddings differ from fp32 by bf16
   rounding (cosine ~0.999): check retrieval with ``bench/embed.py --home`` as for int8.
@@ -45,8 +46,8 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,11 +77,14 @@ class InferenceEmbedder(nn.Module):
     layout, a compiled graph) or move them off the CPU. Hence ``.to()`` is a no-op here.
     """
 
-    def __init__(self, source: Embedder, runner: Callable[[torch.Tensor], torch.Tensor], mode: str) -> None:
+    def __init__(self, source: Embedder, runner: Callable[[torch.Tensor], torch.Tensor], mode: str, streams: int = 1) -> None:
         super().__init__()
         object.__setattr__(self, "source", source.eval())  # outside the module tree, see above
         self._runner = runner
         self.mode = mode
+        #: how many forward passes may run at once (from different threads), each on its
+        #: own share of the threads; 1 for runners that use every thread for one pass.
+        self.streams = streams
         self.train(False)
 
     @property
@@ -116,10 +120,13 @@ class BuildOptions:
 
     ``threads``: intra-op threads for backends with their own pool. ``calibration``:
     preprocessed photos ``(N, 3, S, S)`` for modes that quantise (``None`` elsewhere).
+    ``streams``: forward passes that may run at once, splitting ``threads`` between them
+    (OpenVINO modes; the others run one pass at a time and report ``streams = 1``).
     """
 
     threads: int
     calibration: torch.Tensor | None = None
+    streams: int = 1
 
 
 ModeFactory = Callable[[Embedder, BuildOptions], nn.Module]
@@ -251,50 +258,64 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _openvino_runner(model: Embedder, network, threads: int, mode: str, precision: str = "f32") -> InferenceEmbedder:
+def _openvino_runner(
+    model: Embedder, network, options: BuildOptions, mode: str, precision: str = "f32"
+) -> InferenceEmbedder:
     """``network`` (an ``openvino.Model``) compiled for the CPU behind ``model``'s contract.
 
     ``precision``: the floating-point precision of the CPU plugin's kernels. It is always
     set explicitly: left alone, OpenVINO silently picks bf16 on CPUs that have it (AMX,
     AVX512-BF16), so the "fp32" mode would give other embeddings on another machine.
+
+    ``options.streams == 1``: one stream using every thread (the latency layout: a lone
+    caller's batch finishes soonest). ``> 1``: that many streams sharing the threads (the
+    throughput layout): concurrent callers, such as a server's batching threads, each run a
+    pass on their own cores without synchronising with the others, which costs less CPU per
+    photo on a loaded machine (``bench/serve.py --streams 1,2``).
     """
     ov = _import_openvino(mode)
+    streams = options.streams
+    if streams > options.threads:
+        raise ValueError(f"streams ({streams}) cannot exceed threads ({options.threads}): each stream needs a thread")
+    layout = (
+        {"PERFORMANCE_HINT": "LATENCY"}
+        if streams == 1
+        else {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+    )
     compiled = ov.Core().compile_model(
         network,
         "CPU",
-        {
-            # One stream using the whole thread budget: callers send one batch at a time, so
-            # the throughput hint's parallel streams would sit idle (and oversubscribe).
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": precision,
-        },
+        {**layout, "INFERENCE_NUM_THREADS": options.threads, "INFERENCE_PRECISION_HINT": precision},
     )
-    request = compiled.create_infer_request()
-    # An infer request owns its output buffers and is not thread-safe; serving shares one
-    # model between request threads, so runs are serialised (the CPU is saturated anyway).
-    lock = threading.Lock()
+    # An infer request owns its output buffers and is not thread-safe: one per stream, lent
+    # to one caller at a time (with one stream this serialises runs, as the CPU is full).
+    idle: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(streams):
+        idle.put(compiled.create_infer_request())
 
     def run(images: torch.Tensor) -> torch.Tensor:
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        with lock:
+        request = idle.get()
+        try:
             # copy: the returned array is a view of the request's buffer, reused next call.
             vectors = request.infer({0: array})[0].copy()
+        finally:
+            idle.put(request)
         return torch.from_numpy(vectors)
 
-    return InferenceEmbedder(model, run, mode)
+    return InferenceEmbedder(model, run, mode, streams=streams)
 
 
 @register_mode("openvino")
 def _openvino(model: Embedder, options: BuildOptions) -> nn.Module:
-    return _openvino_runner(model, openvino_model(model), options.threads, "openvino")
+    return _openvino_runner(model, openvino_model(model), options, "openvino")
 
 
 @register_mode("openvino_bf16")
 def _openvino_bf16(model: Embedder, options: BuildOptions) -> nn.Module:
     if not cpu_supports_bf16():
         raise BackendUnavailableError("mode 'openvino_bf16' needs a CPU with AMX or AVX512-BF16 (use mode 'openvino')")
-    return _openvino_runner(model, openvino_model(model), options.threads, "openvino_bf16", precision="bf16")
+    return _openvino_runner(model, openvino_model(model), options, "openvino_bf16", precision="bf16")
 
 
 def quantize_openvino(model: Embedder, calibration: torch.Tensor):
@@ -344,7 +365,7 @@ def _openvino_int8(model: Embedder, options: BuildOptions) -> nn.Module:
             "mode 'openvino_int8' needs calibration photos: optimize_for_inference(..., "
             "calibration=<(N, 3, S, S) preprocessed training photos>)"
         )
-    return _openvino_runner(model, quantize_openvino(model, options.calibration), options.threads, "openvino_int8")
+    return _openvino_runner(model, quantize_openvino(model, options.calibration), options, "openvino_int8")
 
 
 def optimize_for_inference(
@@ -353,6 +374,7 @@ def optimize_for_inference(
     threads: int | None = None,
     fallback: str | None = None,
     calibration: torch.Tensor | None = None,
+    streams: int = 1,
 ) -> nn.Module:
     """``model`` behind the CPU inference path ``mode`` (see :data:`MODES`).
 
@@ -360,7 +382,8 @@ def optimize_for_inference(
     default ``torch.get_num_threads()``. ``fallback``: the mode to use, with a warning, when
     ``mode``'s backend is unavailable; ``None`` raises :class:`BackendUnavailableError`.
     ``calibration``: preprocessed training photos ``(N, 3, S, S)`` for quantising modes
-    (``openvino_int8``); ignored by the others.
+    (``openvino_int8``); ignored by the others. ``streams``: forward passes that may run at
+    once (OpenVINO modes; others run one at a time and say so with ``.streams == 1``).
     The model's weights are shared, not copied: do not train it afterwards.
     """
     for name in (mode, fallback):
@@ -368,7 +391,9 @@ def optimize_for_inference(
             MODES.get(name)  # an unknown name fails here, listing the modes
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    options = BuildOptions(threads=threads or torch.get_num_threads(), calibration=calibration)
+    if streams < 1:
+        raise ValueError(f"streams must be >= 1, got {streams}")
+    options = BuildOptions(threads=threads or torch.get_num_threads(), calibration=calibration, streams=streams)
     try:
         return MODES.get(mode)(model, options)
     except BackendUnavailableError as exc:

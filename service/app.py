@@ -33,6 +33,7 @@ from street2shop.service.engine import (
     DEFAULT_BATCH_MAX,
     DEFAULT_BATCH_WAIT_MS,
     DEFAULT_INFERENCE_MODE,
+    DEFAULT_STREAMS,
     BadImage,
     NotReady,
     SearchEngine,
@@ -98,6 +99,7 @@ def create_app(
     inference_mode: str = DEFAULT_INFERENCE_MODE,
     batch_max: int = DEFAULT_BATCH_MAX,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+    streams: int = DEFAULT_STREAMS,
 ) -> FastAPI:
     """The API over the store at ``home``, serving ``index_version`` (default: the newest).
 
@@ -110,6 +112,8 @@ def create_app(
         inference_mode: the model's inference backend (a ``models/fast.py`` mode name).
         batch_max, batch_wait_ms: micro-batching of concurrent searches (``batch_max=1``: off);
             see :class:`~street2shop.service.engine.MicroBatcher`.
+        streams: forward passes that may run at once (OpenVINO modes), each with its own
+            batching thread and share of the threads.
     """
     store = ArtifactStore(home)
     configure_torch_threads(torch_threads)
@@ -123,6 +127,7 @@ def create_app(
             inference_mode=inference_mode,
             batch_max=batch_max,
             batch_wait_ms=batch_wait_ms,
+            streams=streams,
         )
 
     served = _Served(load(index_version))
@@ -225,6 +230,8 @@ def create_app(
             checkpoint=v.checkpoint,
             crawl=v.crawl,
             factory=v.factory,
+            inference_mode=engine.inference_mode,
+            streams=engine.streams,
             vectors=engine.index.ntotal,
             items=len(engine.items),
             categories=engine.categories,

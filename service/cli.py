@@ -29,6 +29,9 @@ def serve(
     batch_wait_ms: Optional[float] = typer.Option(
         None, "--batch-wait-ms", min=0.0, help="how long an idle model waits to fill a batch (default: 2)"
     ),
+    streams: Optional[int] = typer.Option(
+        None, "--streams", min=1, help="forward passes at once, each on a share of the threads (OpenVINO modes; default: 1)"
+    ),
     admin_token: Optional[str] = typer.Option(
         None, envvar="STREET2SHOP_ADMIN_TOKEN", help="require this X-Admin-Token for POST /admin/reload"
     ),
@@ -51,7 +54,8 @@ def serve(
             **{
                 name: value
                 for name, value in {
-                    "inference_mode": inference_mode, "batch_max": batch_max, "batch_wait_ms": batch_wait_ms
+                    "inference_mode": inference_mode, "batch_max": batch_max, "batch_wait_ms": batch_wait_ms,
+                    "streams": streams,
                 }.items()
                 if value is not None
             },

@@ -65,6 +65,11 @@ DEFAULT_INFERENCE_MODE = "openvino"
 DEFAULT_BATCH_MAX = 16
 DEFAULT_BATCH_WAIT_MS = 2.0
 
+#: Inference streams of the served model (see ``models/fast.py``): forward passes that run
+#: at once, each with its batching thread, on a share of the CPUs. Compare settings with
+#: ``bench/serve.py --streams 1,2``.
+DEFAULT_STREAMS = 1
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -79,21 +84,37 @@ class MicroBatcher(Generic[T, R]):
     without anyone waiting on the clock. Each caller gets its own result, or the exception
     ``fn`` raised for its batch.
 
-    :meth:`close` lets the worker finish what is queued and stop; later calls run ``fn`` on
+    ``workers`` threads do this side by side, each forming its own batches from the one
+    queue, for an ``fn`` that may run concurrently (a model with several inference streams).
+
+    :meth:`close` lets the workers finish what is queued and stop; later calls run ``fn`` on
     their item directly, so an engine replaced by a reload still answers its last requests.
     """
 
-    def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int, max_wait_s: float, name: str = "batcher") -> None:
+    def __init__(
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        max_batch: int,
+        max_wait_s: float,
+        name: str = "batcher",
+        workers: int = 1,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.fn, self.max_batch, self.max_wait_s = fn, max_batch, max_wait_s
         self._queue: queue.SimpleQueue[tuple[T, Future] | None] = queue.SimpleQueue()
         self._closed = False
-        self._lock = threading.Lock()  # orders submits against close's end-of-queue marker
-        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
-        self._worker.start()
+        self._lock = threading.Lock()  # orders submits against close's end-of-queue markers
+        self._workers = [
+            threading.Thread(target=self._run, name=f"{name}-{i}" if workers > 1 else name, daemon=True)
+            for i in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, item: T) -> R:
         """``fn``'s result for ``item``, computed in a batch with concurrent submissions."""
@@ -106,18 +127,24 @@ class MicroBatcher(Generic[T, R]):
             return self._call([item])[0]
         return future.result()
 
+    def running(self) -> bool:
+        """Whether any worker thread is still alive (false once :meth:`close` returned)."""
+        return any(worker.is_alive() for worker in self._workers)
+
     def pending(self) -> int:
         """Items queued and not yet taken by the worker (for tests and monitoring)."""
         return self._queue.qsize()
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish the queued items, then stop the worker (idempotent)."""
+        """Finish the queued items, then stop the workers (idempotent)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(None)
-        self._worker.join(timeout)
+            for _ in self._workers:  # one end marker per worker, after every queued item
+                self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout)
 
     def _call(self, items: list[T]) -> list[R]:
         results = list(self.fn(items))
@@ -228,6 +255,7 @@ class SearchEngine:
         inference_mode: str = DEFAULT_INFERENCE_MODE,
         batch_max: int = DEFAULT_BATCH_MAX,
         batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+        streams: int = DEFAULT_STREAMS,
     ) -> None:
         """Load ``index_ref`` with its checkpoint and crawl.
 
@@ -236,6 +264,9 @@ class SearchEngine:
                 the fallback when its backend is missing).
             batch_max: most photos embedded in one forward pass; 1 turns micro-batching off.
             batch_wait_ms: how long an idle model waits for more photos before a pass.
+            streams: forward passes that may run at once, each on a share of the threads
+                (OpenVINO modes; others run one at a time). With batching on, one batching
+                thread per stream.
         """
         if batch_max < 1:
             raise ValueError(f"batch_max must be >= 1, got {batch_max}")
@@ -266,14 +297,21 @@ class SearchEngine:
         # OpenVINO / ONNX Runtime are several times eager PyTorch here at identical top-k
         # (bench/embed.py); eager stays the fallback where the backend's library is missing.
         self.model: Embedder = optimize_for_inference(
-            load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE)), inference_mode, fallback="eager"
+            load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE)),
+            inference_mode,
+            fallback="eager",
+            streams=min(streams, torch.get_num_threads()),
         )
         self.inference_mode = getattr(self.model, "mode", "eager")
-        # One forward pass at a time: concurrent passes would fight over the same intra-op
-        # threads. Searches, reverse-search set-up and background embedding all take it.
-        self._model_lock = threading.Lock()
+        self.streams = getattr(self.model, "streams", 1)  # what the backend really runs
+        # As many forward passes at a time as the model has streams (one for eager: it
+        # spreads one pass over every intra-op thread; two would fight over them). Searches,
+        # reverse-search set-up and background embedding all take a slot.
+        self._model_lock = threading.BoundedSemaphore(self.streams)
         self._batcher: MicroBatcher[torch.Tensor, np.ndarray] | None = (
-            MicroBatcher(self._embed_pixels, batch_max, batch_wait_ms / 1000, name=f"embed-{index_ref.version}")
+            MicroBatcher(
+                self._embed_pixels, batch_max, batch_wait_ms / 1000, name=f"embed-{index_ref.version}", workers=self.streams
+            )
             if batch_max > 1
             else None
         )
@@ -492,6 +530,7 @@ def configure_torch_threads(threads: int | None = None) -> int:
 __all__ = [
     "DEFAULT_BATCH_MAX",
     "DEFAULT_BATCH_WAIT_MS",
+    "DEFAULT_STREAMS",
     "DEFAULT_INFERENCE_MODE",
     "BadImage",
     "MicroBatcher",

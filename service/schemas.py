@@ -65,6 +65,8 @@ class Health(BaseModel):
     checkpoint: str = Field(description="checkpoint version the index was built with")
     crawl: str = Field(description="crawl version indexed")
     factory: str = Field(description="faiss factory string of the index")
+    inference_mode: str = Field(description="the model's inference backend actually serving (eager if the asked one is missing)")
+    streams: int = Field(description="forward passes that may run at once")
     vectors: int
     items: int
     categories: list[str]

@@ -157,6 +157,25 @@ def test_openvino_bf16_is_close_to_fp32_or_unavailable_with_a_reason():
     assert (got - expected).abs().max().item() > 1e-5  # really bf16: not float-equal to fp32
 
 
+def test_openvino_streams_run_side_by_side_with_the_same_results():
+    pytest.importorskip("openvino")
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast = optimize_for_inference(tiny_model(), mode="openvino", threads=2, streams=2)
+    assert fast.streams == 2
+    batches = [random_batch(3) for _ in range(6)]
+    with ThreadPoolExecutor(3) as pool:  # more callers than streams: they take turns
+        got = list(pool.map(fast, batches))
+    reference = tiny_model()
+    for images, vectors in zip(batches, got):
+        np.testing.assert_allclose(vectors.numpy(), reference(images).detach().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="streams .3. cannot exceed threads .2."):
+        optimize_for_inference(tiny_model(), mode="openvino", threads=2, streams=3)
+    with pytest.raises(ValueError, match="streams must be >= 1"):
+        optimize_for_inference(tiny_model(), mode="openvino", streams=0)
+    assert optimize_for_inference(tiny_model(), mode="onnx", threads=2, streams=2).streams == 1
+
+
 def test_openvino_int8_stays_close_to_fp32_and_is_really_quantised():
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")

@@ -164,7 +164,7 @@ def test_reload_switches_to_a_newly_published_index(tmp_path) -> None:
         assert client.post("/admin/reload").status_code == 403
         old_engine = app.state.served.engine
         reloaded = client.post("/admin/reload", headers={"X-Admin-Token": "secret"}).json()
-        assert not old_engine._batcher._worker.is_alive()  # the replaced engine's batcher stopped
+        assert not old_engine._batcher.running()  # the replaced engine's batcher stopped
         assert reloaded == {"changed": True, "previous": first.version, "current": second.version}
         health = client.get("/health").json()
         assert (health["index"], health["checkpoint"]) == (second.version, "tiny-seed1")

@@ -105,12 +105,37 @@ def test_close_finishes_queued_work_and_later_calls_run_directly() -> None:
         fn.release.set()
         closing.result(5)
         assert (first.result(5), queued.result(5)) == (2, 4)
-    assert not batcher._worker.is_alive()
+    assert not batcher.running()
     assert batcher.submit(3) == 6  # after close: run inline, not queued forever
     assert fn.batches[-1] == [3]
 
 
-@pytest.mark.parametrize("kwargs", [{"max_batch": 0, "max_wait_s": 0.0}, {"max_batch": 2, "max_wait_s": -1.0}])
+def test_several_workers_run_batches_side_by_side_and_all_stop() -> None:
+    inside, both_in, release = [0], threading.Event(), threading.Event()
+    lock = threading.Lock()
+
+    def fn(items: list[int]) -> list[int]:
+        with lock:
+            inside[0] += 1
+            if inside[0] == 2:
+                both_in.set()
+        assert release.wait(5)
+        with lock:
+            inside[0] -= 1
+        return [2 * x for x in items]
+
+    batcher = MicroBatcher(fn, max_batch=1, max_wait_s=0.0, workers=2)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(batcher.submit, i) for i in range(4)]
+        assert both_in.wait(5)  # two batches inside fn at once: one per worker
+        release.set()
+        assert [f.result(5) for f in futures] == [0, 2, 4, 6]
+    batcher.close()
+    assert not batcher.running()
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch": 0, "max_wait_s": 0.0}, {"max_batch": 2, "max_wait_s": -1.0},
+                                    {"max_batch": 2, "max_wait_s": 0.0, "workers": 0}])
 def test_bad_settings_are_refused(kwargs) -> None:
     with pytest.raises(ValueError, match="must be >= "):
         MicroBatcher(lambda items: items, **kwargs)
@@ -135,3 +160,20 @@ def test_batched_embeddings_equal_one_at_a_time(tiny_home) -> None:
     batched.close()
     with pytest.raises(ValueError, match="batch_max must be >= 1"):
         SearchEngine(store, ref, street_in_background=False, batch_max=0)
+
+
+def test_two_streams_embed_what_one_stream_embeds(tiny_home) -> None:
+    pytest.importorskip("openvino")
+    store = ArtifactStore(tiny_home)
+    ref = index_ref(store, None)
+    one = SearchEngine(store, ref, street_in_background=False, inference_mode="openvino", batch_max=4, streams=1)
+    two = SearchEngine(store, ref, street_in_background=False, inference_mode="openvino", batch_max=4, streams=2)
+    assert (one.streams, two.streams) == (1, 2) and two.inference_mode == "openvino"
+    photos = [Image.open(io.BytesIO(shop_photo(store, item)[1])).convert("RGB") for item in sorted(ITEMS)]
+    expected = np.concatenate([one.embed(p) for p in photos])
+    with ThreadPoolExecutor(len(photos)) as pool:
+        got = np.concatenate(list(pool.map(two.embed, photos)))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    one.close(), two.close()
+    eager = SearchEngine(store, ref, street_in_background=False, inference_mode="eager", batch_max=1, streams=2)
+    assert eager.streams == 1  # eager spreads one pass over every thread: no second stream
