@@ -18,8 +18,9 @@ comma-separated to compare, e.g. ``openvino,openvino_bf16``), and ``--streams`` 
 of inference streams (every mode x streams x batch setting is run). ``--repeats N`` measures
 each setting N times, interleaved, and adds a table of medians: on a shared 2-core VM the
 same setting can move by 20 % from one minute to the next. The server's CPU time and the
-load generator's, per request, say where the two cores went. While loading, the server's RSS is sampled every ``--rss-every`` seconds (``rss_samples``:
-[requests done, MB]) so a leak shows as a trend rather than a single end-point.
+load generator's, per request, say where the two cores went. While loading, the server's
+RSS is sampled every ``--rss-every`` seconds (``rss_samples``: [requests done, MB]) so a
+leak shows as a trend rather than a single end-point.
 
     python bench/serve.py --home /tmp/demo-home --clients 10 --requests 500 --batch-max 1,16
 

@@ -17,7 +17,8 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
   ``streams=N`` splits the threads into N streams that N callers use at once (a server).
 - ``openvino_bf16``: the same graph with bf16 kernels, on CPUs that have them (AMX or
   AVX512-BF16; elsewhere the mode is unavailable). Embeddings differ from fp32 by bf16
-  rounding (cosine ~0.999): check retrieval with ``bench/embed.py --home`` as for int8.
+  rounding, which GeM's power amplifies (min cosine to fp32 0.97 on the demo's trained
+  model): check retrieval with ``bench/embed.py --home`` as for int8.
 - ``openvino_int8``: that graph quantised to int8 by NNCF post-training static quantisation
   (per-channel symmetric weights, per-tensor activations), calibrated on photos the caller
   passes (``calibration=``, training-split photos only: never evaluation queries). Kept in
@@ -270,8 +271,9 @@ def _openvino_runner(
     ``options.streams == 1``: one stream using every thread (the latency layout: a lone
     caller's batch finishes soonest). ``> 1``: that many streams sharing the threads (the
     throughput layout): concurrent callers, such as a server's batching threads, each run a
-    pass on their own cores without synchronising with the others, which costs less CPU per
-    photo on a loaded machine (``bench/serve.py --streams 1,2``).
+    pass on their own cores without synchronising with the others. That costs less CPU per
+    photo when measured alone; on a 2-core server it gave no measurable gain
+    (``bench/serve.py --streams 1,2``), on more cores it is OpenVINO's usual recipe.
     """
     ov = _import_openvino(mode)
     streams = options.streams

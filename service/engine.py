@@ -296,6 +296,8 @@ class SearchEngine:
         self.gallery = GalleryItems.of(self.row_item)  # coded once, not per query
         # OpenVINO / ONNX Runtime are several times eager PyTorch here at identical top-k
         # (bench/embed.py); eager stays the fallback where the backend's library is missing.
+        if streams > torch.get_num_threads():
+            log.warning("%d streams asked for, but only %d threads: using %d", streams, torch.get_num_threads(), torch.get_num_threads())
         self.model: Embedder = optimize_for_inference(
             load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE)),
             inference_mode,
