@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_serializer, model_validator
 
-__all__ = ["FORMAT_EXTENSIONS", "ImageCheck", "ImageLimits", "validate_image"]
+__all__ = ["DECODE_ERRORS", "FORMAT_EXTENSIONS", "ImageCheck", "ImageLimits", "validate_image"]
 
 #: Accepted PIL formats and the file extension their blobs get.
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -64,6 +64,10 @@ class ImageCheck:
 _WARNINGS_LOCK = threading.Lock()
 
 
+#: What PIL raises while decoding a corrupt, truncated or oversized image's pixels.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def _open(data: bytes) -> Image.Image:
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -106,6 +110,6 @@ def validate_image(data: bytes, limits: ImageLimits | None = None, *, decode: bo
         img.verify()  # structure and checksums (PNG CRCs); the image is unusable after it
         with Image.open(io.BytesIO(data)) as full:
             full.load()  # every pixel decoded: this is what catches a truncated JPEG
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except DECODE_ERRORS as e:
         return bad(f"corrupt or truncated {fmt}: {e}")
     return ImageCheck(True, None, w, h, fmt)

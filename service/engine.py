@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from street2shop.crawler.validate import ImageLimits, validate_image
+from street2shop.crawler.validate import DECODE_ERRORS, ImageLimits, validate_image
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
@@ -219,7 +219,7 @@ def decode_upload(data: bytes, limits: ImageLimits, min_size: int) -> Image.Imag
             image.draft("RGB", (min_size, min_size))
             image.load()  # a truncated or corrupt file fails here
             return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except DECODE_ERRORS as exc:
         raise BadImage(f"corrupt or truncated {check.format}: {exc}", 400) from exc
 
 
@@ -324,7 +324,7 @@ class SearchEngine:
         self.row_category = np.asarray([self.items[i]["category"] for i in self.row_item], dtype=object)
         # An item can have at most this many photos in the index, so searching
         # k * max_photos rows always yields k distinct items.
-        _, counts = np.unique(self.row_item.astype(str), return_counts=True)
+        counts = np.bincount(self.gallery.codes)
         self.max_photos_per_item = int(counts.max()) if counts.size else 1
 
         images = store.read_table(images_ref, columns=["image_id", "item_id", "role", "path", "width", "height"])
