@@ -106,7 +106,11 @@ class MicroBatcher(Generic[T, R]):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.fn, self.max_batch, self.max_wait_s = fn, max_batch, max_wait_s
-        self._queue: queue.SimpleQueue[tuple[T, Future] | None] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: with several workers a timed get() can find the item
+        # it was woken for already taken, and CPython 3.11's SimpleQueue may then wait again
+        # with no timeout at all (a worker hung so in a CI run). Queue's condition variable
+        # re-checks the deadline every time it wakes.
+        self._queue: queue.Queue[tuple[T, Future] | None] = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()  # orders submits against close's end-of-queue markers
         self._workers = [
