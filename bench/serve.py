@@ -18,7 +18,9 @@ comma-separated to compare, e.g. ``openvino,openvino_bf16``), and ``--streams`` 
 of inference streams (every mode x streams x batch setting is run). ``--repeats N`` measures
 each setting N times, interleaved, and adds a table of medians: on a shared 2-core VM the
 same setting can move by 20 % from one minute to the next. The server's CPU time and the
-load generator's, per request, say where the two cores went. While loading, the server's
+load generator's, per request, say where the two cores went, and the server's is split by
+what its threads do (event loop, request threads, batching threads, the inference backend's
+own pool; ``server_cpu_ms_by_thread``). While loading, the server's
 RSS is sampled every ``--rss-every`` seconds (``rss_samples``: [requests done, MB]) so a
 leak shows as a trend rather than a single end-point.
 
@@ -63,6 +65,46 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by each live thread of a process, by native thread id."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+#: What each of the server's threads does, by its Python name (see :func:`cpu_by_role`).
+ROLES = (
+    ("AnyIO worker", "request threads (decode, preprocess, search, response)"),
+    ("embed-street", "reverse-search embedding (background)"),
+    ("embed-", "batching threads (run the model)"),
+)
+
+
+def cpu_by_role(before: dict[int, float], after: dict[int, float], names: dict[int, str], pid: int,
+                requests: int) -> dict[str, float]:
+    """Server CPU ms per request by what the threads do: ``before``/``after`` are
+    :func:`thread_cpu_s` snapshots around the load, ``names`` the server's Python threads
+    (native id -> name). The main thread runs the event loop (HTTP, multipart, JSON); threads
+    Python does not know are the inference backend's own pool (OpenVINO / ONNX Runtime)."""
+    totals: dict[str, float] = {}
+    for tid, cpu in after.items():
+        if tid == pid:
+            role = "event loop (HTTP, upload parsing, JSON)"
+        elif tid not in names:
+            role = "inference backend's own threads"
+        else:
+            role = next((r for prefix, r in ROLES if names[tid].startswith(prefix)), "other Python threads")
+        totals[role] = totals.get(role, 0.0) + cpu - before.get(tid, 0.0)
+    n = max(1, requests)
+    return {role: round(1000 * s / n, 2) for role, s in sorted(totals.items(), key=lambda kv: -kv[1]) if s > 0}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,6 +131,11 @@ def serve_forever(home: str, port: int, threads: int | None, inference_mode: str
 
     app = create_app(home, torch_threads=threads, inference_mode=inference_mode, batch_max=batch_max,
                      batch_wait_ms=batch_wait_ms, streams=streams)
+
+    @app.get("/_bench/threads", include_in_schema=False)
+    def thread_names() -> dict[int, str]:  # for cpu_by_role: the benchmark's server only
+        return {t.native_id: t.name for t in threading.enumerate()}
+
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -231,6 +278,12 @@ def main() -> None:
             runs = [r for r in results if r["setting"] == [mode, streams, batch_max]]
             cells = [str(round(float(np.median([r[key] for r in runs])), 1)) for key in medians]
             print(f"| {mode} | {streams} | {batch_max} | {sum(r['errors'] for r in runs)} | " + " | ".join(cells) + " |")
+    print("\nwhere the server's CPU went, ms a request (median over repeats)")
+    for mode, streams, batch_max in settings:
+        runs = [r for r in results if r["setting"] == [mode, streams, batch_max]]
+        roles = sorted({role for r in runs for role in r["server_cpu_ms_by_thread"]})
+        parts = [f"{role} {np.median([r['server_cpu_ms_by_thread'].get(role, 0.0) for r in runs]):.2f}" for role in roles]
+        print(f"  {mode}, {streams} stream(s), batch {batch_max}: " + "; ".join(parts))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -251,7 +304,11 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
         load(base, data, min(args.clients, args.warmup), args.warmup, 120, args.k)
         rss_warm = rss_mb(server.pid)
         server_cpu, client_cpu = cpu_s(server.pid), time.process_time()
+        threads_before = thread_cpu_s(server.pid)
         result = load(base, data, args.clients, args.requests, args.duration, args.k, server.pid, args.rss_every)
+        threads_after = thread_cpu_s(server.pid)
+        names = {int(tid): name for tid, name in httpx.get(f"{base}/_bench/threads", timeout=10).json().items()}
+        result["server_cpu_ms_by_thread"] = cpu_by_role(threads_before, threads_after, names, server.pid, result["requests"])
         # Where the two cores went: CPU ms per request in the server and in the load generator.
         n = max(1, result["requests"])
         result["server_cpu_ms_per_request"] = round(1000 * (cpu_s(server.pid) - server_cpu) / n, 2)

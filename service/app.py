@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Header, HTTPException, Path as PathParam, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from street2shop.crawler.validate import ImageLimits
@@ -149,7 +149,7 @@ def create_app(
         image: Annotated[UploadFile, File(description="the shopper's photo (JPEG, PNG or WebP)")],
         k: Annotated[int, Query(ge=1, le=MAX_K, description="how many items to return")] = 20,
         category: Annotated[str | None, Query(description="only items of this category")] = None,
-    ) -> SearchResponse:
+    ) -> Response:
         started = time.perf_counter()
         # Read one byte past the limit: enough to know it is too large without reading it all.
         data = image.file.read(engine.limits.max_bytes + 1)
@@ -170,7 +170,11 @@ def create_app(
             for rank, h in enumerate(hits, start=1)
         ]
         took = 1000 * (time.perf_counter() - started)
-        return SearchResponse(k=k, category=category, results=results, index_version=engine.versions.index, took_ms=took)
+        body = SearchResponse(k=k, category=category, results=results, index_version=engine.versions.index, took_ms=took)
+        # The hot path: returned as a Response, FastAPI skips re-validating the model it was
+        # just built from (in another thread-pool hop) and json.dumps of a dict; response_model
+        # still documents it.
+        return Response(body.model_dump_json(), media_type="application/json")
 
     ItemId = Annotated[str, PathParam(description="item id (product x colour)")]
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from street2shop.crawler.validate import ImageLimits
 from street2shop.service.app import create_app
+from street2shop.service.schemas import SearchResponse
 from street2shop.storage.store import ArtifactStore
 
 from service_testing import ITEMS, publish_crawl, publish_index, shop_photo
@@ -32,7 +33,9 @@ def test_a_shop_photo_finds_its_own_item_first(client, tiny_home, item_id) -> No
     _, data = shop_photo(ArtifactStore(tiny_home), item_id)
     response = upload(client, data, k=3)
     assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
     body = response.json()
+    assert SearchResponse.model_validate(body).k == 3  # the documented schema, field for field
     top = body["results"][0]
     assert top["item_id"] == item_id and top["rank"] == 1
     assert top["score"] == pytest.approx(1.0, abs=1e-4)  # the very photo is in the index
@@ -147,6 +150,9 @@ def test_page_and_openapi_are_served(client) -> None:
     assert client.get("/static/app.js").status_code == 200
     spec = client.get("/openapi.json").json()
     assert spec["paths"]["/search"]["post"]["summary"] == "Find shop items in a photo"
+    # /search returns a ready-made JSON Response (fast path); its model is still documented
+    ok = spec["paths"]["/search"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/SearchResponse"}
     assert {"/search", "/items/{item_id}", "/items/{item_id}/street", "/health", "/admin/reload"} <= set(spec["paths"])
 
 

@@ -43,3 +43,28 @@ def test_cpu_seconds_of_a_process_grow_with_work(serve_bench) -> None:
     before = serve_bench.cpu_s(os.getpid())
     sum(i * i for i in range(2_000_000))
     assert serve_bench.cpu_s(os.getpid()) > before
+
+
+def test_thread_cpu_covers_the_main_thread_and_grows_with_its_work(serve_bench) -> None:
+    pid = os.getpid()
+    before = serve_bench.thread_cpu_s(pid)
+    assert pid in before  # the main thread's native id is the process id
+    sum(i * i for i in range(2_000_000))
+    assert serve_bench.thread_cpu_s(pid)[pid] > before[pid]
+
+
+def test_cpu_by_role_splits_server_cpu_by_what_threads_do(serve_bench) -> None:
+    pid = 100
+    names = {100: "MainThread", 101: "AnyIO worker thread", 102: "AnyIO worker thread", 103: "embed-3f3a6cfc",
+             104: "embed-street", 105: "prefect-logger"}
+    before = {100: 1.0, 101: 2.0, 102: 0.5, 103: 3.0, 104: 9.0, 105: 0.0, 200: 4.0}
+    after = {100: 1.5, 101: 2.6, 102: 1.0, 103: 4.0, 104: 9.0, 105: 0.1, 200: 5.5, 201: 0.3}  # 201: started during load
+    roles = serve_bench.cpu_by_role(before, after, names, pid, requests=100)
+    assert roles == {
+        "inference backend's own threads": 18.0,  # 200 and 201: no Python name
+        "request threads (decode, preprocess, search, response)": 11.0,
+        "batching threads (run the model)": 10.0,
+        "event loop (HTTP, upload parsing, JSON)": 5.0,
+        "other Python threads": 1.0,
+    }
+    assert list(roles) == sorted(roles, key=roles.get, reverse=True)  # biggest first; idle embed-street left out
