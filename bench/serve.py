@@ -58,11 +58,16 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
-    with open(f"/proc/{pid}/stat") as fh:
+def _stat_cpu_s(stat_path: str) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (a process's or one thread's)."""
+    with open(stat_path) as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    return _stat_cpu_s(f"/proc/{pid}/stat")
 
 
 def thread_cpu_s(pid: int) -> dict[int, float]:
@@ -70,11 +75,9 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = _stat_cpu_s(f"/proc/{pid}/task/{tid}/stat")
         except OSError:  # the thread ended meanwhile
             continue
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
 
 
