@@ -273,17 +273,16 @@ def main() -> None:
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in results:
         print("| " + " | ".join(str(r[key]) for key in keys) + " |")
+    runs_of = {tuple(setting): [r for r in results if r["setting"] == list(setting)] for setting in settings}
     if args.repeats > 1:
         medians = ["throughput_rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request"]
         print("\nmedians over repeats\n| inference_mode | streams | batch_max | errors | " + " | ".join(medians) + " |\n|"
               + "---|" * (4 + len(medians)))
-        for mode, streams, batch_max in settings:
-            runs = [r for r in results if r["setting"] == [mode, streams, batch_max]]
+        for (mode, streams, batch_max), runs in runs_of.items():
             cells = [str(round(float(np.median([r[key] for r in runs])), 1)) for key in medians]
             print(f"| {mode} | {streams} | {batch_max} | {sum(r['errors'] for r in runs)} | " + " | ".join(cells) + " |")
     print("\nwhere the server's CPU went, ms a request (median over repeats)")
-    for mode, streams, batch_max in settings:
-        runs = [r for r in results if r["setting"] == [mode, streams, batch_max]]
+    for (mode, streams, batch_max), runs in runs_of.items():
         roles = sorted({role for r in runs for role in r["server_cpu_ms_by_thread"]})
         parts = [f"{role} {np.median([r['server_cpu_ms_by_thread'].get(role, 0.0) for r in runs]):.2f}" for role in roles]
         print(f"  {mode}, {streams} stream(s), batch {batch_max}: " + "; ".join(parts))

@@ -272,8 +272,8 @@ def _openvino_runner(
     caller's batch finishes soonest). ``> 1``: that many streams sharing the threads (the
     throughput layout): concurrent callers, such as a server's batching threads, each run a
     pass on their own cores without synchronising with the others. That costs less CPU per
-    photo when measured alone; on a 2-core server it gave no measurable gain
-    (``bench/serve.py --streams 1,2``), on more cores it is OpenVINO's usual recipe.
+    photo; on a 2-core server its gain came and went from run to run
+    (``bench/serve.py --streams 1,2``, README), on more cores it is OpenVINO's usual recipe.
     """
     ov = _import_openvino(mode)
     streams = options.streams
