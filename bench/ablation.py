@@ -48,14 +48,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
-
-from street2shop.evaluate import evaluate_features
+from street2shop.cleaning.selection import training_images
 from street2shop.models.embed import embed_images
-from street2shop.models.embedder import build_embedder, load_embedder, pretrained_features
+from street2shop.models.embedder import (
+    build_embedder,
+    load_embedder,
+    pretrained_features,
+)
 from street2shop.models.training import TrainParams, train_embedder
-from street2shop.selection import training_images
+from street2shop.retrieval.evaluation import evaluate_features
 
 BASELINE = "untrained (pretrained features)"
 #: the other rows, each one change of the reference setting (name -> TrainParams fields)

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-
 from street2shop.cleaning.dedup import (
     DedupParams,
     _search_method,
@@ -100,6 +99,7 @@ def shop_quality(shop_dir: Path) -> dict:
     items, images, truth = shop_tables(shop_dir)
     defaults = DedupParams()
     cache: dict[tuple[str, ...], np.ndarray] = {}
+    product = dict(zip(items.column("item_id").to_pylist(), items.column("product_id").to_pylist()))
 
     def embed(paths):
         key = tuple(paths)
@@ -112,7 +112,7 @@ def shop_quality(shop_dir: Path) -> dict:
 
     def quality(params: DedupParams) -> dict:
         result = merge_near_duplicates(items, images, params, embed=embed)
-        return merge_quality(result.groups, truth)
+        return merge_quality(result.groups, truth, product)
 
     curves: dict[str, list[dict]] = {"hash": [], "embedding": [], "combined": []}
     for radius in range(0, 27, 2):
@@ -130,8 +130,8 @@ def shop_quality(shop_dir: Path) -> dict:
                   f"{row['n_pairs_predicted']:9d} {row['n_pairs_correct']:7d} {row['n_pairs_true']:4d}")
 
     result = merge_near_duplicates(items, images, defaults, embed=embed)
-    at_default = {m: merge_quality(g, truth) for m, g in result.groups_by_method.items()}
-    at_default["combined"] = merge_quality(result.groups, truth)
+    at_default = {m: merge_quality(g, truth, product) for m, g in result.groups_by_method.items()}
+    at_default["combined"] = merge_quality(result.groups, truth, product)
     print(f"\ndefaults: methods={defaults.methods} max_distance={defaults.max_distance} "
           f"min_similarity={defaults.min_similarity}")
     for name, q in at_default.items():

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, build_embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
@@ -73,9 +72,9 @@ def served_model(home: str | None, load_data: bool = True) -> tuple[Embedder, st
     if home is None:
         torch.manual_seed(0)
         return build_embedder().eval(), "efficientnet_lite0 + GeM (pretrained backbone, seeded head)", None
+    from street2shop.storage.names import CHECKPOINT_FILE
     from street2shop.storage.store import ArtifactStore
     from street2shop.tasks.data import DataRefs, load_annotated
-    from street2shop.tasks.train import CHECKPOINT_FILE
 
     store = ArtifactStore(home)
     ref = store.latest("train", "checkpoint")
@@ -92,7 +91,7 @@ def calibration_tensors(model: Embedder, annotated, count: int, seed: int = 0) -
     never from the photos that are timed or evaluated (test split, ``PHOTOS``).
     """
     if annotated is not None:
-        from street2shop.selection import training_images
+        from street2shop.cleaning.selection import training_images
 
         paths = training_images(annotated).column("path").to_pylist()
     else:
@@ -219,7 +218,7 @@ def main(
         rows.append(row)
 
     if annotated is not None:
-        from street2shop.evaluate import evaluate_features
+        from street2shop.retrieval.evaluation import evaluate_features
 
         for row in rows:
             fast, _ = built[row["mode"]]

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
-
 from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
-
-from street2shop.cleaning.noise import NoiseParams, train_noise_filter, validate_labels
+from street2shop.cleaning.labels import validate_labels
+from street2shop.cleaning.noise import NoiseParams, train_noise_filter
 from street2shop.storage.store import ArtifactStore
 from street2shop.tasks.stage import images_with_paths
 
@@ -42,7 +41,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
 
     store = ArtifactStore(args.home)
-    images = images_with_paths(store, store.latest("crawl", "images"))
+    images_ref = store.latest("crawl", "images")
+    images = images_with_paths(store, images_ref)
+    items = store.read_table(images_ref.model_copy(update={"name": "items"}))
     street = images.filter(pc.equal(images.column("role"), "street"))
     labels = validate_labels(args.labels, set(street.column("image_id").to_pylist()))
     sizes = args.image_size or [160 if f == "cnn" else 128 for f in args.features]
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         params = NoiseParams(features=features, image_size=size, seed=args.seed, fine_tune=fine_tune)
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            report = train_noise_filter(street, labels, params, Path(out))
+            report = train_noise_filter(street, labels, params, Path(out), items)
             wall = time.perf_counter() - started
         row = {"features": features, "fine_tune": fine_tune, "image_size": size, "train_wall_s": round(wall, 1),
                "ms_per_photo": round(1000 * wall / (report.n_train + report.n_heldout + report.n_unreadable), 1),

@@ -75,10 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="s2s-bench-prefect-"))
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from prefect.testing.utilities import prefect_test_harness
-
     import street2shop.flows.pipeline as pipeline_module
-    from street2shop.demo import DemoSize, demo_config, serving_demo_shop
+    from prefect.testing.utilities import prefect_test_harness
+    from street2shop.flows.demo import DemoSize, demo_config, serving_demo_shop
     from street2shop.flows.pipeline import pipeline
     from street2shop.storage.store import ArtifactStore
 

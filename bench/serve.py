@@ -116,7 +116,7 @@ def free_port() -> int:
 
 def query_photo(home: Path, role: str) -> tuple[str, bytes]:
     """A photo of the served crawl (a customer photo by default: what shoppers send)."""
-    from street2shop.service.engine import latest_index
+    from street2shop.storage.promotions import latest_index
     from street2shop.storage.store import ArtifactStore
 
     store = ArtifactStore(home)
@@ -129,7 +129,6 @@ def query_photo(home: Path, role: str) -> tuple[str, bytes]:
 def serve_forever(home: str, port: int, threads: int | None, inference_mode: str, batch_max: int, batch_wait_ms: float,
                   streams: int) -> None:
     import uvicorn
-
     from street2shop.service.app import create_app
 
     app = create_app(home, torch_threads=threads, inference_mode=inference_mode, batch_max=batch_max,

@@ -483,7 +483,9 @@ def _groups_table(
 # ---------------------------------------------------------------------- merge quality
 
 
-def merge_quality(groups: pa.Table, truth_design_ids: Mapping[str, str]) -> dict[str, float | int]:
+def merge_quality(
+    groups: pa.Table, truth_design_ids: Mapping[str, str], item_product: Mapping[str, str]
+) -> dict[str, float | int]:
     """Pairwise precision/recall of the merge at the product level.
 
     Two products are truly the same when any item of one shares a ``design_id`` (the
@@ -492,14 +494,15 @@ def merge_quality(groups: pa.Table, truth_design_ids: Mapping[str, str]) -> dict
     copied only some colours. Predicted same: they share a ``group_id``. Counted by pair
     counting over the group x true-group contingency table, so it is exact without
     enumerating pairs. Items missing from the truth are ignored. Precision (recall) is 1.0
-    when nothing is predicted (truly) merged.
+    when nothing is predicted (truly) merged. ``item_product``: each item's product (the
+    items table's ``product_id``).
     """
     group_of_product: dict[str, str] = {}
     designs_of_product: dict[str, set[str]] = {}
     for item_id, group_id in zip(groups.column("item_id").to_pylist(), groups.column("group_id").to_pylist()):
         if item_id not in truth_design_ids:
             continue
-        product = item_id.split(":", 1)[0]
+        product = item_product[item_id]
         group_of_product.setdefault(product, group_id)
         designs_of_product.setdefault(product, set()).add(truth_design_ids[item_id])
 

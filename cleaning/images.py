@@ -1,37 +1,23 @@
 """Opening photos for the cleaning stages without letting one bad file stop a run.
 
 A crawl can store truncated or non-image bytes (an injected fault, a CDN error page). The
-cleaning stages must score such a file as unusable rather than crash, so every reader here
-returns ``None`` for an image that cannot be decoded.
+cleaning stages must score such a file as unusable rather than crash, so :func:`open_rgb`
+returns ``None`` for an image that cannot be decoded (the one decoder,
+:func:`street2shop.storage.images.open_image`, says why).
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-# What PIL raises for bytes it cannot decode. DecompressionBombError guards against a
-# hostile "image" that would expand to gigabytes of pixels.
-UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    UnidentifiedImageError,
-    ValueError,
-    SyntaxError,
-    Image.DecompressionBombError,
-)
+from street2shop.storage.images import UnreadableImageError, open_image
 
 
 def open_rgb(path: str | Path) -> Image.Image | None:
-    """Decode ``path`` fully as RGB, or return ``None`` when it is missing or unreadable."""
+    """Decode ``path`` fully as upright RGB, or return ``None`` when it is missing or unreadable."""
     try:
-        with warnings.catch_warnings():
-            # A file over PIL's pixel limit only warns; refuse it like any undecodable file
-            # rather than expanding it to gigabytes.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()  # decode now: a truncated file fails here, not later
-                return im.convert("RGB")
-    except UNREADABLE_ERRORS:
+        return open_image(path)
+    except UnreadableImageError:
         return None

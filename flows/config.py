@@ -12,9 +12,9 @@ from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
-from street2shop.ops import PromoteParams
-from street2shop.tasks.evaluate import EvaluateParams
-from street2shop.tasks.index import IndexParams
+from street2shop.retrieval.evaluation import EvaluateParams
+from street2shop.retrieval.index import IndexParams
+from street2shop.tasks.promote import PromoteParams
 
 
 class PipelineConfig(BaseModel):

@@ -1,8 +1,9 @@
 """The nightly crawl-and-retrain deployment, served from one machine.
 
 ``street2shop deploy --config pipeline.yaml --cron "0 2 * * *"`` registers the pipeline
-as a Prefect deployment with that schedule and then runs it in this process whenever
-the schedule (or a "Quick run" in the Prefect UI) asks: no work pool or worker needed.
+(:func:`build_deployment`) as a Prefect deployment with that schedule and then runs it in
+this process whenever the schedule (or a "Quick run" in the Prefect UI) asks: no work pool
+or worker needed.
 For a worker setup (docker-compose, several machines) ``prefect.yaml`` at the repository
 root declares the same flow on a work pool instead.
 
@@ -15,9 +16,6 @@ inputs is skipped, and re-running a failed nightly run redoes only what failed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
-
-import typer
 
 DEFAULT_NAME = "nightly"
 DEFAULT_CRON = "0 2 * * *"
@@ -45,22 +43,3 @@ def build_deployment(config: Path, cron: str, home: Path | str, name: str = DEFA
         description=f"crawl {cfg.crawl.base_url}, clean, retrain, evaluate, index, promote (config: {config})",
         tags=["street2shop", "scheduled"],
     )
-
-
-def deploy(
-    config: Path = typer.Option(..., exists=True, dir_okay=False, help="pipeline config (YAML), e.g. the demo's demo-config.yaml"),
-    cron: str = typer.Option(DEFAULT_CRON, help="when to run, cron syntax (default: every night at 02:00)"),
-    home: Optional[str] = typer.Option(None, help="artifact store: a folder or a URL like s3://bucket/prefix (default: $STREET2SHOP_HOME)"),
-    name: str = typer.Option(DEFAULT_NAME, help="deployment name shown in the Prefect UI"),
-    timezone: str = typer.Option("UTC", help="time zone of the cron schedule"),
-) -> None:
-    """Serve the scheduled crawl-and-retrain pipeline from this process (Ctrl-C stops it)."""
-    from prefect import serve
-
-    from street2shop.settings import store_home
-
-    try:
-        deployment = build_deployment(config, cron, store_home(home), name, timezone)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    serve(deployment)

@@ -1,6 +1,6 @@
 """The pipeline's last step: decide whether the new index replaces the served one.
 
-A thin flow around :func:`street2shop.ops.promote`; the decision and its reason also go
+A thin flow around :func:`street2shop.tasks.promote.promote`; the decision and its reason also go
 to the Prefect UI as a markdown artifact, so a nightly run that kept the old model says
 why.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from street2shop.ops import PromoteParams, PromotionDecision, promote
-from street2shop.storage.store import ArtifactRef
+from street2shop.storage.promotions import PromotionDecision
+from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.tasks.promote import PromoteParams, promote
 
 
 def promotion_markdown(d: PromotionDecision) -> str:
@@ -32,7 +33,7 @@ def promotion_markdown(d: PromotionDecision) -> str:
 
 @flow(name="promote", log_prints=True)
 def promote_flow(home: str, index: ArtifactRef, params: PromoteParams | None = None) -> PromotionDecision:
-    decision = promote(home, index, params)
+    decision = promote(ArtifactStore(home), index, params)
     create_markdown_artifact(markdown=promotion_markdown(decision), key="promotion", description="promotion decision")
     print(f"index {index.version}: {'promoted' if decision.promoted else 'not promoted'} ({decision.reason})")
     return decision

@@ -13,12 +13,15 @@ from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
+from street2shop.retrieval.evaluation import EvaluateParams
+from street2shop.retrieval.index import IndexParams
+from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.crawl import crawl_task
 from street2shop.tasks.data import DataRefs
 from street2shop.tasks.dedup import dedup_task
-from street2shop.tasks.evaluate import EvaluateParams, evaluate_task
-from street2shop.tasks.index import IndexParams, build_index_task
+from street2shop.tasks.evaluate import evaluate_task
+from street2shop.tasks.index import build_index_task
 from street2shop.tasks.mine import mine_task
 from street2shop.tasks.noise import noise_filter_task
 from street2shop.tasks.stage import StageResult
@@ -29,12 +32,12 @@ def latest_data_refs(home: str) -> DataRefs:
     """The newest published clean data (what ``run --stage`` uses for train/mine/evaluate)."""
     store = ArtifactStore(home)
     return DataRefs(
-        items=store.latest("crawl", "items"),
-        images=store.latest("crawl", "images"),
-        groups=store.latest("dedup", "groups"),
-        splits=store.latest("dedup", "splits"),
-        noise_scores=store.latest("noise", "noise_scores"),
-        noise_labels=store.latest("noise", "noise_labels"),
+        items=store.latest(N.CRAWL, N.ITEMS),
+        images=store.latest(N.CRAWL, N.IMAGES),
+        groups=store.latest(N.DEDUP, N.GROUPS),
+        splits=store.latest(N.DEDUP, N.SPLITS),
+        noise_scores=store.latest(N.NOISE, N.NOISE_SCORES),
+        noise_labels=store.latest(N.NOISE, N.NOISE_LABELS),
     )
 
 
@@ -45,7 +48,7 @@ def crawl_flow(home: str, params: CrawlParams) -> StageResult:
 
 @flow(name="noise-filter", log_prints=True)
 def noise_filter_flow(home: str, labels_path: str, params: NoiseParams, images: ArtifactRef | None = None) -> StageResult:
-    images = images or ArtifactStore(home).latest("crawl", "images")
+    images = images or ArtifactStore(home).latest(N.CRAWL, N.IMAGES)
     return noise_filter_task(home, images, labels_path, params)
 
 
@@ -54,8 +57,8 @@ def dedup_flow(
     home: str, params: DedupParams, items: ArtifactRef | None = None, images: ArtifactRef | None = None, truth_items_csv: str | None = None
 ) -> StageResult:
     store = ArtifactStore(home)
-    items = items or store.latest("crawl", "items")
-    images = images or store.latest("crawl", "images")
+    items = items or store.latest(N.CRAWL, N.ITEMS)
+    images = images or store.latest(N.CRAWL, N.IMAGES)
     return dedup_task(home, items, images, params, truth_items_csv)
 
 
@@ -73,13 +76,13 @@ def train_flow(
 
 @flow(name="mine", log_prints=True)
 def mine_flow(home: str, params: MineParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None) -> StageResult:
-    checkpoint = checkpoint or ArtifactStore(home).latest("train", "checkpoint")
+    checkpoint = checkpoint or ArtifactStore(home).latest(N.TRAIN, N.CHECKPOINT)
     return mine_task(home, data or latest_data_refs(home), checkpoint, params)
 
 
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(home: str, params: EvaluateParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None) -> StageResult:
-    checkpoint = checkpoint or ArtifactStore(home).latest("train", "checkpoint")
+    checkpoint = checkpoint or ArtifactStore(home).latest(N.TRAIN, N.CHECKPOINT)
     return evaluate_task(home, data or latest_data_refs(home), checkpoint, params)
 
 
@@ -92,8 +95,8 @@ def build_index_flow(
     checkpoint: ArtifactRef | None = None,
 ) -> StageResult:
     store = ArtifactStore(home)
-    embeddings = embeddings or store.latest("evaluate", "embeddings")
-    images = images or store.latest("crawl", "images")
+    embeddings = embeddings or store.latest(N.EVALUATE, N.EMBEDDINGS)
+    images = images or store.latest(N.CRAWL, N.IMAGES)
     checkpoint = checkpoint or _checkpoint_of(store, embeddings)
     return build_index_task(home, embeddings, images, checkpoint, params)
 
@@ -101,6 +104,6 @@ def build_index_flow(
 def _checkpoint_of(store: ArtifactStore, embeddings: ArtifactRef) -> ArtifactRef:
     """The checkpoint an embeddings version was made with (from its lineage)."""
     for ref in store.manifest(embeddings).inputs:
-        if ref.stage == "train" and ref.name == "checkpoint":
+        if ref.stage == N.TRAIN and ref.name == N.CHECKPOINT:
             return ref
     raise ValueError(f"{embeddings} records no checkpoint among its inputs")

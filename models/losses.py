@@ -17,15 +17,16 @@ ranking, and a margin is a length) or ``cosine`` (similarity; PML flips the ineq
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from pytorch_metric_learning import distances, losses, miners, reducers
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
+from street2shop.registry import Registry
+
 Distance = Literal["euclidean", "cosine"]
-LOSSES = ("triplet", "contrastive", "arcface", "softmax")
-MINERS = ("semihard", "hard", "all", "batch_hard", "random", "none")
 #: losses that classify against per-item weights: they need ``num_classes`` and ignore ref_emb.
 CLASSIFICATION_LOSSES = frozenset({"arcface", "softmax"})
 
@@ -72,6 +73,50 @@ class RandomTripletMiner(miners.BaseMiner):
         return anchors, positives, negatives
 
 
+#: Losses by name: ``factory(margin=, distance=, num_classes=, embedding_size=, scale=,
+#: temperature=, label_smoothing=)`` -> a PML loss. Classification losses (a weight matrix
+#: per class) are listed in :data:`CLASSIFICATION_LOSSES`.
+LOSSES: Registry[Callable[..., losses.BaseMetricLossFunction]] = Registry("loss")
+#: Miners by name: ``factory(margin=, distance=)`` -> a PML miner, or None (every tuple).
+MINERS: Registry[Callable[..., miners.BaseMiner | None]] = Registry("miner")
+
+
+@LOSSES.register("triplet")
+def _triplet(margin: float, distance: Distance, **_) -> losses.BaseMetricLossFunction:
+    # Collecting stats lets training log how many triplets were active (loss > 0).
+    return losses.TripletMarginLoss(
+        margin=margin, distance=create_distance(distance), reducer=reducers.AvgNonZeroReducer(collect_stats=True)
+    )
+
+
+@LOSSES.register("contrastive")
+def _contrastive(margin: float, distance: Distance, **_) -> losses.BaseMetricLossFunction:
+    dist = create_distance(distance)
+    # Positives pulled to distance 0 (similarity 1), negatives pushed beyond the margin.
+    pos_margin, neg_margin = (0.0, margin) if not dist.is_inverted else (1.0, 1.0 - margin)
+    return losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin, distance=dist)
+
+
+def _classes(name: str, num_classes: int | None, embedding_size: int | None) -> tuple[int, int]:
+    if not num_classes or not embedding_size:
+        raise ValueError(f"loss {name!r} needs num_classes and embedding_size")
+    return num_classes, embedding_size
+
+
+@LOSSES.register("arcface")
+def _arcface(margin: float, num_classes: int | None, embedding_size: int | None, scale: float, **_) -> losses.BaseMetricLossFunction:
+    return losses.ArcFaceLoss(*_classes("arcface", num_classes, embedding_size), margin=margin, scale=scale)
+
+
+@LOSSES.register("softmax")
+def _softmax(
+    num_classes: int | None, embedding_size: int | None, temperature: float, label_smoothing: float, **_
+) -> losses.BaseMetricLossFunction:
+    return LabelSmoothedNormalizedSoftmaxLoss(
+        *_classes("softmax", num_classes, embedding_size), temperature=temperature, label_smoothing=label_smoothing
+    )
+
+
 def create_loss(
     name: str,
     margin: float = 0.2,
@@ -82,49 +127,37 @@ def create_loss(
     temperature: float = 0.05,
     label_smoothing: float = 0.1,
 ) -> losses.BaseMetricLossFunction:
-    """A PML loss by name.
+    """A PML loss by name (one of :data:`LOSSES`).
 
     ``margin`` is the triplet margin, the contrastive negative margin, and for ``arcface``
     the additive angular margin in *degrees* (PML's convention; 28.6 deg = 0.5 rad).
     """
-    if name == "triplet":
-        # Collecting stats lets training log how many triplets were active (loss > 0).
-        return losses.TripletMarginLoss(
-            margin=margin,
-            distance=create_distance(distance),
-            reducer=reducers.AvgNonZeroReducer(collect_stats=True),
-        )
-    if name == "contrastive":
-        dist = create_distance(distance)
-        # Positives pulled to distance 0 (similarity 1), negatives pushed beyond the margin.
-        pos_margin, neg_margin = (0.0, margin) if not dist.is_inverted else (1.0, 1.0 - margin)
-        return losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin, distance=dist)
-    if name in CLASSIFICATION_LOSSES:
-        if not num_classes or not embedding_size:
-            raise ValueError(f"loss {name!r} needs num_classes and embedding_size")
-        if name == "arcface":
-            return losses.ArcFaceLoss(num_classes, embedding_size, margin=margin, scale=scale)
-        return LabelSmoothedNormalizedSoftmaxLoss(
-            num_classes, embedding_size, temperature=temperature, label_smoothing=label_smoothing
-        )
-    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+    return LOSSES.get(name)(
+        margin=margin, distance=distance, num_classes=num_classes, embedding_size=embedding_size,
+        scale=scale, temperature=temperature, label_smoothing=label_smoothing,
+    )  # fmt: skip
+
+
+def _triplet_miner(kind: str) -> Callable[..., miners.BaseMiner]:
+    def factory(margin: float, distance: Distance) -> miners.BaseMiner:
+        return miners.TripletMarginMiner(margin=margin, type_of_triplets=kind, distance=create_distance(distance))
+
+    return factory
+
+
+for _kind in ("semihard", "hard", "all"):
+    MINERS.add(_kind, _triplet_miner(_kind))
+MINERS.add("batch_hard", lambda margin, distance: miners.BatchHardMiner(distance=create_distance(distance)))
+MINERS.add("random", lambda margin, distance: RandomTripletMiner())
+MINERS.add("none", lambda margin, distance: None)
 
 
 def create_miner(
     name: str, margin: float = 0.2, distance: Distance = "euclidean"
 ) -> miners.BaseMiner | None:
-    """A PML miner by name (``None`` for ``"none"``: the loss then uses every tuple)."""
-    if name in ("semihard", "hard", "all"):
-        return miners.TripletMarginMiner(
-            margin=margin, type_of_triplets=name, distance=create_distance(distance)
-        )
-    if name == "batch_hard":
-        return miners.BatchHardMiner(distance=create_distance(distance))
-    if name == "random":
-        return RandomTripletMiner()
-    if name == "none":
-        return None
-    raise ValueError(f"unknown miner {name!r}; choose one of {MINERS}")
+    """A PML miner by name (one of :data:`MINERS`; ``None`` for ``"none"``: the loss then
+    uses every tuple)."""
+    return MINERS.get(name)(margin=margin, distance=distance)
 
 
 def active_tuples(loss: losses.BaseMetricLossFunction) -> int | None:

@@ -12,14 +12,14 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
+from street2shop.storage.images import UnreadableImageError, open_image
+
+__all__ = ["Preprocess", "UnreadableImageError", "read_image"]
+
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-
-
-class UnreadableImageError(ValueError):
-    """An image file is missing, truncated or not an image; the message names the file."""
 
 
 class Preprocess(BaseModel):
@@ -68,18 +68,12 @@ class Preprocess(BaseModel):
 
 
 def read_image(path: str | Path, min_size: int | None = None) -> Image.Image:
-    """Decode an image file fully, raising :class:`UnreadableImageError` naming the file.
+    """Decode an image file to upright RGB (:func:`street2shop.storage.images.open_image`),
+    raising :class:`UnreadableImageError` naming the file.
 
     ``min_size``: a JPEG may be decoded at a reduced scale (libjpeg DCT scaling), as long as
     both sides stay >= ``min_size``. A 12-megapixel phone photo headed for 224 px then
     decodes several times faster, which matters when decoding competes with the network
     for two cores.
     """
-    try:
-        with Image.open(path) as image:
-            if min_size is not None:
-                image.draft("RGB", (min_size, min_size))
-            image.load()  # decode now, inside the try, so truncated files fail here
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise UnreadableImageError(f"cannot read image {str(path)!r}: {exc}") from exc
+    return open_image(path, min_size=min_size)

@@ -1,6 +1,9 @@
-"""Retrieval: evaluation, baseline descriptors, FAISS indexes and query expansion.
+"""Retrieval: the one evaluation module, metrics, item ranking, baselines, FAISS indexes and
+query expansion.
 
-Pure numpy / faiss code that takes vectors, not models: ``evaluation`` is the one scoring
-path, ``baselines`` the white-box descriptors, ``index`` the FAISS gallery index and
-``expansion`` the optional αQE / DBA post-processing.
+``evaluation`` is the one path every figure goes through (training's validation, the
+evaluate stage, ``street2shop eval``, the benchmarks); ``metrics`` scores vectors, ``ranking``
+turns photo hits into item rankings (shared with the service), ``baselines`` are white-box
+descriptors, ``index`` the FAISS gallery index, ``expansion`` αQE / DBA, ``report`` the HTML
+report's pages.
 """

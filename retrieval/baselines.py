@@ -4,8 +4,8 @@ They give the learned embedder something to beat in the metrics table, and a san
 of the evaluation itself: a colour histogram should do well on "right colour" and badly on
 "right garment", HOG the other way round. Each baseline is a function of one RGB image
 registered by name; :func:`baseline_features` loads the files and stacks unit-norm float32
-vectors that go into :func:`street2shop.retrieval.evaluation.evaluate_retrieval` like any
-embedding.
+vectors that go into the one evaluation path (:mod:`street2shop.retrieval.evaluation`) like
+any embedding.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from street2shop.registry import Registry
 from street2shop.retrieval.vectors import l2_normalize
+from street2shop.storage.images import open_image
 
 #: One RGB image (already resized to the working size) -> 1-D descriptor.
 BaselineFn = Callable[[Image.Image], np.ndarray]
@@ -97,9 +98,7 @@ def hog(image: Image.Image, cells: int = 8, orientations: int = 9) -> np.ndarray
 
 def load_image(path: str | Path, image_size: int) -> Image.Image:
     """RGB image squashed to ``image_size`` square, EXIF rotation applied (phone photos)."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        return img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return open_image(path).resize((image_size, image_size), Image.Resampling.BILINEAR)
 
 
 def baseline_features(

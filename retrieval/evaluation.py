@@ -1,428 +1,256 @@
-"""The one retrieval evaluation path: street-photo queries against a shop-photo gallery.
+"""The one evaluation path: street queries of a split against the whole shop gallery.
 
-Training validation, the evaluate stage, the benchmarks and the API's self-check all call
-:func:`evaluate_retrieval`, so a figure means the same thing wherever it is printed.
+Training's validation, the evaluate stage, bring-your-own-data evaluation (``street2shop
+eval``) and the benchmarks all call :func:`evaluate_features` (or :func:`score_vectors`, when
+the vectors already exist); only the feature function differs (trained embedder, pretrained
+backbone, white-box baselines) or the post-processing of the vectors (αQE, DBA). The
+evaluate stage's whole computation is :func:`evaluate_models`; its task only reads the
+artifacts, calls it and publishes the result.
 
-Definitions (what the numbers mean):
-
-* **Search** is exact cosine similarity: both sides are L2-normalised and scored by inner
-  product, the computation ``faiss.IndexFlatIP`` performs (the tests check the two agree). The
-  full query x gallery score matrix is computed in query chunks rather than asking faiss for
-  ``k`` neighbours, because mAP needs the rank of the correct item however deep it lies.
-* **Items, not photos.** The gallery holds photos and an item (product x colour) may have
-  several. Rankings are de-duplicated to items in rank order, keeping each item's first
-  occurrence; an item's score is therefore its best photo's score. Ties (equal scores, which
-  only happen with duplicated vectors) go to the item that appears first in the gallery.
-* **Relevant items** of a query are its own item, or, when ``item_group`` is given, every
-  gallery item of the same group (near-duplicate listings merged by the dedup stage, where
-  finding the other seller's identical listing is a correct answer).
-* ``top{k}``: fraction of queries with a relevant item among the first ``k`` items.
-* ``recall@{k}``: mean over queries of (relevant items in the first ``k``) / (relevant items
-  in the gallery). With one relevant item per query (no ``item_group``) it **equals**
-  ``top{k}``; it only differs when groups hold several items.
-* ``map``: mean over queries of average precision over the full ranked item list; with one
-  relevant item this is the mean reciprocal rank.
-* ``wrong_colour_top1`` (only with ``item_product``): fraction of queries whose top-1 item is
-  not relevant but is the query's product in another colour: the model found the garment
-  and missed the colour.
-* A query whose relevant items are all absent from the gallery is an error by default, since
-  it usually means the query and gallery splits were joined wrongly. With
-  ``allow_missing=True`` it is scored as a miss (0 on every metric) and counted in
-  ``n_missing``.
-
-Per-category figures group the *queries* by category; every query is still searched against
-the whole gallery, as a shopper's photo is.
+The gallery is every shop photo of the annotated table (for the pipeline: the whole
+catalogue), so a figure always says which gallery it used through ``gallery_size`` and
+``gallery_items``. The metrics themselves are defined in :mod:`street2shop.retrieval.metrics`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, field_validator
 
-from street2shop.retrieval.vectors import l2_normalize
+from street2shop.cleaning.selection import gallery_images, query_images
+from street2shop.retrieval.expansion import EXPANSIONS, expand
+from street2shop.retrieval.metrics import RetrievalReport, evaluate_retrieval
 
-#: Category label of the overall rows in the metrics table.
-ALL_CATEGORIES = "all"
+if TYPE_CHECKING:  # torch loads when a model is evaluated, not when this module is imported
+    from street2shop.models.embedder import Embedder
 
-#: Keep one chunk of the query x gallery score matrix around this many float32 cells (64 MB).
-_CHUNK_CELLS = 1 << 24
+#: paths -> ``(len(paths), dim)`` float32 vectors
+FeatureFn = Callable[[list[str]], np.ndarray]
 
-
-@dataclass(frozen=True)
-class RetrievalReport:
-    """Metrics of one evaluation plus the ranked items behind them (for reports and galleries).
-
-    ``overall`` and each ``per_category[c]`` map metric keys (``top1``, ``recall@5``, ``map``,
-    ``wrong_colour_top1``, ``n_queries``, ``n_missing``, ``gallery_size``,
-    ``gallery_items``) to values. Per-query arrays are aligned with the queries given.
-    """
-
-    ks: tuple[int, ...]
-    overall: dict[str, float]
-    per_category: dict[str, dict[str, float]]
-    query_items: np.ndarray  # (n_q,) item ids of the queries
-    ranked_items: np.ndarray  # (n_q, max(ks)) object: item ids, None past the gallery's end
-    ranked_scores: np.ndarray  # (n_q, max(ks)) float32, NaN past the gallery's end
-    first_hit_rank: np.ndarray  # (n_q,) 1-based rank of the first relevant item; 0 = missing
-    average_precision: np.ndarray  # (n_q,)
-    query_categories: np.ndarray | None = None  # (n_q,) when categories were given
-
-    def to_rows(self, model: str, split: str) -> list[dict[str, Any]]:
-        """Long-format rows matching ``street2shop.storage.schemas.METRICS``."""
-        rows: list[dict[str, Any]] = []
-        tables = {ALL_CATEGORIES: self.overall, **dict(sorted(self.per_category.items()))}
-        for category, values in tables.items():
-            for key, metric, k in _metric_names(self.ks):
-                if key in values:
-                    rows.append(
-                        {
-                            "model": model,
-                            "split": split,
-                            "category": category,
-                            "metric": metric,
-                            "k": k,
-                            "value": float(values[key]),
-                        }
-                    )
-        return rows
+#: The name of the model under evaluation in the metrics table (baselines use their own).
+TRAINED = "trained"
+#: The figures of each model copied into the ``metrics`` manifest (``<model>_<key>``).
+HEADLINE_KEYS = ("top1", "top20", "map")
 
 
-def _metric_names(ks: Sequence[int]) -> list[tuple[str, str, int | None]]:
-    """(dict key, metrics-table name, k) of every figure, in report order."""
-    names: list[tuple[str, str, int | None]] = [(f"top{k}", "top_k", k) for k in ks]
-    names += [(f"recall@{k}", "recall", k) for k in ks]
-    names += [
-        ("map", "map", None),
-        ("wrong_colour_top1", "wrong_colour", 1),
-        ("n_queries", "n_queries", None),
-        ("n_missing", "n_missing", None),
-        ("gallery_size", "gallery_size", None),
-        ("gallery_items", "gallery_items", None),
-    ]
-    return names
+class EvaluateParams(BaseModel):
+    split: str = "test"
+    ks: list[int] = [1, 5, 10, 20]
+    #: white-box baselines by name, plus "pretrained" (the trained model's backbone, untrained head)
+    baselines: list[str] = ["colour_histogram", "hog", "pretrained"]
+    baseline_image_size: int = 128
+    batch_size: int = 32
+    #: post-processing of the trained vectors measured on top of them: "qe", "dba", "dba+qe"
+    expansions: list[str] = ["qe", "dba", "dba+qe"]
+    #: αQE: gallery neighbours averaged into a query, and their weight exponent
+    qe_k: int = 2
+    qe_alpha: float = 3.0
+    #: DBA: neighbours (itself included) averaged into a gallery vector
+    dba_k: int = 2
+    dba_alpha: float = 3.0
+    report: bool = True
+    report_seed: int = 0
 
-
-def evaluate_retrieval(
-    query_vectors: np.ndarray,
-    query_items: Sequence[str] | np.ndarray,
-    gallery_vectors: np.ndarray,
-    gallery_items: Sequence[str] | np.ndarray,
-    *,
-    ks: Sequence[int] = (1, 5, 10, 20),
-    query_categories: Sequence[str] | np.ndarray | None = None,
-    item_product: Mapping[str, str] | None = None,
-    item_group: Mapping[str, str] | None = None,
-    gallery_is_item_level: bool = False,
-    allow_missing: bool = False,
-) -> RetrievalReport:
-    """Score street-photo queries against a shop gallery (see the module docstring).
-
-    Args:
-        query_vectors: ``(n_q, d)`` query embeddings (normalised here).
-        query_items: item id of each query.
-        gallery_vectors: ``(n_g, d)`` gallery embeddings; several may share an item.
-        gallery_items: item id of each gallery vector.
-        ks: cut-offs for ``top{k}`` and ``recall@{k}``; the ranked lists keep ``max(ks)``.
-        query_categories: category of each query, for ``per_category``.
-        item_product: item id -> product id, for ``wrong_colour_top1``.
-        item_group: item id -> group id; items of a query's group all count as relevant.
-        gallery_is_item_level: the gallery has exactly one vector per item (e.g. an item's
-            mean descriptor); duplicates are then an error instead of being merged.
-        allow_missing: score queries with no relevant gallery item as misses instead of
-            raising.
-    """
-    ks = _check_ks(ks)
-    queries = l2_normalize(query_vectors, "query_vectors")
-    gallery = l2_normalize(gallery_vectors, "gallery_vectors", dim=queries.shape[1])
-    q_items = _labels(query_items, len(queries), "query_items")
-    g_items = _labels(gallery_items, len(gallery), "gallery_items")
-    categories = (
-        None
-        if query_categories is None
-        else _labels(query_categories, len(queries), "query_categories")
-    )
-
-    items, gallery_codes = _item_codes(g_items)
-    if gallery_is_item_level and len(items) != len(g_items):
-        raise ValueError(
-            f"gallery_is_item_level=True but the gallery has {len(g_items)} vectors for "
-            f"{len(items)} distinct items"
-        )
-    relevant = _relevant_codes(q_items, items, item_group)
-    n_relevant = (relevant >= 0).sum(axis=1)
-    missing = n_relevant == 0
-    if missing.any() and not allow_missing:
-        examples = ", ".join(sorted(set(q_items[missing].tolist()))[:5])
-        raise ValueError(
-            f"{int(missing.sum())} queries have no relevant item in the gallery (e.g. "
-            f"{examples}); check the split join, or pass allow_missing=True to score them "
-            "as misses"
-        )
-
-    ranked_codes, ranked_scores, ranks = _rank(
-        queries, gallery, gallery_codes, len(items), relevant, max(ks)
-    )
-
-    # Per-query figures; aggregation (overall and per category) is a mean of these.
-    sorted_ranks = np.sort(ranks, axis=1)  # missing relevant slots hold a huge rank: last
-    first_hit = np.where(missing, 0, sorted_ranks[:, 0])
-    denom = np.maximum(n_relevant, 1)  # a missing query scores 0, not 0/0
-    position = np.arange(1, relevant.shape[1] + 1)[None, :]
-    precision_at_hits = np.where(position <= n_relevant[:, None], position / sorted_ranks, 0.0)
-    average_precision = precision_at_hits.sum(axis=1) / denom
-    per_query: dict[str, np.ndarray] = {}
-    for k in ks:
-        per_query[f"top{k}"] = ((first_hit >= 1) & (first_hit <= k)).astype(np.float64)
-    for k in ks:
-        per_query[f"recall@{k}"] = (ranks <= k).sum(axis=1) / denom
-    per_query["map"] = average_precision
-    if item_product is not None:
-        per_query["wrong_colour_top1"] = _wrong_colour(
-            q_items, items, ranked_codes[:, 0], first_hit, item_product
-        )
-
-    gallery_stats = {"gallery_size": float(len(gallery)), "gallery_items": float(len(items))}
-    overall = _aggregate(per_query, missing, np.ones(len(queries), bool)) | gallery_stats
-    per_category: dict[str, dict[str, float]] = {}
-    if categories is not None:
-        for category in np.unique(categories):
-            mask = categories == category
-            per_category[str(category)] = _aggregate(per_query, missing, mask) | gallery_stats
-
-    item_array = np.asarray(items, dtype=object)
-    ranked_items = np.where(ranked_codes >= 0, item_array[np.maximum(ranked_codes, 0)], None)
-    return RetrievalReport(
-        ks=ks,
-        overall=overall,
-        per_category=per_category,
-        query_items=q_items,
-        ranked_items=ranked_items,
-        ranked_scores=ranked_scores,
-        first_hit_rank=first_hit.astype(np.int64),
-        average_precision=average_precision,
-        query_categories=categories,
-    )
-
-
-@dataclass(frozen=True)
-class GalleryItems:
-    """The item of every gallery row, coded once (see :func:`rank_items`).
-
-    A search service ranks every query against the same gallery: building this once keeps
-    the per-query cost of :func:`rank_items` independent of the gallery's size.
-    """
-
-    items: np.ndarray  # distinct item ids in order of first appearance (object array)
-    codes: np.ndarray  # (n_gallery,) index into ``items`` of each gallery row
-
+    @field_validator("expansions")
     @classmethod
-    def of(cls, gallery_items: Sequence[str] | np.ndarray) -> GalleryItems:
-        items, codes = _item_codes(_labels(gallery_items, None, "gallery_items"))
-        return cls(np.asarray(items, dtype=object), codes)
+    def _known_expansions(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(EXPANSIONS))
+        if unknown:
+            raise ValueError(f"unknown expansion(s) {unknown}; known: {', '.join(EXPANSIONS)}")
+        return value
 
-    def __len__(self) -> int:
-        return len(self.codes)
 
+def evaluate_features(
+    features: FeatureFn,
+    annotated: pa.Table,
+    split: str = "test",
+    ks: Sequence[int] = (1, 5, 10, 20),
+    gallery_vectors: np.ndarray | None = None,
+) -> tuple[RetrievalReport, dict[str, np.ndarray]]:
+    """Embed queries of ``split`` and the gallery with ``features`` and score retrieval.
 
-def rank_items(
-    neighbours: np.ndarray,
-    scores: np.ndarray,
-    gallery_items: Sequence[str] | np.ndarray | GalleryItems,
-    k: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """De-duplicate photo-level search results (e.g. from a faiss index) to items.
-
-    ``neighbours`` and ``scores`` are faiss ``search`` output, ``(n_q, m)``, best first, with
-    ``-1`` for empty slots. ``gallery_items``: each gallery row's item id, or those ids coded
-    once as :class:`GalleryItems`. Returns ``(items, item_scores)`` of shape ``(n_q, k)``:
-    each item's first (= best) occurrence in rank order, padded with ``None`` / NaN when the
-    ``m`` photos hold fewer than ``k`` distinct items (search more photos to fill them).
+    Returns the report and the vectors (``gallery``, ``queries``) so callers can store them.
     """
-    neighbours = np.asarray(neighbours)
-    scores = np.asarray(scores, dtype=np.float32)
-    if neighbours.ndim != 2 or neighbours.shape != scores.shape:
+    queries = query_images(annotated, split)
+    gallery = gallery_images(annotated)
+    if queries.num_rows == 0:
+        raise ValueError(f"no evaluation queries in split {split!r}: is the shop too small or every photo filtered?")
+    if gallery_vectors is None:
+        gallery_vectors = features(gallery.column("path").to_pylist())
+    query_vectors = features(queries.column("path").to_pylist())
+    report = score_vectors(query_vectors, gallery_vectors, annotated, split, ks)
+    return report, {"gallery": gallery_vectors, "queries": query_vectors}
+
+
+def score_vectors(
+    query_vectors: np.ndarray,
+    gallery_vectors: np.ndarray,
+    annotated: pa.Table,
+    split: str = "test",
+    ks: Sequence[int] = (1, 5, 10, 20),
+) -> RetrievalReport:
+    """Score vectors already computed for ``query_images(annotated, split)`` (rows in that
+    order) against ``gallery_images(annotated)``.
+
+    ``category`` and ``product_id`` are optional columns: without categories there are no
+    per-category figures, without products no "right product, wrong colour" rate (rather
+    than a rate that is 0 by construction).
+    """
+    queries = query_images(annotated, split)
+    gallery = gallery_images(annotated)
+    if len(query_vectors) != queries.num_rows or len(gallery_vectors) != gallery.num_rows:
         raise ValueError(
-            f"neighbours {neighbours.shape} and scores {scores.shape} must be equal 2-D shapes"
+            f"got {len(query_vectors)} query and {len(gallery_vectors)} gallery vectors for "
+            f"{queries.num_rows} queries and {gallery.num_rows} gallery photos"
         )
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    gallery = gallery_items if isinstance(gallery_items, GalleryItems) else GalleryItems.of(gallery_items)
-    if neighbours.size and neighbours.max() >= len(gallery):
-        raise ValueError(f"neighbour id {int(neighbours.max())} is outside the gallery")
-    item_array, gallery_codes = gallery.items, gallery.codes
-    n_q, m = neighbours.shape
-    codes = np.where(neighbours >= 0, gallery_codes[np.maximum(neighbours, 0)], -1)
-
-    rows = np.repeat(np.arange(n_q), m)
-    pos = np.tile(np.arange(m), n_q)
-    flat = codes.ravel()
-    valid = flat >= 0
-    rows, pos, flat = rows[valid], pos[valid], flat[valid]
-    # Sort by (row, item, position): the first entry of each (row, item) run is the item's
-    # first occurrence in that row's ranking.
-    order = np.lexsort((pos, flat, rows))
-    rows, pos, flat = rows[order], pos[order], flat[order]
-    first = np.ones(rows.size, bool)
-    first[1:] = (rows[1:] != rows[:-1]) | (flat[1:] != flat[:-1])
-    rows, pos, flat = rows[first], pos[first], flat[first]
-    order = np.lexsort((pos, rows))  # back to rank order within each row
-    rows, pos, flat = rows[order], pos[order], flat[order]
-    slot = np.arange(rows.size) - np.searchsorted(rows, rows)
-    keep = slot < k
-
-    out_items = np.full((n_q, k), None, dtype=object)
-    out_scores = np.full((n_q, k), np.nan, dtype=np.float32)
-    out_items[rows[keep], slot[keep]] = item_array[flat[keep]]
-    out_scores[rows[keep], slot[keep]] = scores[rows[keep], pos[keep]]
-    return out_items, out_scores
-
-
-# --------------------------------------------------------------------------- internals
-
-
-def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
-    values = tuple(int(k) for k in ks)
-    if not values or any(k < 1 for k in values) or len(set(values)) != len(values):
-        raise ValueError(f"ks must be distinct positive integers, got {tuple(ks)}")
-    return tuple(sorted(values))
-
-
-def _labels(labels: Sequence[str] | np.ndarray, n: int | None, name: str) -> np.ndarray:
-    arr = np.asarray(labels, dtype=object)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if n is not None and len(arr) != n:
-        raise ValueError(f"{name} has {len(arr)} labels for {n} vectors")
-    if any(label is None for label in arr):
-        raise ValueError(f"{name} contains None")
-    return arr.astype(str)
-
-
-def _item_codes(gallery_items: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Distinct items in order of first appearance, and each gallery row's item code.
-
-    Numbering items by first appearance makes "lower code" mean "earlier in the gallery",
-    which is the documented tie-break.
-    """
-    uniques, first_pos, inverse = np.unique(
-        gallery_items, return_index=True, return_inverse=True
+    item_product = None
+    if _has_values(annotated, "product_id"):
+        item_product = dict(zip(annotated.column("item_id").to_pylist(), annotated.column("product_id").to_pylist()))
+    categories = queries.column("category").to_pylist() if _has_values(queries, "category") else None
+    return evaluate_retrieval(
+        query_vectors,
+        queries.column("item_id").to_pylist(),
+        gallery_vectors,
+        gallery.column("item_id").to_pylist(),
+        ks=tuple(ks),
+        query_categories=categories,
+        item_product=item_product,
     )
-    by_appearance = np.argsort(first_pos)
-    code_of = np.empty_like(by_appearance)
-    code_of[by_appearance] = np.arange(len(by_appearance))
-    return uniques[by_appearance].tolist(), code_of[inverse.ravel()]
 
 
-def _relevant_codes(
-    query_items: np.ndarray, items: list[str], item_group: Mapping[str, str] | None
-) -> np.ndarray:
-    """``(n_q, r)`` item codes relevant to each query, padded with -1."""
-    code = {item: i for i, item in enumerate(items)}
-    if item_group is None:
-        return np.array([[code.get(item, -1)] for item in query_items], dtype=np.int64)
-    unknown = sorted({i for i in [*query_items, *items] if i not in item_group})
-    if unknown:
-        raise ValueError(f"item_group lacks {len(unknown)} item(s), e.g. {unknown[:5]}")
-    members: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        members.setdefault(item_group[item], []).append(i)
-    lists = [members.get(item_group[item], []) for item in query_items]
-    width = max(1, max(len(m) for m in lists))
-    out = np.full((len(lists), width), -1, dtype=np.int64)
-    for row, m in enumerate(lists):
-        out[row, : len(m)] = m
-    return out
+def _has_values(table: pa.Table, column: str) -> bool:
+    return column in table.column_names and table.num_rows > 0 and table.column(column).null_count == 0
 
 
-def _rank(
-    queries: np.ndarray,
-    gallery: np.ndarray,
-    gallery_codes: np.ndarray,
-    n_items: int,
-    relevant: np.ndarray,
-    max_k: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top ``max_k`` item codes and scores per query, and the 1-based rank of each relevant
-    item (a huge sentinel for padding slots), over the full item ranking."""
-    n_q = len(queries)
-    # Gallery rows grouped by item so an item's score is a max over one contiguous segment.
-    by_item = np.argsort(gallery_codes, kind="stable")
-    gallery_sorted = gallery[by_item]
-    starts = np.searchsorted(gallery_codes[by_item], np.arange(n_items))
-    one_per_item = n_items == len(gallery)
-
-    k_eff = min(max_k, n_items)
-    ranked_codes = np.full((n_q, max_k), -1, dtype=np.int64)
-    ranked_scores = np.full((n_q, max_k), np.nan, dtype=np.float32)
-    never = np.iinfo(np.int64).max // 4
-    ranks = np.full(relevant.shape, never, dtype=np.int64)
-    # The rank computation below holds (chunk, relevant, items) booleans: budget for both.
-    chunk = max(1, _CHUNK_CELLS // max(len(gallery), relevant.shape[1] * n_items))
-    item_index = np.arange(n_items)
-
-    for lo in range(0, n_q, chunk):
-        hi = min(n_q, lo + chunk)
-        scores = queries[lo:hi] @ gallery_sorted.T
-        if not one_per_item:
-            scores = np.maximum.reduceat(scores, starts, axis=1)
-        top = _top_k_columns(scores, k_eff)
-        ranked_codes[lo:hi, :k_eff] = top
-        ranked_scores[lo:hi, :k_eff] = np.take_along_axis(scores, top, axis=1)
-
-        rel = relevant[lo:hi]
-        valid = rel >= 0
-        rel_safe = np.where(valid, rel, 0)
-        s_rel = np.take_along_axis(scores, rel_safe, axis=1)[:, :, None]
-        ahead = (scores[:, None, :] > s_rel) | (
-            (scores[:, None, :] == s_rel) & (item_index[None, None, :] < rel_safe[:, :, None])
-        )
-        ranks[lo:hi] = np.where(valid, 1 + ahead.sum(axis=2), never)
-    return ranked_codes, ranked_scores, ranks
+# --------------------------------------------------------------------------- the evaluate stage
 
 
-def _top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's ``k`` best scores, ordered by (score desc, column asc).
+def feature_functions(model: Embedder, params: EvaluateParams, num_workers: int = 0) -> dict[str, FeatureFn]:
+    """The trained model first, then each baseline of ``params`` by name.
 
-    ``argpartition`` alone could keep a later column over an equal-scored earlier one at the
-    cut; taking every candidate >= the k-th value and sorting them keeps the tie-break exact
-    while staying linear in the row length.
+    ``pretrained`` is the trained model's backbone with its ImageNet weights and a
+    parameter-free head, at the model's input size: how far training moved.
     """
-    n_rows, n_cols = scores.shape
-    if k >= n_cols:
-        return np.argsort(-scores, axis=1, kind="stable")
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
-    rows, cols = np.nonzero(scores >= kth)
-    order = np.lexsort((cols, -scores[rows, cols], rows))
-    rows, cols = rows[order], cols[order]
-    slot = np.arange(rows.size) - np.searchsorted(rows, rows)
-    keep = slot < k
-    top = np.empty((n_rows, k), dtype=np.int64)
-    top[rows[keep], slot[keep]] = cols[keep]
-    return top
+    from street2shop.models.embed import embed_images
+    from street2shop.models.embedder import pretrained_features
+    from street2shop.retrieval.baselines import baseline_features
+
+    fns: dict[str, FeatureFn] = {TRAINED: partial(embed_images, model, batch_size=params.batch_size, num_workers=num_workers)}
+    for name in params.baselines:
+        if name == "pretrained":
+            baseline = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size)
+            fns[name] = partial(embed_images, baseline, batch_size=params.batch_size, num_workers=num_workers)
+        else:
+            fns[name] = partial(baseline_features, name, image_size=params.baseline_image_size)
+    return fns
 
 
-def _wrong_colour(
-    query_items: np.ndarray,
-    items: list[str],
-    top1_codes: np.ndarray,
-    first_hit: np.ndarray,
-    item_product: Mapping[str, str],
-) -> np.ndarray:
-    unknown = sorted({i for i in [*query_items, *items] if i not in item_product})
-    if unknown:
-        raise ValueError(f"item_product lacks {len(unknown)} item(s), e.g. {unknown[:5]}")
-    top1_product = np.array([item_product[items[c]] for c in top1_codes], dtype=object)
-    query_product = np.array([item_product[i] for i in query_items], dtype=object)
-    return ((first_hit != 1) & (top1_product == query_product)).astype(np.float64)
+@dataclass(frozen=True)
+class ModelsEvaluation:
+    """What :func:`evaluate_models` measured: the metrics rows, the headline figures, and
+    the trained model's report and vectors (rows as ``gallery_images`` / ``query_images``)."""
+
+    rows: list[dict[str, Any]]
+    figures: dict[str, Any]
+    report: RetrievalReport
+    vectors: dict[str, np.ndarray]
 
 
-def _aggregate(
-    per_query: dict[str, np.ndarray], missing: np.ndarray, mask: np.ndarray
-) -> dict[str, float]:
-    out = {key: float(values[mask].mean()) for key, values in per_query.items()}
-    out["n_queries"] = float(mask.sum())
-    out["n_missing"] = float((missing & mask).sum())
-    return out
+def evaluate_models(annotated: pa.Table, features: Mapping[str, FeatureFn], params: EvaluateParams) -> ModelsEvaluation:
+    """Score every feature function (one of them :data:`TRAINED`), then each expansion of
+    the trained vectors, on the queries of ``params.split`` against the whole gallery."""
+    if TRAINED not in features:
+        raise ValueError(f"features must include {TRAINED!r}; got {sorted(features)}")
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {}
+    trained_report, vectors = None, None
+    for name, fn in features.items():
+        report, vecs = evaluate_features(fn, annotated, params.split, ks=params.ks)
+        rows.extend(report.to_rows(name, params.split))
+        figures.update(_headline(name, report))
+        if name == TRAINED:
+            trained_report, vectors = report, vecs
+            figures.update(
+                {
+                    "queries": report.overall.get("n_queries"),
+                    "gallery": report.overall.get("gallery_size"),
+                    "gallery_items": report.overall.get("gallery_items"),
+                    # which gallery every figure used: a bigger gallery is harder
+                    "gallery_scope": "whole catalogue (every shop photo), exact search",
+                }
+            )
+    assert trained_report is not None and vectors is not None
+    for expansion in params.expansions:
+        queries_x, gallery_x = expand(
+            expansion, vectors["queries"], vectors["gallery"], params.qe_k, params.qe_alpha, params.dba_k, params.dba_alpha
+        )
+        report = score_vectors(queries_x, gallery_x, annotated, params.split, params.ks)
+        name = f"{TRAINED}+{expansion}"
+        rows.extend(report.to_rows(name, params.split))
+        figures.update(_headline(name, report))
+    return ModelsEvaluation(rows, figures, trained_report, vectors)
+
+
+def _headline(name: str, report: RetrievalReport) -> dict[str, float]:
+    return {f"{name}_{key}": report.overall[key] for key in HEADLINE_KEYS if key in report.overall}
+
+
+def evaluated_vectors(annotated: pa.Table, split: str, vectors: Mapping[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """``(image_ids, matrix)`` of the gallery and query vectors, one row per image id.
+
+    The same photo may be a gallery image of two items (a re-listing): it keeps its first row.
+    """
+    ids = gallery_images(annotated).column("image_id").to_pylist() + query_images(annotated, split).column("image_id").to_pylist()
+    matrix = np.concatenate([vectors["gallery"], vectors["queries"]]).astype(np.float32)
+    _, first = np.unique(np.asarray(ids, dtype=object), return_index=True)
+    keep = np.sort(first)
+    return [ids[i] for i in keep], matrix[keep]
+
+
+# --------------------------------------------------------------------------- labelled CSVs
+
+
+def evaluate_csvs(
+    model: Embedder,
+    gallery_csv: str | Path,
+    queries_csv: str | Path,
+    ks: Sequence[int] = (1, 5, 10, 20),
+    batch_size: int = 32,
+) -> tuple[RetrievalReport, dict[str, np.ndarray], pa.Table]:
+    """Score ``model`` on a labelled set of CSVs (:mod:`street2shop.sources.labelled`);
+    returns the report, the vectors and the annotated table."""
+    from street2shop.models.embed import embed_images
+    from street2shop.sources.labelled import SPLIT, annotated_from_csvs, read_labelled_csv
+
+    annotated = annotated_from_csvs(read_labelled_csv(gallery_csv), read_labelled_csv(queries_csv))
+    features = partial(embed_images, model, batch_size=batch_size, num_workers=0)
+    report, vectors = evaluate_features(features, annotated, SPLIT, ks=ks)
+    return report, vectors, annotated
+
+
+def metrics_json(report: RetrievalReport) -> dict:
+    """``{"overall": {...}, "per_category": {category: {...}}}`` with keys ``top1``, ``map``, ..."""
+    return {"overall": dict(report.overall), "per_category": {c: dict(v) for c, v in sorted(report.per_category.items())}}
+
+
+__all__ = [
+    "EXPANSIONS",
+    "EvaluateParams",
+    "FeatureFn",
+    "ModelsEvaluation",
+    "evaluate_csvs",
+    "evaluate_features",
+    "evaluate_models",
+    "evaluated_vectors",
+    "expand",
+    "feature_functions",
+    "metrics_json",
+    "score_vectors",
+]

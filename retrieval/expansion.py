@@ -12,7 +12,8 @@ human annotation", TPAMI 2018):
 Weights are ``max(sim, 0) ** alpha``: ``alpha = 0`` is plain averaging, larger ``alpha``
 trusts close neighbours more. Negative similarities get weight 0, because subtracting an
 unrelated photo's direction is noise, not information. The evaluate stage measures each one
-on and off through :func:`street2shop.retrieval.evaluation.evaluate_retrieval`.
+on and off through the one evaluation path (:mod:`street2shop.retrieval.evaluation`), by
+name: :func:`expand` applies one of :data:`EXPANSIONS`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import faiss
 import numpy as np
 
 from street2shop.retrieval.vectors import l2_normalize
+
+#: Post-processing variants measured on top of a model's vectors (name -> what it does).
+EXPANSIONS = ("qe", "dba", "dba+qe")
 
 
 def alpha_qe(
@@ -47,6 +51,27 @@ def dba(gallery_vecs: np.ndarray, k: int, alpha: float = 3.0) -> np.ndarray:
     if k == 1:
         return g
     return _weighted_sum(g, g, k, alpha, base=None)
+
+
+def expand(
+    name: str,
+    query_vectors: np.ndarray,
+    gallery_vectors: np.ndarray,
+    qe_k: int = 2,
+    qe_alpha: float = 3.0,
+    dba_k: int = 2,
+    dba_alpha: float = 3.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(queries, gallery)`` after the post-processing ``name`` (one of :data:`EXPANSIONS`).
+
+    For ``dba+qe`` the queries are expanded with the augmented gallery, the order the
+    method's authors use: the query borrows from neighbours that are already denoised.
+    """
+    if name not in EXPANSIONS:
+        raise ValueError(f"unknown expansion {name!r}; one of {', '.join(EXPANSIONS)}")
+    gallery = dba(gallery_vectors, dba_k, dba_alpha) if "dba" in name else gallery_vectors
+    queries = alpha_qe(query_vectors, gallery, qe_k, qe_alpha) if "qe" in name else query_vectors
+    return queries, gallery
 
 
 def _check(k: int, alpha: float, minimum_k: int) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from pydantic import BaseModel
 
 from street2shop.retrieval.vectors import l2_normalize
 
@@ -43,6 +44,15 @@ DEFAULT_TARGET_RECALL = 0.95
 #: Gallery rows used as queries by :func:`calibrate_nprobe`: enough for recall to +-0.01
 #: (256 x 20 neighbour slots), cheap next to training (an exact search of 256 queries).
 CALIBRATION_QUERIES = 256
+
+
+class IndexParams(BaseModel):
+    """The index stage's knobs: a faiss factory string (or ``auto``), the recall@k against
+    exact search recorded in the manifest, and the seed of IVF training."""
+
+    factory: str = "auto"
+    recall_k: int = 20
+    seed: int = 0
 
 
 def resolve_factory(n: int, dim: int, factory: str = "auto") -> str:

@@ -34,11 +34,9 @@ from street2shop.service.engine import (
     DEFAULT_BATCH_WAIT_MS,
     DEFAULT_INFERENCE_MODE,
     DEFAULT_STREAMS,
-    BadImage,
     NotReady,
     SearchEngine,
     configure_torch_threads,
-    index_ref,
 )
 from street2shop.service.schemas import (
     ErrorDetail,
@@ -52,6 +50,8 @@ from street2shop.service.schemas import (
     StreetResponse,
     StreetStatus,
 )
+from street2shop.service.uploads import BadImage
+from street2shop.storage.promotions import index_to_serve
 from street2shop.storage.store import ArtifactStore
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -111,7 +111,7 @@ def create_app(
             (default) rather than before the app is returned.
         inference_mode: the model's inference backend (a ``models/fast.py`` mode name).
         batch_max, batch_wait_ms: micro-batching of concurrent searches (``batch_max=1``: off);
-            see :class:`~street2shop.service.engine.MicroBatcher`.
+            see :class:`~street2shop.service.batching.MicroBatcher`.
         streams: forward passes that may run at once (OpenVINO modes), each with its own
             batching thread and share of the threads.
     """
@@ -121,7 +121,7 @@ def create_app(
     def load(version: str | None) -> SearchEngine:
         return SearchEngine(
             store,
-            index_ref(store, version),
+            index_to_serve(store, version),
             limits=limits,
             street_in_background=street_in_background,
             inference_mode=inference_mode,
@@ -254,7 +254,7 @@ def create_app(
         # One reload at a time; searches keep running on the current engine meanwhile.
         with served.reload_lock:
             previous = served.engine.versions.index
-            latest = index_ref(store, None)
+            latest = index_to_serve(store)
             if latest.version != previous:
                 old, served.engine = served.engine, load(latest.version)
                 # Requests already holding the old engine still finish: its batcher drains

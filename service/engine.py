@@ -23,34 +23,29 @@ with one request at a time it adds at most ``batch_wait_ms``. The inference back
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import queue
 import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 
-from street2shop.crawler.validate import DECODE_ERRORS, ImageLimits, validate_image
+from street2shop.crawler.validate import ImageLimits
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
-from street2shop.retrieval.evaluation import GalleryItems, rank_items
 from street2shop.retrieval.index import load_index, search
+from street2shop.retrieval.ranking import GalleryItems, rank_items
+from street2shop.service.batching import MicroBatcher
+from street2shop.service.uploads import decode_upload
+from street2shop.storage import names as N
+from street2shop.storage.schemas import vectors_matrix
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 
 log = logging.getLogger(__name__)
-
-INDEX_STAGE, INDEX_NAME, INDEX_FILE = "index", "index_ids", "index.faiss"
-CHECKPOINT_FILE = "model.pt"
 
 #: Inference backend of the served model (see ``models/fast.py``); eager is the fallback
 #: where its library is missing. A parameter of the engine, the app and ``serve``. OpenVINO
@@ -70,161 +65,9 @@ DEFAULT_BATCH_WAIT_MS = 2.0
 #: ``bench/serve.py --streams 1,2``.
 DEFAULT_STREAMS = 1
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-class MicroBatcher(Generic[T, R]):
-    """Runs ``fn`` on batches gathered from concurrent :meth:`submit` calls.
-
-    One worker thread takes the first waiting item, then keeps collecting until it has
-    ``max_batch`` items or ``max_wait_s`` has passed since that first item, and calls
-    ``fn(items)``, which must return one result per item in order. Items that arrive while
-    ``fn`` runs wait in the queue and form the next batch, so under load batches fill up
-    without anyone waiting on the clock. Each caller gets its own result, or the exception
-    ``fn`` raised for its batch.
-
-    ``workers`` threads do this side by side, each forming its own batches from the one
-    queue, for an ``fn`` that may run concurrently (a model with several inference streams).
-
-    :meth:`close` lets the workers finish what is queued and stop; later calls run ``fn`` on
-    their item directly, so an engine replaced by a reload still answers its last requests.
-    """
-
-    def __init__(
-        self,
-        fn: Callable[[list[T]], Sequence[R]],
-        max_batch: int,
-        max_wait_s: float,
-        name: str = "batcher",
-        workers: int = 1,
-    ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self.fn, self.max_batch, self.max_wait_s = fn, max_batch, max_wait_s
-        # queue.Queue, not SimpleQueue: with several workers a timed get() can find the item
-        # it was woken for already taken, and CPython 3.11's SimpleQueue may then wait again
-        # with no timeout at all (a worker hung so in a CI run). Queue's condition variable
-        # re-checks the deadline every time it wakes.
-        self._queue: queue.Queue[tuple[T, Future] | None] = queue.Queue()
-        self._closed = False
-        self._lock = threading.Lock()  # orders submits against close's end-of-queue markers
-        self._workers = [
-            threading.Thread(target=self._run, name=f"{name}-{i}" if workers > 1 else name, daemon=True)
-            for i in range(workers)
-        ]
-        for worker in self._workers:
-            worker.start()
-
-    def submit(self, item: T) -> R:
-        """``fn``'s result for ``item``, computed in a batch with concurrent submissions."""
-        future: Future = Future()
-        with self._lock:
-            closed = self._closed
-            if not closed:
-                self._queue.put((item, future))
-        if closed:
-            return self._call([item])[0]
-        return future.result()
-
-    def running(self) -> bool:
-        """Whether any worker thread is still alive (false once :meth:`close` returned)."""
-        return any(worker.is_alive() for worker in self._workers)
-
-    def pending(self) -> int:
-        """Items queued and not yet taken by the worker (for tests and monitoring)."""
-        return self._queue.qsize()
-
-    def close(self, timeout: float | None = None) -> None:
-        """Finish the queued items, then stop the workers (idempotent)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for _ in self._workers:  # one end marker per worker, after every queued item
-                self._queue.put(None)
-        for worker in self._workers:
-            worker.join(timeout)
-
-    def _call(self, items: list[T]) -> list[R]:
-        results = list(self.fn(items))
-        if len(results) != len(items):
-            raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
-        return results
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, stop = [first], False
-            deadline = time.monotonic() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                try:
-                    # Drain what is already queued, then wait out the rest of max_wait.
-                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            futures = [f for _, f in batch]
-            try:
-                results = self._call([item for item, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
-                for f in futures:
-                    f.set_exception(exc)
-            else:
-                for f, result in zip(futures, results):
-                    f.set_result(result)
-            if stop:
-                return
-
-
-class BadImage(ValueError):
-    """An uploaded file is not a usable photo; ``status`` is the HTTP status it deserves."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 class NotReady(RuntimeError):
     """A lazily built part of the engine is still being built."""
-
-
-#: validate_image reasons (by prefix) that are about size rather than a broken file.
-_TOO_LARGE = ("too large", "too many pixels", "too big", "decompression bomb")
-_UNSUPPORTED = ("not an image", "format ")
-
-
-def decode_upload(data: bytes, limits: ImageLimits, min_size: int) -> Image.Image:
-    """Validate an uploaded photo (size from the header before any pixel is decoded) and
-    decode it to RGB, or raise :class:`BadImage` with the reason and an HTTP status.
-
-    ``min_size``: JPEGs are decoded at a reduced scale (libjpeg DCT scaling) as long as both
-    sides stay >= ``min_size`` (the model's input size), as the embedding path does for files.
-    """
-    check = validate_image(data, limits, decode=False)  # header only: decoded once, below
-    if not check.ok:
-        reason = check.reason or "unusable image"
-        if reason.startswith(_TOO_LARGE):
-            raise BadImage(reason, 413)
-        if reason.startswith(_UNSUPPORTED):
-            raise BadImage(reason, 415)
-        raise BadImage(reason, 400)
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (min_size, min_size))
-            image.load()  # a truncated or corrupt file fails here
-            return image.convert("RGB")
-    except DECODE_ERRORS as exc:
-        raise BadImage(f"corrupt or truncated {check.format}: {exc}", 400) from exc
 
 
 @dataclass(frozen=True)
@@ -283,14 +126,14 @@ class SearchEngine:
         self.limits = limits or ImageLimits()
         images_ref = inputs["images"]
         # The crawl publishes items and images under one version id.
-        items_ref = ArtifactRef(stage=images_ref.stage, name="items", version=images_ref.version)
+        items_ref = ArtifactRef(stage=images_ref.stage, name=N.ITEMS, version=images_ref.version)
         self.versions = Versions(
             index=index_ref.version,
             checkpoint=inputs["checkpoint"].version,
             crawl=images_ref.version,
             factory=str(manifest.metrics.get("factory", "")),
         )
-        self.index = load_index(store.file(index_ref, INDEX_FILE))
+        self.index = load_index(store.file(index_ref, N.INDEX_FILE))
         ids = store.read_table(index_ref)
         order = np.argsort(np.asarray(ids.column("row").to_numpy()))
         self.row_image = np.asarray(ids.column("image_id").to_pylist(), dtype=object)[order]
@@ -303,7 +146,7 @@ class SearchEngine:
         if streams > torch.get_num_threads():
             log.warning("%d streams asked for, but only %d threads: using %d", streams, torch.get_num_threads(), torch.get_num_threads())
         self.model: Embedder = optimize_for_inference(
-            load_embedder(store.file(inputs["checkpoint"], CHECKPOINT_FILE)),
+            load_embedder(store.file(inputs["checkpoint"], N.CHECKPOINT_FILE)),
             inference_mode,
             fallback="eager",
             streams=min(streams, torch.get_num_threads()),
@@ -479,7 +322,7 @@ class SearchEngine:
 def _noise_verdicts(store: ArtifactStore, images_ref: ArtifactRef) -> dict[str, bool]:
     """``image_id -> keep`` from the newest noise filter run over this crawl (empty if none):
     reverse search shows only the customer photos the filter kept, the ones training used."""
-    runs = [m for m in store.manifests("noise", "noise_scores") if images_ref in m.inputs]
+    runs = [m for m in store.manifests(N.NOISE, N.NOISE_SCORES) if images_ref in m.inputs]
     if not runs:
         return {}
     table = store.read_table(runs[-1].ref, columns=["image_id", "keep"])
@@ -491,34 +334,7 @@ def _vectors_of(store: ArtifactStore, ref: ArtifactRef | None) -> dict[str, np.n
     if ref is None or not store.exists(ref):
         return {}
     table = store.read_table(ref)
-    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    matrix = np.asarray(flat, dtype=np.float32).reshape(table.num_rows, -1)
-    return dict(zip(table.column("image_id").to_pylist(), matrix))
-
-
-def latest_index(store: ArtifactStore) -> ArtifactRef:
-    return store.latest(INDEX_STAGE, INDEX_NAME)
-
-
-def served_or_latest_index(store: ArtifactStore) -> ArtifactRef:
-    """The promoted index (the pipeline's promotion rule decides), else the newest one.
-
-    A store that never ran the promotion step (a ``street2shop index --catalog`` store,
-    a test) serves its newest index.
-    """
-    from street2shop.ops import served_index
-
-    return served_index(store.home) or latest_index(store)
-
-
-def index_ref(store: ArtifactStore, version: str | None) -> ArtifactRef:
-    """The named index version, or the one to serve (promoted, else newest)."""
-    if version is None:
-        return served_or_latest_index(store)
-    ref = ArtifactRef(stage=INDEX_STAGE, name=INDEX_NAME, version=version)
-    if not store.exists(ref):
-        raise ArtifactNotFound(f"no published index version {version!r}")
-    return ref
+    return dict(zip(table.column("image_id").to_pylist(), vectors_matrix(table)))
 
 
 def configure_torch_threads(threads: int | None = None) -> int:
@@ -538,13 +354,8 @@ __all__ = [
     "DEFAULT_BATCH_WAIT_MS",
     "DEFAULT_STREAMS",
     "DEFAULT_INFERENCE_MODE",
-    "BadImage",
-    "MicroBatcher",
     "NotReady",
     "SearchEngine",
     "Versions",
     "configure_torch_threads",
-    "decode_upload",
-    "index_ref",
-    "latest_index",
 ]

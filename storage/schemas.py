@@ -7,6 +7,7 @@ silently corrupting the stages after it.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 #: items: one row per sellable item = product x colour.
@@ -148,3 +149,22 @@ def embeddings_schema(dim: int) -> pa.Schema:
             pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
         ]
     )
+
+
+def vectors_table(image_ids: list[str] | pa.Array, matrix: np.ndarray) -> pa.Table:
+    """An ``embeddings`` table: one row per image id, its vector as ``FLOAT[dim]``."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) != len(image_ids):
+        raise ValueError(f"{len(image_ids)} image ids for a vector matrix of shape {matrix.shape}")
+    dim = matrix.shape[1]
+    flat = pa.array(matrix.reshape(-1), pa.float32())
+    ids = image_ids if isinstance(image_ids, (pa.Array, pa.ChunkedArray)) else pa.array(image_ids, pa.string())
+    return pa.table({"image_id": ids, "vector": pa.FixedSizeListArray.from_arrays(flat, dim)}, schema=embeddings_schema(dim))
+
+
+def vectors_matrix(table: pa.Table, column: str = "vector") -> np.ndarray:
+    """The ``(rows, dim)`` float32 matrix of a table's fixed-size vector column."""
+    vectors = table.column(column)
+    dim = vectors.type.list_size
+    flat = vectors.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(table.num_rows, dim)

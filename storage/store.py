@@ -253,6 +253,10 @@ class ArtifactStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def remove_work_dir(self, stage: str, key: str) -> None:
+        """Drop a stage run's scratch folder once its version is published (nothing reads it)."""
+        shutil.rmtree(self.home / "work" / stage / key, ignore_errors=True)
+
     def file(self, ref: ArtifactRef, filename: str) -> Path:
         if self.remote is not None:
             if filename not in self.manifest(ref).files:

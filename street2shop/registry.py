@@ -1,5 +1,5 @@
-"""Choosing things by name: the one registry behind backbones, poolings, baselines, noise features
-and inference modes.
+"""Choosing things by name: the one registry behind backbones, poolings, losses, miners,
+baselines, noise features and inference modes.
 
 A config file or a CLI flag names a component (``backbone: efficientnet_lite0``,
 ``pool: gem+spoc``); the module that defines the component registers it under that name, and

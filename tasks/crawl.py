@@ -12,13 +12,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from street2shop.crawler.core import CrawlParams, crawl
-from street2shop.storage.blobs import BlobStore
+from street2shop.storage.names import CRAWL, CRAWL_REJECTS, IMAGES, ITEMS
 from street2shop.storage.store import ArtifactStore, content_version
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
-STAGE = "crawl"
+STAGE = CRAWL
 CODE_VERSION = "1"
-OUTPUTS = ("items", "images", "crawl_rejects")
+OUTPUTS = (ITEMS, IMAGES, CRAWL_REJECTS)
 
 
 def crawl_state_key(params: CrawlParams) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import BaseModel
 
-from street2shop.selection import annotate
+from street2shop.cleaning.selection import annotate
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import images_with_paths
 

@@ -17,12 +17,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from street2shop.cleaning.dedup import DedupParams, make_splits, merge_near_duplicates, merge_quality
+from street2shop.storage.names import DEDUP, GROUPS, SPLITS
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
 
-STAGE = "dedup"
+STAGE = DEDUP
 CODE_VERSION = "2"  # 2: embedding pass; truth groups by any shared design
-OUTPUTS = ("groups", "splits")
+OUTPUTS = (GROUPS, SPLITS)
 
 
 def read_truth_design_ids(truth_items_csv: str | Path) -> dict[str, str]:
@@ -51,9 +52,10 @@ def run_dedup(
             figures[f"groups_{split}"] = pc.sum(pc.equal(splits.column("split"), split)).as_py() or 0
         if truth_items_csv:
             truth = read_truth_design_ids(truth_items_csv)
-            figures.update({f"merge_{k}": v for k, v in merge_quality(result.groups, truth).items()})
+            product = dict(zip(items.column("item_id").to_pylist(), items.column("product_id").to_pylist()))
+            figures.update({f"merge_{k}": v for k, v in merge_quality(result.groups, truth, product).items()})
             for method, groups in result.groups_by_method.items():
-                figures.update({f"merge_{method}_{k}": v for k, v in merge_quality(groups, truth).items()})
+                figures.update({f"merge_{method}_{k}": v for k, v in merge_quality(groups, truth, product).items()})
         writers["groups"].metrics.update(figures)
         writers["splits"].metrics.update(figures)
 

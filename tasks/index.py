@@ -8,27 +8,20 @@ built with.
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
-from street2shop.retrieval.index import build_index, recall_at_k_vs_exact, resolve_factory, save_index
+from street2shop.retrieval.index import IndexParams, build_index, recall_at_k_vs_exact, resolve_factory, save_index
+from street2shop.storage.names import INDEX, INDEX_FILE, INDEX_IDS
+from street2shop.storage.schemas import vectors_matrix
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
-STAGE = "index"
+STAGE = INDEX
 CODE_VERSION = "1"
-OUTPUTS = ("index_ids",)
-INDEX_FILE = "index.faiss"
-
-
-class IndexParams(BaseModel):
-    factory: str = "auto"
-    recall_k: int = 20
-    seed: int = 0
+OUTPUTS = (INDEX_IDS,)
 
 
 def run_build_index(
@@ -38,8 +31,7 @@ def run_build_index(
         emb = store.read_table(embeddings)
         imgs = store.read_table(images, columns=["image_id", "item_id", "role"])
         vec_of = dict(zip(emb.column("image_id").to_pylist(), range(emb.num_rows)))
-        matrix = np.asarray(emb.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-        matrix = matrix.reshape(emb.num_rows, -1)
+        matrix = vectors_matrix(emb)
         shop = imgs.filter(pc.equal(imgs.column("role"), "shop")).sort_by([("item_id", "ascending"), ("image_id", "ascending")])
         shop_ids, shop_items = shop.column("image_id").to_pylist(), shop.column("item_id").to_pylist()
         missing = [i for i in shop_ids if i not in vec_of]
@@ -52,11 +44,11 @@ def run_build_index(
         query_rows = [vec_of[i] for i in street.column("image_id").to_pylist() if i in vec_of]
         queries = matrix[query_rows] if query_rows else vectors[: min(len(vectors), 256)]
         recall = recall_at_k_vs_exact(index, vectors, queries, k=min(params.recall_k, len(vectors)))
-        save_index(index, writers["index_ids"].path(INDEX_FILE))
-        writers["index_ids"].write_table(
+        save_index(index, writers[INDEX_IDS].path(INDEX_FILE))
+        writers[INDEX_IDS].write_table(
             pa.table({"row": pa.array(range(len(shop_ids)), pa.int64()), "image_id": shop_ids, "item_id": shop_items})
         )
-        writers["index_ids"].metrics.update(
+        writers[INDEX_IDS].metrics.update(
             {"factory": factory, "vectors": len(vectors), "dim": int(vectors.shape[1]), f"recall@{params.recall_k}_vs_exact": recall}
         )
 

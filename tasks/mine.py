@@ -7,17 +7,17 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from street2shop.cleaning.selection import training_images
 from street2shop.models.embedder import load_embedder
 from street2shop.models.mining import MineParams, mine_semi_hard
-from street2shop.selection import training_images
+from street2shop.storage.names import CHECKPOINT_FILE, MINE, TRIPLETS
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.data import DataRefs, load_annotated
 from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
-from street2shop.tasks.train import CHECKPOINT_FILE
 
-STAGE = "mine"
+STAGE = MINE
 CODE_VERSION = "1"
-OUTPUTS = ("triplets",)
+OUTPUTS = (TRIPLETS,)
 
 
 def run_mine(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, params: MineParams) -> StageResult:
@@ -27,9 +27,9 @@ def run_mine(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, para
         train = training_images(load_annotated(store, data))
         model = load_embedder(store.file(checkpoint, CHECKPOINT_FILE))
         triplets = mine_semi_hard(model, train, params)
-        writers["triplets"].write_table(triplets)
+        writers[TRIPLETS].write_table(triplets)
         n = triplets.num_rows
-        writers["triplets"].metrics.update(
+        writers[TRIPLETS].metrics.update(
             {
                 "round": params.round,
                 "triplets": n,

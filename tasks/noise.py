@@ -13,13 +13,15 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from street2shop.cleaning.noise import NoiseParams, train_and_score, validate_labels
+from street2shop.cleaning.labels import validate_labels
+from street2shop.cleaning.noise import NoiseParams, train_and_score
+from street2shop.storage.names import ITEMS, NOISE, NOISE_LABELS, NOISE_MODEL, NOISE_SCORES
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
 
-STAGE = "noise"
+STAGE = NOISE
 CODE_VERSION = "2"
-OUTPUTS = ("noise_scores", "noise_labels", "noise_model")
+OUTPUTS = (NOISE_SCORES, NOISE_LABELS, NOISE_MODEL)
 
 
 def run_noise_filter(store: ArtifactStore, images_ref: ArtifactRef, labels_path: str | Path, params: NoiseParams) -> StageResult:
@@ -33,7 +35,9 @@ def run_noise_filter(store: ArtifactStore, images_ref: ArtifactRef, labels_path:
         street = images.filter(pc.equal(images.column("role"), "street"))
         labels = validate_labels(labels_path, set(street.column("image_id").to_pylist()))
         model_dir = writers["noise_model"].dir
-        report, scores = train_and_score(street, labels, params, model_dir)
+        # the crawl publishes items and images under one version id: the items of these images
+        items = store.read_table(ArtifactRef(stage=images_ref.stage, name=ITEMS, version=images_ref.version))
+        report, scores = train_and_score(street, labels, params, model_dir, items)
         writers["noise_labels"].write_table(labels)
         writers["noise_scores"].write_table(scores)
         figures = report.model_dump() if hasattr(report, "model_dump") else dict(report)

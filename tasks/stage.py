@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from street2shop.storage.store import ArtifactRef, ArtifactStore, VersionWriter, version_id
 
 log = logging.getLogger("street2shop")
@@ -92,10 +94,8 @@ def report_to_prefect(result: StageResult, title: str | None = None) -> None:
     create_markdown_artifact(markdown="\n".join(lines), key=key, description=f"{result.stage} key figures")
 
 
-def images_with_paths(store: ArtifactStore, ref: ArtifactRef) -> "pa.Table":
+def images_with_paths(store: ArtifactStore, ref: ArtifactRef) -> pa.Table:
     """The ``images`` table with ``path`` resolved to absolute local paths for core functions."""
-    import pyarrow as pa
-
     table = store.read_table(ref)
     # one batch: a store on S3 downloads the photos its mirror lacks together
     paths = pa.array([str(p) for p in store.blobs.resolve_many(table.column("path").to_pylist())], pa.string())

@@ -13,18 +13,18 @@ import shutil
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from street2shop.evaluate import evaluate_features
+from street2shop.cleaning.selection import training_images
 from street2shop.models.embed import embed_images
 from street2shop.models.training import TrainParams, train_embedder
-from street2shop.selection import training_images
+from street2shop.retrieval.evaluation import evaluate_features
+from street2shop.storage.names import CHECKPOINT, CHECKPOINT_FILE, TRAIN, TRAIN_LOG
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.data import DataRefs, load_annotated
 from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 
-STAGE = "train"
+STAGE = TRAIN
 CODE_VERSION = "1"
-OUTPUTS = ("checkpoint", "train_log")
-CHECKPOINT_FILE = "model.pt"
+OUTPUTS = (CHECKPOINT, TRAIN_LOG)
 VAL_K = 20
 
 
@@ -54,7 +54,7 @@ def run_train(
                 return float("nan")
             return float(report.overall[f"top{VAL_K}"])
 
-        work = store.work_dir(STAGE, writers["checkpoint"].version)
+        work = store.work_dir(STAGE, writers[CHECKPOINT].version)
         result = train_embedder(
             train,
             params,
@@ -63,8 +63,8 @@ def run_train(
             triplets=store.read_table(triplets) if triplets is not None else None,
             val_fn=val_fn,
         )
-        shutil.copyfile(result.checkpoint, writers["checkpoint"].path(CHECKPOINT_FILE))
-        writers["train_log"].write_table(result.log)
+        shutil.copyfile(result.checkpoint, writers[CHECKPOINT].path(CHECKPOINT_FILE))
+        writers[TRAIN_LOG].write_table(result.log)
         losses = result.log.column("loss").to_pylist()
         figures = {
             "round": round,
@@ -74,12 +74,12 @@ def run_train(
             "last_loss": losses[-1] if losses else None,
             "train_images": train.num_rows,
         }
-        writers["checkpoint"].metrics.update(figures)
-        writers["train_log"].metrics.update(figures)
+        writers[CHECKPOINT].metrics.update(figures)
+        writers[TRAIN_LOG].metrics.update(figures)
 
     result = run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs=inputs, params=params)
     if not result.skipped:
-        shutil.rmtree(store.home / "work" / STAGE / result.version, ignore_errors=True)
+        store.remove_work_dir(STAGE, result.version)
     return result
 
 

@@ -36,3 +36,13 @@ def test_readme_cli_commands_exist() -> None:
     for command in sorted(used):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, (command, result.output)
+
+
+def test_layout_table_lists_every_source_folder_and_nothing_else() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Layout", 1)[1].split("## ", 1)[0]
+    listed = set(re.findall(r"^\| `([\w/]+)/` \|", table, flags=re.M))
+    packages = {p.parent.relative_to(ROOT).as_posix() for p in ROOT.glob("*/__init__.py")}
+    packages |= {p.parent.relative_to(ROOT).as_posix() for p in ROOT.glob("street2shop/*/__init__.py") if not p.parent.is_symlink()}
+    assert packages <= listed, f"folders missing from README's Layout: {sorted(packages - listed)}"
+    assert all((ROOT / folder).is_dir() for folder in listed), f"README lists folders that do not exist: {listed}"

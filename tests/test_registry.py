@@ -36,8 +36,9 @@ def test_a_copy_does_not_leak_registrations_back() -> None:
 
 
 def test_the_package_registries_are_filled_on_import() -> None:
-    from street2shop.cleaning.noise import EXTRACTORS
+    from street2shop.cleaning.noise_features import EXTRACTORS
     from street2shop.models.backbones import BACKBONES
+    from street2shop.models.losses import LOSSES, MINERS
     from street2shop.models.pooling import POOLS
     from street2shop.retrieval.baselines import BASELINES
 
@@ -45,3 +46,5 @@ def test_the_package_registries_are_filled_on_import() -> None:
     assert POOLS.names() == ["gem", "mac", "spoc"]
     assert BASELINES.names() == ["colour_histogram", "hog"]
     assert {"cnn", "colour_edge"} <= set(EXTRACTORS.names())
+    assert LOSSES.names() == ["arcface", "contrastive", "softmax", "triplet"]
+    assert MINERS.names() == ["all", "batch_hard", "hard", "none", "random", "semihard"]

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from street2shop.selection import annotate
+from street2shop.cleaning.selection import annotate
 from street2shop.storage.schemas import IMAGES
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"

@@ -223,11 +223,16 @@ def _groups(mapping: dict[str, str]) -> pa.Table:
     return pa.table({"item_id": list(mapping), "group_id": list(mapping.values()), "evidence": [""] * len(mapping)})
 
 
+def _products(truth: dict[str, str]) -> dict[str, str]:
+    """Item -> product for these hand-made items, named ``<product>:<colour>``."""
+    return {item: item.split(":", 1)[0] for item in truth}
+
+
 def test_merge_quality_counts_product_pairs_by_hand() -> None:
     # Predicted: {A, B} {C} {D}; truth: A, B, C one design, D another.
     groups = _groups({"A:red": "g1", "A:navy": "g1", "B:red": "g1", "C:red": "g2", "D:red": "g3"})
     truth = {"A:red": "d1", "A:navy": "d1", "B:red": "d1", "C:red": "d1", "D:red": "d2"}
-    q = merge_quality(groups, truth)
+    q = merge_quality(groups, truth, _products(truth))
     # Predicted pairs: AB (1). True pairs: AB, AC, BC (3). Correct: AB (1).
     assert (q["n_pairs_predicted"], q["n_pairs_true"], q["n_pairs_correct"]) == (1, 3, 1)
     assert q["precision"] == 1.0 and q["recall"] == pytest.approx(1 / 3)
@@ -235,12 +240,12 @@ def test_merge_quality_counts_product_pairs_by_hand() -> None:
     assert q["n_products"] == 4  # colours of A counted once
 
     # A re-listing that copied only the second colour of a product is the same garment.
-    relist = merge_quality(_groups({"A:navy": "g1", "A:red": "g1", "B:red": "g2"}),
-                           {"A:navy": "d1:navy", "A:red": "d1:red", "B:red": "d1:red"})
+    truth = {"A:navy": "d1:navy", "A:red": "d1:red", "B:red": "d1:red"}
+    relist = merge_quality(_groups({"A:navy": "g1", "A:red": "g1", "B:red": "g2"}), truth, _products(truth))
     assert (relist["n_pairs_true"], relist["n_pairs_predicted"], relist["recall"]) == (1, 0, 0.0)
 
-    over = merge_quality(_groups({"A:x": "g", "B:x": "g", "C:x": "g", "D:x": "g"}),
-                         {"A:x": "d1", "B:x": "d1", "C:x": "d2", "D:x": "d2"})
+    truth = {"A:x": "d1", "B:x": "d1", "C:x": "d2", "D:x": "d2"}
+    over = merge_quality(_groups({"A:x": "g", "B:x": "g", "C:x": "g", "D:x": "g"}), truth, _products(truth))
     assert (over["n_pairs_predicted"], over["n_pairs_correct"]) == (6, 2)
     assert over["precision"] == pytest.approx(1 / 3) and over["recall"] == 1.0
 

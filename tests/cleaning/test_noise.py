@@ -13,22 +13,21 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from street2shop.cleaning import noise
-from street2shop.cleaning.noise import (
-    NoiseParams,
-    available_extractors,
-    build_extractor,
-    choose_threshold,
-    score_images,
-    train_and_score,
-    train_noise_filter,
-    validate_labels,
-)
+from street2shop.cleaning import noise, noise_features
+from street2shop.cleaning.labels import validate_labels
+from street2shop.cleaning.noise import NoiseParams, choose_threshold, score_images, train_and_score, train_noise_filter
+from street2shop.cleaning.noise_features import available_extractors, build_extractor
 from street2shop.storage.schemas import NOISE_LABELS, NOISE_SCORES
 
 COLOURS = ("navy", "red", "green", "mustard", "black", "pink")
 #: the cheap hand-made features keep these tests fast (the CNN has tests of its own)
 PARAMS = NoiseParams(features="colour_edge", image_size=64)
+
+
+def items_of(images: pa.Table) -> pa.Table:
+    """The items of ``images``: this module names items ``<product>:<colour>``."""
+    items = sorted(set(images.column("item_id").to_pylist()))
+    return pa.table({"item_id": items, "product_id": [i.split(":", 1)[0] for i in items]})
 
 
 def _images_table(rows: list[tuple[str, str, str, str]]) -> pa.Table:
@@ -77,7 +76,7 @@ def street(tmp_path_factory, draw):
 def trained(street, tmp_path_factory):
     images, labels = street
     out = tmp_path_factory.mktemp("noise_model")
-    return train_noise_filter(images, labels, PARAMS, out), out
+    return train_noise_filter(images, labels, PARAMS, out, items_of(images)), out
 
 
 # ------------------------------------------------------------------------- features
@@ -118,17 +117,17 @@ def test_cnn_features_are_unit_norm_deterministic_and_skip_corrupt_files(draw, t
 
 
 def test_a_registered_extractor_plugs_in_by_name(street, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(noise, "EXTRACTORS", noise.EXTRACTORS.copy())
+    monkeypatch.setattr(noise_features, "EXTRACTORS", noise_features.EXTRACTORS.copy())
 
-    @noise.register_extractor("mean_rgb")
-    class MeanRGB(noise.FeatureExtractor):
+    @noise_features.register_extractor("mean_rgb")
+    class MeanRGB(noise_features.FeatureExtractor):
         def features(self, images):
             return np.stack([np.asarray(im, np.float32).mean(axis=(0, 1)) for im in images])
 
     with pytest.raises(ValueError, match="already registered"):
-        noise.register_extractor("mean_rgb")(MeanRGB)
+        noise_features.register_extractor("mean_rgb")(MeanRGB)
     images, labels = street
-    report = train_noise_filter(images, labels, PARAMS.model_copy(update={"features": "mean_rgb"}), tmp_path)
+    report = train_noise_filter(images, labels, PARAMS.model_copy(update={"features": "mean_rgb"}), tmp_path, items_of(images))
     assert report.features == "mean_rgb"
     scores = score_images(images, tmp_path)  # loaded back through the registry
     assert scores.num_rows == images.num_rows
@@ -153,8 +152,8 @@ def test_train_and_score_equals_training_then_scoring(street, draw, tiny_weights
     images, labels = street
     images = _with_unlabelled(images, tmp_path, draw)
     params = _tiny_params(tiny_weights) if fine_tuned_cnn else PARAMS
-    report, scores = train_and_score(images, labels, params, tmp_path / "one_pass")
-    assert report == train_noise_filter(images, labels, params, tmp_path / "two_pass")
+    report, scores = train_and_score(images, labels, params, tmp_path / "one_pass", items_of(images))
+    assert report == train_noise_filter(images, labels, params, tmp_path / "two_pass", items_of(images))
     assert scores.schema == NOISE_SCORES
     reloaded = score_images(images, tmp_path / "one_pass")
     assert scores.column("image_id").to_pylist() == reloaded.column("image_id").to_pylist()
@@ -219,7 +218,7 @@ def test_training_refuses_labels_of_a_single_kind(street, tmp_path) -> None:
     images, labels = street
     only_good = labels.filter(pa.compute.equal(labels.column("label"), "good"))
     with pytest.raises(ValueError, match="only one label"):
-        train_noise_filter(images, only_good, PARAMS, tmp_path)
+        train_noise_filter(images, only_good, PARAMS, tmp_path, items_of(images))
 
 
 # ------------------------------------------------------------------------ scoring
@@ -352,7 +351,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 def fine_tuned(street, tiny_weights, tmp_path_factory):
     images, labels = street
     out = tmp_path_factory.mktemp("fine_tuned")
-    return train_noise_filter(images, labels, _tiny_params(tiny_weights), out), out
+    return train_noise_filter(images, labels, _tiny_params(tiny_weights), out, items_of(images)), out
 
 
 def test_split_trunk_is_the_backbone_cut_in_two() -> None:
@@ -388,10 +387,10 @@ def test_fine_tuning_sees_only_the_train_side_and_changes_the_trunk(street, tiny
     seen = {}
     real = noise.fine_tune
 
-    def spy(part, activations, is_noise, params):
+    def spy(part, activations, is_noise, **kwargs):
         before = [p.detach().clone() for p in part.tail.parameters()]
         seen["rows"], seen["is_noise"] = len(activations), is_noise.copy()
-        losses = real(part, activations, is_noise, params)
+        losses = real(part, activations, is_noise, **kwargs)
         seen["moved"] = any(not torch.equal(a, b) for a, b in zip(before, part.tail.parameters()))
         seen["losses"] = losses
         return losses
@@ -406,7 +405,7 @@ def test_fine_tuning_sees_only_the_train_side_and_changes_the_trunk(street, tiny
 
     monkeypatch.setattr(noise, "fine_tune", spy)
     monkeypatch.setattr(noise, "_heldout_split", split_spy)
-    train_noise_filter(images, labels, _tiny_params(tiny_weights), tmp_path)
+    train_noise_filter(images, labels, _tiny_params(tiny_weights), tmp_path, items_of(images))
     # Exactly the train rows, in order (their labels match row for row); no held-out product.
     assert seen["rows"] == len(split["train"]) == 81
     assert np.array_equal(seen["is_noise"], split["is_noise"][split["train"]])
@@ -433,8 +432,8 @@ def test_fine_tuned_weights_do_not_depend_on_held_out_labels(street, tiny_weight
     train_a, _ = noise._heldout_split(is_noise, product, params)
     train_b, _ = noise._heldout_split(flipped_noise, product, params)
     assert np.array_equal(train_a, train_b)  # same train rows, same train labels
-    train_noise_filter(images, labels, params, tmp_path / "a")
-    train_noise_filter(images, labels.set_column(1, "label", pa.array(flipped)), params, tmp_path / "b")
+    train_noise_filter(images, labels, params, tmp_path / "a", items_of(images))
+    train_noise_filter(images, labels.set_column(1, "label", pa.array(flipped)), params, tmp_path / "b", items_of(images))
     a = torch.load(tmp_path / "a" / noise.NETWORK_FILE, weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / noise.NETWORK_FILE, weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -444,7 +443,7 @@ def test_fine_tuned_filter_reloads_and_scores_as_reported(street, fine_tuned, tm
     images, labels = street
     report, out = fine_tuned
     # Loading reads only the model directory: building a pretrained network would fail here.
-    monkeypatch.setattr(noise, "pretrained_features", lambda *a, **k: pytest.fail("loaded pretrained weights"))
+    monkeypatch.setattr(noise_features, "pretrained_features", lambda *a, **k: pytest.fail("loaded pretrained weights"))
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
     extra = _images_table([("broken", "p000099:red", "street", str(corrupt))])

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from street2shop.crawler.core import CrawlParams
 from street2shop.flows.config import PipelineConfig
-from street2shop.flows.deploy import build_deployment, deploy
+from street2shop.cli.deploy import deploy
+from street2shop.flows.deploy import build_deployment
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from street2shop.flows.fanout import CHECKPOINT_FILE, OUTPUT, STAGE, chunks, combine_chunks, embed_chunk_core, embed_on_dask
+from street2shop.flows.fanout import embed_on_dask
+from street2shop.storage.names import CHECKPOINT_FILE
+from street2shop.tasks.embed_chunks import OUTPUT, STAGE, chunks, combine_chunks, embed_chunk_core
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import build_embedder, load_embedder, save_checkpoint
 from street2shop.storage.store import ArtifactRef, ArtifactStore

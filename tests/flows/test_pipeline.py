@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from street2shop.demo import TINY, demo_config, serving_demo_shop
+from street2shop.flows.demo import TINY, demo_config, serving_demo_shop
 from street2shop.flows.pipeline import pipeline
 from street2shop.storage.catalog import query
 from street2shop.storage.store import ArtifactStore

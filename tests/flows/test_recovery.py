@@ -17,7 +17,7 @@ import pytest
 
 import street2shop.flows.stages as stage_flows
 import street2shop.tasks.crawl as crawl_module
-from street2shop.demo import TINY, demo_config, serving_demo_shop
+from street2shop.flows.demo import TINY, demo_config, serving_demo_shop
 from street2shop.flows.config import PipelineConfig
 from street2shop.flows.pipeline import PipelineResult, pipeline
 from street2shop.storage.store import MANIFEST, ArtifactRef, ArtifactStore

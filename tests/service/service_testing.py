@@ -22,7 +22,8 @@ from street2shop.models.embedder import build_embedder, save_checkpoint
 from street2shop.storage.blobs import BlobStore
 from street2shop.storage.schemas import embeddings_schema
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
-from street2shop.tasks.index import IndexParams, run_build_index
+from street2shop.retrieval.index import IndexParams
+from street2shop.tasks.index import run_build_index
 
 # item id -> (category, colour, RGB, shape)
 ITEMS = {

@@ -187,3 +187,17 @@ def test_inference_mode_and_batching_are_parameters(tiny_home) -> None:
         assert upload(client, data, k=1).json()["results"][0]["item_id"] == "p2:blue"
     with pytest.raises(ValueError, match="unknown inference mode 'warp'"):
         create_app(tiny_home, street_in_background=False, inference_mode="warp")
+
+
+def test_an_exif_rotated_upload_finds_what_the_upright_photo_finds(client, tiny_home) -> None:
+    """A phone stores an upright portrait as turned pixels plus an EXIF tag; the service
+    decodes it upright, so the same item comes back with the same score."""
+    from photo_testing import as_phone_stores_it, png
+
+    _, data = shop_photo(ArtifactStore(tiny_home), "p3:green")
+    photo = Image.open(io.BytesIO(data)).convert("RGB")
+    upright, phone = upload(client, png(photo), k=3, name="q.png"), upload(client, as_phone_stores_it(photo), k=3, name="q.png")
+    assert upright.status_code == phone.status_code == 200, (upright.text, phone.text)
+    a, b = upright.json()["results"], phone.json()["results"]
+    assert [r["item_id"] for r in a] == [r["item_id"] for r in b] and a[0]["item_id"] == "p3:green"
+    assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)

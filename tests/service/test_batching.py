@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from street2shop.service.engine import MicroBatcher, SearchEngine, index_ref
+from street2shop.service.batching import MicroBatcher
+from street2shop.service.engine import SearchEngine
+from street2shop.storage.promotions import index_to_serve
 from street2shop.storage.store import ArtifactStore
 
 from service_testing import ITEMS, shop_photo
@@ -144,7 +146,7 @@ def test_bad_settings_are_refused(kwargs) -> None:
 def test_batched_embeddings_equal_one_at_a_time(tiny_home) -> None:
     """Photos embedded together in one pass get the vectors they get alone."""
     store = ArtifactStore(tiny_home)
-    ref = index_ref(store, None)
+    ref = index_to_serve(store)
     single = SearchEngine(store, ref, street_in_background=False, batch_max=1)
     batched = SearchEngine(store, ref, street_in_background=False, batch_max=8, batch_wait_ms=200)
     assert single._batcher is None
@@ -165,7 +167,7 @@ def test_batched_embeddings_equal_one_at_a_time(tiny_home) -> None:
 def test_two_streams_embed_what_one_stream_embeds(tiny_home) -> None:
     pytest.importorskip("openvino")
     store = ArtifactStore(tiny_home)
-    ref = index_ref(store, None)
+    ref = index_to_serve(store)
     one = SearchEngine(store, ref, street_in_background=False, inference_mode="openvino", batch_max=4, streams=1)
     two = SearchEngine(store, ref, street_in_background=False, inference_mode="openvino", batch_max=4, streams=2)
     assert (one.streams, two.streams) == (1, 2) and two.inference_mode == "openvino"

@@ -203,10 +203,11 @@ def test_blobs_go_to_the_remote_and_come_back(url, tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_pipeline_runs_on_s3_and_another_machine_reuses_it(url, tmp_path, monkeypatch) -> None:
-    from street2shop.demo import TINY, demo_config, serving_demo_shop
+    from street2shop.flows.demo import TINY, demo_config, serving_demo_shop
     from street2shop.flows.pipeline import pipeline
     from street2shop.retrieval.index import load_index
-    from street2shop.tasks.index import INDEX_FILE
+    from street2shop.storage.names import INDEX_FILE
+    from street2shop.storage.promotions import served_index
 
     with serving_demo_shop(tmp_path / "shop-home", TINY) as (shop_dir, shop_url):
         cfg = demo_config(shop_dir, shop_url, TINY, progress=False)
@@ -217,9 +218,12 @@ def test_pipeline_runs_on_s3_and_another_machine_reuses_it(url, tmp_path, monkey
         monkeypatch.setenv("STREET2SHOP_CACHE", str(tmp_path / "machine-b"))
         again = pipeline(url, cfg)
     assert again.ran == []
+    # machine B found machine A's promotion in the store, not in its own (empty) mirror
+    assert first.promotion["promoted"] and again.promotion["reason"] == "already served"
     reader = machine(url, tmp_path, "c")
     index_ref = reader.latest("index", "index_ids")
     assert index_ref.version == first.stage("index")["version"]
+    assert served_index(reader) == index_ref
     assert load_index(reader.file(index_ref, INDEX_FILE)).ntotal == reader.manifest(index_ref).rows
     n_items = query(reader, "select count(*) as n from latest_items").to_pylist()[0]["n"]
     assert n_items >= TINY.products
@@ -238,3 +242,26 @@ def test_cli_takes_a_store_url_for_home(url, tmp_path) -> None:
     assert "3" in result.output
     result = runner.invoke(app, ["versions", "dedup", "--home", url])
     assert result.exit_code == 0 and "v1" in result.output
+
+
+def test_promotions_are_shared_through_the_store(url, tmp_path) -> None:
+    """A promotion decided on one machine is what a service on another machine serves."""
+    from promotion_testing import publish_model
+    from street2shop.storage.promotions import PromotionDecision, append_decision, promotion_log, served_index
+    from street2shop.tasks.promote import promote
+
+    a, b = machine(url, tmp_path, "a"), machine(url, tmp_path, "b")
+    first = publish_model(a, 0.5, "x")
+    assert served_index(b) is None
+    decision = promote(a, first)
+    assert decision.promoted
+    assert served_index(b) == first  # B's mirror never held the record: it came from the store
+    assert a.remote.exists(f"promotions/{(a.home / 'promotions').iterdir().__next__().name}")
+    worse = publish_model(b, 0.25, "y")
+    assert not promote(b, worse).promoted  # B compares with what A promoted
+    assert [d.candidate for d in promotion_log(a)] == [first, worse] == [d.candidate for d in promotion_log(b)]
+    # create-only on the remote too: a second record of the same instant and candidate is refused
+    again = PromotionDecision.model_validate(decision.model_dump() | {"reason": "tampered"})
+    with pytest.raises(FileExistsError):
+        append_decision(machine(url, tmp_path, "c"), again)
+    assert promotion_log(machine(url, tmp_path, "d"))[0].reason == decision.reason

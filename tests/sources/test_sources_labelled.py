@@ -1,23 +1,17 @@
-"""Bring-your-own-data evaluation and indexing from CSVs (street2shop.byo)."""
+"""Labelled photos from CSVs (street2shop.sources.labelled): validation, and the annotated
+table the one evaluation path scores."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image
-from typer.testing import CliRunner
 
-from street2shop.byo import DataError, annotated_from_csvs, eval_command, index_catalog, index_command, read_labelled_csv
-from street2shop.evaluate import evaluate_features
-from street2shop.retrieval.index import load_index
-from street2shop.storage.store import ArtifactStore
-from street2shop.tasks.index import INDEX_FILE
-
-from evaluate_testing import write_csv
+from labelled_testing import write_csv
+from street2shop.retrieval.evaluation import evaluate_features
+from street2shop.sources.labelled import DataError, annotated_from_csvs, read_labelled_csv
 
 
 def _rows(csv_path: Path) -> list[dict]:
@@ -114,93 +108,6 @@ def test_without_product_or_category_columns_there_is_no_wrong_colour_rate(photo
     assert report.per_category == {}
 
 
-# ------------------------------------------------------------------ commands
-
-
-def _app(command, name: str) -> typer.Typer:
-    app = typer.Typer()
-    app.command(name)(command)
-
-    @app.callback()
-    def _root() -> None:  # a callback keeps typer from collapsing a one-command app
-        pass
-
-    return app
-
-
-def test_eval_command_prints_one_json_object_and_writes_the_report(photo_set, tiny_checkpoint, tmp_path):
-    out = tmp_path / "report.html"
-    result = CliRunner().invoke(
-        _app(eval_command, "eval"),
-        ["eval", "--gallery", str(photo_set["gallery"]), "--queries", str(photo_set["queries"]),
-         "--model", str(tiny_checkpoint), "--json", "--report", str(out)],
-    )
-    assert result.exit_code == 0, result.output
-    figures = json.loads(result.stdout)
-    assert set(figures) == {"overall", "per_category"}
-    assert {"top1", "top5", "top10", "top20", "map", "wrong_colour_top1"} <= set(figures["overall"])
-    assert set(figures["per_category"]) == {"shoes", "tops"}
-    assert figures["overall"]["n_queries"] == 8
-    # Four items: the correct one is always within the top 4.
-    assert figures["overall"]["top5"] == 1.0
-    html = out.read_text()
-    assert html.count("<img ") >= 8 and "http://" not in html.replace("http://www.w3.org", "")
-
-
-def test_eval_command_reports_bad_data_as_an_error(photo_set, tiny_checkpoint, tmp_path):
-    result = CliRunner().invoke(
-        _app(eval_command, "eval"),
-        ["eval", "--gallery", str(tmp_path / "none.csv"), "--queries", str(photo_set["queries"]), "--model", str(tiny_checkpoint)],
-    )
-    assert result.exit_code == 2
-    assert "CSV not found" in result.output
-
-
-def test_index_catalog_publishes_what_the_index_stage_publishes(photo_set, tiny_checkpoint, tmp_path):
-    store = ArtifactStore(tmp_path / "home")
-    result = index_catalog(store, photo_set["gallery"], model=tiny_checkpoint)
-    ref = result["index_ids"]
-    manifest = store.manifest(ref)
-    assert ref.stage == "index" and INDEX_FILE in manifest.files
-    inputs = {r.name: r for r in manifest.inputs}
-    assert set(inputs) == {"embeddings", "images", "checkpoint"}
-    assert store.file(inputs["checkpoint"], "model.pt").read_bytes() == tiny_checkpoint.read_bytes()
-    ids = store.read_table(ref)
-    index = load_index(store.file(ref, INDEX_FILE))
-    assert index.ntotal == ids.num_rows == 8
-    assert manifest.metrics["factory"] and manifest.metrics["vectors"] == 8
-    # Items come from the catalogue, photos live in the store's blobs (the CSV folder may go).
-    images = store.read_table(inputs["images"])
-    assert sorted(set(images.column("item_id").to_pylist())) == ["p1:blue", "p1:red", "p2:blue", "p2:red"]
-    assert all((store.home / p).is_file() for p in images.column("path").to_pylist())
-    items = store.read_table(inputs["images"].model_copy(update={"name": "items"}))
-    assert dict(zip(items.column("item_id").to_pylist(), items.column("category").to_pylist()))["p2:red"] == "shoes"
-    # Same catalogue and model again: every step is found published.
-    again = index_catalog(store, photo_set["gallery"], model=tiny_checkpoint)
-    assert again.skipped and again.version == result.version
-
-
-@pytest.mark.slow  # a local cluster of 2 worker processes, each importing torch and Prefect
-@pytest.mark.usefixtures("prefect_harness")
-def test_index_command_can_embed_on_a_local_dask_cluster(photo_set, tiny_checkpoint, tmp_path):
-    args = ["index", "--catalog", str(photo_set["gallery"]), "--model", str(tiny_checkpoint)]
-    result = CliRunner().invoke(_app(index_command, "index"), [*args, "--home", str(tmp_path / "dask"), "--dask-workers", "2"])
-    assert result.exit_code == 0, result.output
-    fanned, alone = ArtifactStore(tmp_path / "dask"), ArtifactStore(tmp_path / "alone")
-    index_catalog(alone, photo_set["gallery"], model=tiny_checkpoint)
-    assert fanned.manifests("embed_chunk"), "the vectors did not come from the Dask flow"
-    ref = fanned.latest("catalog_embed", "embeddings")
-    assert ref == alone.latest("catalog_embed", "embeddings")  # same version wherever it was computed
-    a, b = fanned.read_table(ref), alone.read_table(ref)
-    assert a.column("image_id").to_pylist() == b.column("image_id").to_pylist()
-    np.testing.assert_allclose(np.stack(a.column("vector").to_numpy(zero_copy_only=False)),
-                               np.stack(b.column("vector").to_numpy(zero_copy_only=False)), atol=1e-5)
-
-
-def test_index_command_without_a_published_model_says_so(photo_set, tmp_path):
-    result = CliRunner().invoke(_app(index_command, "index"), ["index", "--catalog", str(photo_set["gallery"]), "--home", str(tmp_path / "h")])
-    assert result.exit_code == 2
-    assert "no published version of train/checkpoint" in result.output
 
 
 def test_unreadable_image_in_a_png_disguise(photo_set, tmp_path):

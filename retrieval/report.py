@@ -1,6 +1,6 @@
 """The self-contained HTML evaluation report: one file a person can open anywhere.
 
-What it shows, all computed by the one evaluation path (:mod:`street2shop.evaluate`):
+What it shows, all computed by the one evaluation path (:mod:`street2shop.retrieval.evaluation`):
 
 * the baseline comparison table (top-1/5/10/20, mAP, "right product, wrong colour" per
   model: white-box features, pretrained backbone, trained embedder, trained + αQE/DBA),
@@ -14,9 +14,10 @@ What it shows, all computed by the one evaluation path (:mod:`street2shop.evalua
 Everything is inline: plots are SVG written here (no plotting library needed), photos are
 base64 JPEG thumbnails, styles sit in one ``<style>`` block. The file therefore loads no
 URL, so it can be attached to an issue, archived with its artifact version, or opened
-offline. The evaluate stage writes it as ``report.html`` of its ``metrics`` version;
-``street2shop report`` renders it for any evaluated version; ``street2shop eval`` renders it
-for a bring-your-own dataset.
+offline. This module builds and renders the page from data already computed; the evaluate
+stage writes it as ``report.html`` of its ``metrics`` version, ``street2shop report`` renders
+it for any evaluated version (:mod:`street2shop.tasks.report`), ``street2shop eval`` for a
+bring-your-own dataset.
 """
 
 from __future__ import annotations
@@ -28,18 +29,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pyarrow as pa
-import typer
-from PIL import Image, ImageOps
 
-from street2shop.retrieval.evaluation import ALL_CATEGORIES, RetrievalReport
-from street2shop.selection import gallery_images, query_images
-from street2shop.storage.store import ArtifactRef, ArtifactStore
-
-REPORT_FILE = "report.html"
+from street2shop.cleaning.selection import gallery_images, query_images
+from street2shop.retrieval.metrics import ALL_CATEGORIES, RetrievalReport
+from street2shop.storage.images import UnreadableImageError, open_image
 
 #: Models in the order the comparison reads: white-box, pretrained, trained, post-processed.
 MODEL_ORDER = ("colour_histogram", "hog", "pretrained", "trained", "trained+qe", "trained+dba", "trained+dba+qe")
@@ -347,9 +343,8 @@ def scatter_svg(xy: np.ndarray, labels: Sequence[str], title: str, width: int = 
 def thumbnail_data_uri(path: str | Path, size: int = THUMB_PX) -> str:
     """A ``data:image/jpeg;base64`` URI of a small JPEG thumbnail of the photo at ``path``."""
     try:
-        with Image.open(path) as im:
-            image = ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, ValueError) as exc:
+        image = open_image(path)
+    except UnreadableImageError as exc:
         raise ValueError(f"cannot read image for the report: {path}: {exc}") from exc
     image.thumbnail((size, size))
     buf = io.BytesIO()
@@ -393,73 +388,3 @@ def _embedding_maps(data: ReportData) -> str:
         + scatter_svg(data.map_xy, data.map_domains, "coloured by domain")
         + "</div>"
     )
-
-
-# --------------------------------------------------------------------------- from the store
-
-
-def report_from_store(store: ArtifactStore, metrics_ref: ArtifactRef, seed: int = 0) -> ReportData:
-    """Rebuild an evaluated version's report from its artifacts alone.
-
-    The ranking is recomputed from the version's published ``embeddings`` (the trained
-    model's vectors) through the one evaluation path, so no model is loaded.
-    """
-    from street2shop.evaluate import score_vectors
-    from street2shop.tasks.data import DataRefs, load_annotated
-
-    manifest = store.manifest(metrics_ref)
-    by_name = {r.name: r for r in manifest.inputs}
-    data_refs = DataRefs(**{name: by_name[name] for name in DataRefs.model_fields})
-    split = manifest.params.get("split", "test")
-    ks = manifest.params.get("ks", [1, 5, 10, 20])
-    annotated = load_annotated(store, data_refs)
-    vectors = vectors_for(store, metrics_ref.model_copy(update={"name": "embeddings"}), annotated, split)
-    report = score_vectors(vectors["queries"], vectors["gallery"], annotated, split, ks)
-    title = f"street2shop evaluation {metrics_ref.version}"
-    return build_report_data(title, store.read_table(metrics_ref), annotated, split, report, vectors, seed=seed)
-
-
-def vectors_for(store: ArtifactStore, embeddings_ref: ArtifactRef, annotated: pa.Table, split: str) -> dict[str, np.ndarray]:
-    """The published vectors of ``gallery_images`` and ``query_images`` in their row order."""
-    emb = store.read_table(embeddings_ref)
-    dim = emb.schema.field("vector").type.list_size
-    matrix = emb.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    row_of = {image_id: i for i, image_id in enumerate(emb.column("image_id").to_pylist())}
-    out = {}
-    for key, table in (("gallery", gallery_images(annotated)), ("queries", query_images(annotated, split))):
-        ids = table.column("image_id").to_pylist()
-        missing = [i for i in ids if i not in row_of]
-        if missing:
-            raise ValueError(f"{embeddings_ref} lacks {len(missing)} {key} vector(s), e.g. {missing[0]}")
-        out[key] = matrix[[row_of[i] for i in ids]].astype(np.float32)
-    return out
-
-
-def write_report(store: ArtifactStore, metrics_ref: ArtifactRef, out_path: str | Path) -> Path:
-    """Render the report of an evaluated ``metrics`` version to ``out_path``."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(render_report(report_from_store(store, metrics_ref)), encoding="utf-8")
-    return out_path
-
-
-def report(
-    home: Optional[str] = typer.Option(None, help="artifact store: a folder or a URL like s3://bucket/prefix (default: $STREET2SHOP_HOME or ./.street2shop)"),
-    version: Optional[str] = typer.Option(None, help="evaluate version (default: the latest)"),
-    out: Path = typer.Option(Path("report.html"), help="where to write the HTML file"),
-) -> None:
-    """Write the self-contained HTML evaluation report of an evaluated version."""
-    from street2shop.settings import store_home
-    from street2shop.storage.store import ArtifactNotFound
-
-    store = ArtifactStore(store_home(home))
-    ref = ArtifactRef(stage="evaluate", name="metrics", version=version) if version else store.latest_or_none("evaluate", "metrics")
-    if ref is None or not store.exists(ref):
-        typer.echo(f"error: no evaluated version {version or ''} in {store.home}: run the evaluate stage first", err=True)
-        raise typer.Exit(2)
-    try:
-        path = write_report(store, ref, out)
-    except ArtifactNotFound as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"report of {ref}: {path}")

@@ -1,7 +1,4 @@
-"""``street2shop serve``: run the search API and web page with uvicorn.
-
-A plain typer-decorated function; the main CLI mounts it with ``app.command("serve")(serve)``.
-"""
+"""``street2shop serve``: run the search API and web page with uvicorn."""
 
 from __future__ import annotations
 

@@ -1,18 +1,20 @@
-"""Small synthetic photos for the cleaning tests, drawn with PIL (no demo shop needed).
+"""Small synthetic photos for the cleaning and labelling tests, drawn with PIL (no demo shop needed).
 
 - ``garment``: a seeded garment-ish silhouette (body, sleeves, stripes, a motif) on a pale
   background: every seed is a different "design", the colour argument its colourway.
 - ``near_duplicate``: a seller photo re-listed with a crop, resize, watermark or colour tweak.
 - ``parcel`` / ``close_up``: the two commonest kinds of review-photo noise.
+- ``upright`` / ``as_phone_stores_it``: a photo, and the same photo stored as a phone does
+  (turned pixels plus the EXIF orientation tag that turns them back).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 COLOURS = {
@@ -102,7 +104,31 @@ def save(image: Image.Image, path: Path, quality: int = 90) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def draw() -> SimpleNamespace:
-    """The drawing helpers above, for tests in this folder."""
+def helpers() -> SimpleNamespace:
+    """The drawing helpers above, as the ``draw`` fixture hands them to tests."""
     return SimpleNamespace(garment=garment, near_duplicate=near_duplicate, parcel=parcel, close_up=close_up, save=save)
+
+
+#: EXIF Orientation 6: "rotate 90° clockwise to view", what a phone writes for an upright portrait
+ROTATE_CW = 6
+
+
+def upright(seed: int = 0, size: tuple[int, int] = (64, 40)) -> Image.Image:
+    """A photo whose orientation matters: random pixels, wider than tall."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def as_phone_stores_it(image: Image.Image, fmt: str = "PNG") -> bytes:
+    """The photo's pixels turned a quarter anti-clockwise plus the tag that turns them back."""
+    exif = Image.Exif()
+    exif[0x0112] = ROTATE_CW
+    buf = io.BytesIO()
+    image.transpose(Image.Transpose.ROTATE_90).save(buf, fmt, exif=exif)
+    return buf.getvalue()
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from street2shop.cleaning.noise import NoiseFilter, NoiseParams
-from street2shop.labels_cli import labels_app, merge_labels
+from street2shop.cleaning.labels import merge_labels
+from street2shop.cli.labels import labels_app
 from street2shop.storage.blobs import BlobStore
-from street2shop.storage.schemas import IMAGES, NOISE_LABELS
+from street2shop.storage.schemas import IMAGES, ITEMS, NOISE_LABELS
 from street2shop.storage.store import ArtifactStore
 from street2shop.tasks.noise import run_noise_filter
 
@@ -46,7 +47,10 @@ def store(tmp_path_factory, draw):
             if p < 8:
                 labels.append((sha, label))
     artifacts = ArtifactStore(home)
-    with artifacts.publish("crawl", ["images"], "v1") as writers:
+    items = [{"item_id": i, "product_id": i.split(":")[0], "seller_id": "s", "category": "tops", "colour": i.split(":")[1],
+              "title": None, "url": None} for i in sorted({r["item_id"] for r in rows})]  # fmt: skip
+    with artifacts.publish("crawl", ["items", "images"], "v1") as writers:  # as a crawl publishes them
+        writers["items"].write_table(pa.Table.from_pylist(items, schema=ITEMS))
         writers["images"].write_table(pa.Table.from_pylist(rows, schema=IMAGES))
     labels_path = home / "labels.csv"
     labels_path.write_text("image_id,label\n" + "".join(f"{i},{lab}\n" for i, lab in labels))

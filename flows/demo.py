@@ -1,4 +1,5 @@
-"""The bundled demo: generate a shop, serve it on loopback, run the whole pipeline on it.
+"""The bundled demo's set-up: a generated shop served on loopback, and the pipeline config
+that crawls and trains on it (``street2shop demo`` runs the two together).
 
 ``demo_config`` is also what the end-to-end tests and ``bench/pipeline.py`` use, with a
 smaller shop and the ``tiny`` backbone.
@@ -18,10 +19,10 @@ from street2shop.crawler.core import CrawlParams
 from street2shop.flows.config import PipelineConfig
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
+from street2shop.retrieval.evaluation import EvaluateParams
+from street2shop.retrieval.index import IndexParams
 from street2shop.shop.generator import ShopParams, generate_shop
 from street2shop.shop.server import ShopServer
-from street2shop.tasks.evaluate import EvaluateParams
-from street2shop.tasks.index import IndexParams
 
 
 class DemoSize(BaseModel):

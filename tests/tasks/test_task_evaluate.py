@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-import typer
-from typer.testing import CliRunner
-from evaluate_testing import publish_shop
 
-from street2shop.report import REPORT_FILE, report
-from street2shop.tasks.evaluate import EvaluateParams, run_evaluate
+from labelled_testing import publish_shop
+from street2shop.retrieval.evaluation import EvaluateParams
+from street2shop.storage.names import REPORT_FILE
+from street2shop.tasks.evaluate import run_evaluate
+from street2shop.tasks.report import write_report
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +39,14 @@ def test_manifest_says_which_gallery_the_figures_used(evaluated):
     assert {"trained+qe_top1", "trained+dba_map"} <= set(figures)
 
 
-def test_stage_writes_a_self_contained_report_and_the_cli_path_rebuilds_it(evaluated, tmp_path):
+def test_stage_writes_a_self_contained_report_and_the_store_rebuilds_it(evaluated, tmp_path):
     store, _, _, result = evaluated
     html = store.file(result["metrics"], REPORT_FILE).read_text()
     assert "<td>trained+dba</td>" in html and "<td>hog</td>" in html
     assert not re.search(r"(src|href)=['\"]https?:", html)
     # recall plots for all, shoes, tops + 2 maps
     assert html.count("<svg ") == 3 + 2
-    app = typer.Typer()
-    app.command("report")(report)
-    app.callback()(lambda: None)  # keeps typer from collapsing a one-command app
-    out = tmp_path / "r.html"
-    cli = CliRunner().invoke(app, ["report", "--home", str(store.home), "--version", result.version, "--out", str(out)])
-    assert cli.exit_code == 0, cli.output
+    out = write_report(store, result["metrics"], tmp_path / "r.html")
     rebuilt = out.read_text()
     # Same seed, same vectors, same evaluation path: the same page.
     assert rebuilt.count("<img ") == html.count("<img ") > 8
@@ -61,11 +56,3 @@ def test_stage_writes_a_self_contained_report_and_the_cli_path_rebuilds_it(evalu
 def test_unknown_expansion_is_rejected():
     with pytest.raises(ValueError, match="unknown expansion"):
         EvaluateParams(expansions=["qe", "magic"])
-
-
-def test_report_command_without_an_evaluated_version(tmp_path):
-    app = typer.Typer()
-    app.command("report")(report)
-    app.callback()(lambda: None)
-    cli = CliRunner().invoke(app, ["report", "--home", str(tmp_path), "--out", str(tmp_path / "r.html")])
-    assert cli.exit_code == 2 and "run the evaluate stage first" in cli.output

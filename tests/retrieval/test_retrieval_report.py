@@ -1,4 +1,4 @@
-"""The self-contained HTML report (street2shop.report): structure, plots, thumbnails."""
+"""The self-contained HTML report (street2shop.retrieval.report): structure, plots, thumbnails."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from street2shop.report import (
+from street2shop.retrieval.report import (
     MODEL_ORDER,
     Example,
     ReportData,
@@ -20,7 +20,7 @@ from street2shop.report import (
     pick_examples,
     render_report,
 )
-from street2shop.retrieval.evaluation import evaluate_retrieval
+from street2shop.retrieval.metrics import evaluate_retrieval
 
 URL_ATTR = re.compile(r"""(?:src|href)\s*=\s*['"]?\s*(https?:|//)""", re.IGNORECASE)
 IMG_SRC = re.compile(r"<img [^>]*src='([^']*)'")

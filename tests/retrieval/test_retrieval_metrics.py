@@ -7,8 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from street2shop.retrieval import evaluation
-from street2shop.retrieval.evaluation import GalleryItems, evaluate_retrieval, rank_items
+from street2shop.retrieval import metrics
+from street2shop.retrieval.metrics import evaluate_retrieval
+from street2shop.retrieval.ranking import GalleryItems, rank_items
 from street2shop.storage.schemas import METRICS
 
 
@@ -205,7 +206,7 @@ def test_matches_naive_reference_on_random_data(random_retrieval):
 def test_chunking_does_not_change_results(random_retrieval, monkeypatch):
     q, q_items, g, g_items, product = random_retrieval
     whole = evaluate_retrieval(q, q_items, g, g_items, item_product=product)
-    monkeypatch.setattr(evaluation, "_CHUNK_CELLS", 7 * len(g))  # 7 queries per chunk
+    monkeypatch.setattr(metrics, "_CHUNK_CELLS", 7 * len(g))  # 7 queries per chunk
     chunked = evaluate_retrieval(q, q_items, g, g_items, item_product=product)
     assert chunked.overall == whole.overall
     assert chunked.ranked_items.tolist() == whole.ranked_items.tolist()

@@ -1,0 +1,38 @@
+"""The ``street2shop`` command line: one module per command group, mounted here.
+
+Only this package knows typer; every command imports the layers below it when it runs, so
+``street2shop --help`` loads neither torch nor Prefect.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+# Before Prefect is imported (it is imported lazily, inside commands).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Without a Prefect server configured, a run starts a temporary one; Prefect waits 20 s for it,
+# which a busy 2-core machine (the nightly run beside a training job) can exceed.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from street2shop.cli import byo, deploy, labels, pipeline, serve, store  # noqa: E402
+from street2shop.shop.cli import shop_app  # noqa: E402
+
+app = typer.Typer(help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.", no_args_is_help=True)
+
+app.command()(pipeline.demo)
+app.command()(pipeline.run)
+app.command()(store.sql)
+app.command()(store.versions)
+app.command()(store.status)
+app.command()(store.report)
+app.command("eval")(byo.eval_command)
+app.command("index")(byo.index_command)
+app.command()(serve.serve)
+app.command()(deploy.deploy)
+app.add_typer(labels.labels_app, name="labels", help="Export photos to label next; import labelled ones.")
+app.add_typer(shop_app, name="shop", help="Generate or serve the demo shop.")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,95 @@
+"""Bring your own data: ``street2shop eval`` (score a model on labelled CSVs) and
+``street2shop index --catalog`` (a served index from a product feed, without crawling)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.table import Table
+
+from street2shop.cli._common import console, open_store
+
+if TYPE_CHECKING:
+    from street2shop.retrieval.metrics import RetrievalReport
+
+
+def eval_command(
+    gallery: Path = typer.Option(..., help="CSV of gallery (shop) photos: path,item_id[,product_id,category,colour]"),
+    queries: Path = typer.Option(..., help="CSV of query (street) photos: path,item_id"),
+    model: Optional[Path] = typer.Option(None, help="embedder checkpoint file (default: the store's latest trained one)"),
+    home: Optional[str] = typer.Option(None, help="artifact store (folder or s3:// URL), for the published model"),
+    json_output: bool = typer.Option(False, "--json", help="print one JSON object: overall and per category"),
+    report_path: Optional[Path] = typer.Option(None, "--report", help="also write the HTML report here"),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Evaluate the published (or a named) model on your own labelled gallery and queries."""
+    import pyarrow as pa
+
+    from street2shop.models.embedder import load_embedder
+    from street2shop.retrieval.evaluation import TRAINED, evaluate_csvs, metrics_json
+    from street2shop.sources.labelled import SPLIT, DataError
+    from street2shop.storage.names import CHECKPOINT, TRAIN
+    from street2shop.storage.store import ArtifactNotFound
+    from street2shop.tasks.catalog import load_checkpoint
+
+    try:
+        if model is not None:
+            embedder = load_embedder(model)
+        else:
+            store = open_store(home)
+            embedder = load_checkpoint(store, store.latest(TRAIN, CHECKPOINT))
+        report, vectors, annotated = evaluate_csvs(embedder, gallery, queries, batch_size=batch_size)
+    except (DataError, ArtifactNotFound, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if json_output:
+        typer.echo(json.dumps(metrics_json(report), sort_keys=True))
+    else:
+        _print_metrics(report)
+    if report_path is not None:
+        from street2shop.retrieval.report import build_report_data, render_report
+
+        metrics = pa.Table.from_pylist(report.to_rows(TRAINED, SPLIT))
+        page = build_report_data(f"street2shop evaluation of {gallery.name} / {queries.name}", metrics, annotated, SPLIT, report, vectors)
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(render_report(page), encoding="utf-8")
+        if not json_output:
+            typer.echo(f"report: {report_path}")
+
+
+def _print_metrics(report: RetrievalReport) -> None:
+    keys = [f"top{k}" for k in report.ks] + ["map"] + (["wrong_colour_top1"] if "wrong_colour_top1" in report.overall else []) + ["n_queries"]
+    table = Table(title=f"gallery: {int(report.overall['gallery_size'])} photos of {int(report.overall['gallery_items'])} items, exact search")
+    table.add_column("category")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for category, values in [("all", report.overall), *sorted(report.per_category.items())]:
+        table.add_row(category, *[f"{values[k]:.4g}" for k in keys])
+    console.print(table)
+
+
+def index_command(
+    catalog: Path = typer.Option(..., help="CSV of catalogue photos: path,item_id[,product_id,category,colour]"),
+    home: Optional[str] = typer.Option(None, help="artifact store (folder or s3:// URL) the index is published to"),
+    model: Optional[Path] = typer.Option(None, help="embedder checkpoint file (default: the store's latest trained one)"),
+    factory: str = typer.Option("auto", help="faiss index factory string, or 'auto' (exact for small catalogues)"),
+    dask_address: Optional[str] = typer.Option(None, help="embed on this Dask cluster (tcp://host:8786); the store must be one every worker reaches"),
+    dask_workers: int = typer.Option(0, min=0, help="embed on a local Dask cluster of this many worker processes (0: in this process)"),
+) -> None:
+    """Build a searchable index from your own catalogue CSV, without crawling."""
+    from street2shop.flows.catalog import DaskOptions, index_catalog
+    from street2shop.sources.labelled import DataError
+    from street2shop.storage.store import ArtifactNotFound
+
+    dask = DaskOptions(dask_address, dask_workers or 2) if dask_address or dask_workers else None
+    try:
+        result = index_catalog(open_store(home), catalog, model, factory, dask=dask)
+    except (DataError, ArtifactNotFound, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"index: version {result.version} ({'reused' if result.skipped else 'new'})")
+    for key, value in sorted(result.metrics.items()):
+        typer.echo(f"  {key}: {value}")

@@ -1,0 +1,85 @@
+"""Looking into the store: ``sql``, ``versions``, ``status`` and ``report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from street2shop.cli._common import HOME_HELP, console, fmt, open_store, print_table
+
+
+def sql(
+    query: str = typer.Argument(..., help="SQL over the artifact views, e.g. \"select * from versions\""),
+    home: Optional[str] = typer.Option(None, help=HOME_HELP),
+) -> None:
+    """Query every artifact with DuckDB (views: <name>, latest_<name>, versions)."""
+    from street2shop.storage.catalog import query as run_query
+
+    print_table(run_query(open_store(home), query))
+
+
+def versions(stage: Optional[str] = typer.Argument(None), home: Optional[str] = typer.Option(None, help=HOME_HELP)) -> None:
+    """List published versions with their lineage (inputs) and row counts."""
+    import pyarrow as pa
+
+    manifests = open_store(home).manifests(stage)
+    rows = [
+        {"stage": m.stage, "name": m.name, "version": m.version, "created_at": m.created_at[:19], "rows": m.rows, "inputs": ", ".join(str(r) for r in m.inputs)}
+        for m in manifests
+    ]
+    if not rows:
+        console.print("no published versions" + (f" of stage {stage!r}" if stage else ""))
+        raise typer.Exit(0)
+    print_table(pa.Table.from_pylist(rows), title="published versions (oldest first)")
+
+
+def status(home: Optional[str] = typer.Option(None, help=HOME_HELP)) -> None:
+    """Latest version per stage, the last pipeline activity, and what is promoted and served."""
+    from street2shop.storage.status import collect_status
+
+    report = collect_status(open_store(home))
+    if not report.stages:
+        console.print(f"no published versions under {report.home}: run `street2shop demo` or `street2shop run` first")
+        raise typer.Exit(0)
+    table = Table(title=f"latest versions under {report.home}")
+    for col in ("stage", "version", "created (UTC)", "versions", "key figures"):
+        table.add_column(col, overflow="fold")
+    for s in report.stages:
+        figures = ", ".join(f"{k}={fmt(v)}" for k, v in s.figures.items())
+        table.add_row(s.stage, s.version, s.created_at[:19], str(s.versions), figures)
+    console.print(table)
+    console.print(f"last published: {report.last_published_at[:19]} UTC ({report.last_published})")
+    if report.served is None:
+        console.print("served: nothing promoted yet (the API has no index to serve)")
+    else:
+        d = report.served
+        console.print(f"served: index {d.candidate.version} ({d.metric} = {d.value:.4f}), promoted {d.decided_at[:19]} UTC")
+    if report.last_decision is not None and report.last_decision != report.served:
+        d = report.last_decision
+        console.print(f"last decision: index {d.candidate.version} not promoted at {d.decided_at[:19]} UTC: {d.reason}")
+
+
+def report(
+    home: Optional[str] = typer.Option(None, help=HOME_HELP),
+    version: Optional[str] = typer.Option(None, help="evaluate version (default: the latest)"),
+    out: Path = typer.Option(Path("report.html"), help="where to write the HTML file"),
+) -> None:
+    """Write the self-contained HTML evaluation report of an evaluated version."""
+    from street2shop.storage.names import EVALUATE, METRICS
+    from street2shop.storage.store import ArtifactNotFound, ArtifactRef
+    from street2shop.tasks.report import write_report
+
+    store = open_store(home)
+    ref = ArtifactRef(stage=EVALUATE, name=METRICS, version=version) if version else store.latest_or_none(EVALUATE, METRICS)
+    if ref is None or not store.exists(ref):
+        typer.echo(f"error: no evaluated version {version or ''} in {store.home}: run the evaluate stage first", err=True)
+        raise typer.Exit(2)
+    try:
+        path = write_report(store, ref, out)
+    except ArtifactNotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"report of {ref}: {path}")
