@@ -14,7 +14,12 @@ Two adapters ship:
   feedback pages.
 
 A page that cannot be trusted raises ``PageParseError`` with a human-readable reason; the
-crawler records it as a reject and carries on.
+crawler records it as a reject and carries on. That includes pages built to hurt a parser:
+the tree is built under a nesting-depth and an element-count limit (``MAX_DEPTH``,
+``MAX_ELEMENTS``), checked as each tag opens, so a page of 100 000 nested ``<div>`` is
+refused at the 513th instead of costing a 100 000-deep tree (bs4 builds it without
+recursing, but memory grows by about 1 KB an element and descendant selectors by the
+depth).
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, ParserRejectedMarkup
+from bs4.element import Tag
 
 __all__ = [
     "ADAPTERS",
+    "MAX_DEPTH",
+    "MAX_ELEMENTS",
     "FeedbackPage",
     "ImageRef",
     "ItemRecord",
@@ -124,6 +132,31 @@ def item_id(product_id: str, colour: str) -> str:
     return f"{product_id}:{colour}"
 
 
+# -- parsing under limits ------------------------------------------------------------------
+#: Deepest element nesting accepted: Blink's HTML parser stops nesting at 512 too.
+MAX_DEPTH = 512
+#: Most elements in one page; a big real product page has a few thousand.
+MAX_ELEMENTS = 100_000
+
+
+class _LimitExceeded(Exception):  # noqa: N818
+    pass
+
+
+class _LimitedSoup(BeautifulSoup):
+    """BeautifulSoup that stops building as soon as the tree passes the limits."""
+
+    _elements = 0
+
+    def pushTag(self, tag: Tag) -> None:  # noqa: N802 (bs4's name)
+        super().pushTag(tag)
+        self._elements += 1
+        if len(self.tagStack) > MAX_DEPTH + 1:  # + the soup itself, the root of the stack
+            raise _LimitExceeded(f"HTML nested deeper than {MAX_DEPTH} elements (a parser trap?)")
+        if self._elements > MAX_ELEMENTS + 1:
+            raise _LimitExceeded(f"more than {MAX_ELEMENTS} HTML elements in one page")
+
+
 # -- the interface -------------------------------------------------------------------------
 _CLOSING_HTML = re.compile(r"</html\s*>\s*$", re.IGNORECASE)
 
@@ -137,12 +170,18 @@ class ShopAdapter(ABC):
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
     def soup(html: str, url: str, *, next_selector: str | None = None) -> BeautifulSoup:
-        """Parse ``html``; a document cut off before ``</html>`` is a ``PageParseError``.
+        """Parse ``html`` within ``MAX_DEPTH`` and ``MAX_ELEMENTS``; a document cut off before
+        ``</html>`` is a ``PageParseError``.
 
         The lenient HTML parser would happily return the reviews before the cut, so the
         truncation check is explicit: a half page must not pass for a short page.
         """
-        soup = BeautifulSoup(html, "html.parser")
+        try:
+            soup = _LimitedSoup(html, "html.parser")
+        except _LimitExceeded as e:
+            raise PageParseError(str(e)) from None
+        except ParserRejectedMarkup as e:
+            raise PageParseError(f"the HTML parser gave up on the page: {e}") from None
         if not _CLOSING_HTML.search(html):
             salvaged = None
             if next_selector and (a := soup.select_one(next_selector)) and a.get("href"):

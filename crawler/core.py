@@ -18,6 +18,23 @@ product pages are re-read (that is how new products and colours are found), imag
 known by source URL are not downloaded again, feedback paging stops at the first known
 review, and the result is the full snapshot: rows of the previous crawl still in the shop
 plus the new ones.
+
+A hostile shop is expected. What the fetcher refuses (off-site and private URLs, redirect
+loops, oversized or slow answers: ``fetch.py``) and what the adapter cannot trust (parser
+traps, truncated pages: ``adapters.py``) become reject rows; on top of that the walk
+itself:
+
+- reads a page only if its bytes look like HTML and stores an image only if its bytes
+  are one (``validate.py``), whatever the ``Content-Type`` says;
+- stops a pagination chain (a category's listing, a product's feedback) at a page that
+  adds nothing new yet links a next one, at a link back to a page already read, and after
+  ``pagination_budget`` pages;
+- reads every URL a product is listed under; the lowest URL that reads wins, so the
+  result does not depend on listing order, and every item another URL describes
+  differently is reported;
+- treats a robots.txt that forbids the home page as the shop's answer, not a failure: the
+  previous snapshot stands (unchanged tables, so nothing new is published) and the reject
+  says why; with no previous snapshot ``RobotsDisallowed`` says it.
 """
 
 from __future__ import annotations
@@ -32,7 +49,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,17 +61,19 @@ from street2shop.crawler.adapters import (
     ItemRecord,
     PageParseError,
     ProductLink,
+    ProductPage,
     ShopAdapter,
     get_adapter,
     item_id,
 )
-from street2shop.crawler.fetch import DEFAULT_USER_AGENT, FetchResult, PoliteFetcher
+from street2shop.crawler.fetch import DEFAULT_USER_AGENT, DISALLOWED, FetchResult, PoliteFetcher
+from street2shop.crawler.guard import UrlGuard
 from street2shop.crawler.journal import CrawlJournal, ImageOutcome, PageOutcome
-from street2shop.crawler.validate import ImageLimits, validate_image
+from street2shop.crawler.validate import ImageLimits, sniff, validate_image
 from street2shop.storage.blobs import BlobStore
 from street2shop.storage.schemas import CRAWL_REJECTS, IMAGES, ITEMS
 
-__all__ = ["CrawlError", "CrawlParams", "CrawlResult", "crawl"]
+__all__ = ["CrawlError", "CrawlParams", "CrawlResult", "RobotsDisallowed", "crawl"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +84,12 @@ FetchHook = Callable[[str, str], None]
 
 class CrawlError(RuntimeError):
     """The crawl cannot produce a meaningful snapshot (e.g. the home page is unreachable)."""
+
+
+class RobotsDisallowed(CrawlError):
+    """The shop's robots.txt forbids this crawler its home page (an unreachable robots.txt
+    forbids everything, RFC 9309), and there is no previous snapshot to keep: nothing was
+    crawled, nothing can be published. The message says which of the two it was."""
 
 
 class CrawlParams(BaseModel):
@@ -78,9 +103,19 @@ class CrawlParams(BaseModel):
     max_retries: int = Field(4, ge=0)
     backoff_factor: float = Field(0.2, ge=0)
     max_retry_after_s: float = Field(60.0, ge=0)
+    #: The most one URL may take, end to end: redirect hops, retries and their waits (one
+    #: Retry-After of max_retry_after_s fits in the default).
+    deadline_s: float = Field(120.0, gt=0)
     max_products: int | None = Field(None, ge=1)
     categories: list[str] | None = None  # slugs; None: every category on the home page
     image_limits: ImageLimits = Field(default_factory=ImageLimits)
+    #: Hosts besides the shop's that pages may send the crawler to (an image CDN); each
+    #: must still resolve to public addresses only.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    max_page_bytes: int = Field(5_000_000, gt=0)  # after decompression
+    max_redirects: int = Field(5, ge=0)
+    #: Pages one pagination chain (a category's listing, a product's feedback) may take.
+    pagination_budget: int = Field(1000, ge=1)
     user_agent: str = DEFAULT_USER_AGENT
     progress: bool = True
 
@@ -102,7 +137,9 @@ class CrawlParams(BaseModel):
     def fingerprint(self) -> str:
         """What decides the crawl's pages and images (not how fast they are fetched)."""
         what = self.model_dump(
-            mode="json", include={"base_url", "adapter", "max_products", "categories", "image_limits"}
+            mode="json",
+            include={"base_url", "adapter", "max_products", "categories", "image_limits",
+                     "allowed_hosts", "max_page_bytes", "max_redirects", "pagination_budget"},
         )
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -199,6 +236,7 @@ class _CrawlRun:
         self.journal = journal
         self.previous = previous
         self.after_fetch = after_fetch
+        self.guard = UrlGuard(params.base_url, params.allowed_hosts)
         self.fetcher = PoliteFetcher(
             user_agent=params.user_agent,
             concurrency=params.concurrency,
@@ -207,6 +245,9 @@ class _CrawlRun:
             max_retries=params.max_retries,
             backoff_factor=params.backoff_factor,
             max_retry_after_s=params.max_retry_after_s,
+            deadline_s=params.deadline_s,
+            max_redirects=params.max_redirects,
+            guard=self.guard,
         )
         self._lock = threading.Lock()
         self.rejects: list[dict] = []
@@ -218,10 +259,7 @@ class _CrawlRun:
     def stored_url(self, url: str) -> str:
         """URLs on the shop's own host are stored relative to it (``/img/a.jpg``), so the
         artifacts do not change when the same shop is served from another host or port."""
-        base, u = urlsplit(self.params.base_url), urlsplit(url)
-        if (u.scheme, u.netloc) == (base.scheme, base.netloc):
-            return urlunsplit(("", "", u.path, u.query, ""))
-        return url
+        return self.guard.shop_relative(url)
 
     def reject(self, url: str, kind: str, reason: str, item: str | None = None) -> None:
         with self._lock:
@@ -233,10 +271,14 @@ class _CrawlRun:
 
     # -- fetching through the journal ------------------------------------------------------
     def fetch_page(self, url: str) -> tuple[FetchResult, str]:
-        """The page's fetch result and its text, from the journal when already fetched."""
+        """The page's fetch result and its text, from the journal when already fetched.
+
+        A 200 whose bytes are not HTML (an image, a PDF, binary junk) comes back with an
+        error: it is never parsed, whatever its Content-Type said.
+        """
         cached = self.journal.page(url)
         if cached is None:
-            res = self.fetcher.get(url)
+            res = self.fetcher.get(url, max_bytes=self.params.max_page_bytes)
             cached = PageOutcome(res.status, res.content_type, res.content, res.error)
             self.journal.put_page(url, cached)
             self.count("pages_fetched")
@@ -244,8 +286,11 @@ class _CrawlRun:
         else:
             self.count("pages_from_journal")
         self.page_bar.update()
-        res = FetchResult(url, cached.status, cached.body, cached.content_type, cached.error)
-        return res, _decode(cached.body, cached.content_type)
+        error = cached.error
+        if error is None and (what := sniff(cached.body)) not in ("HTML", "text"):
+            error = f"not an HTML page: the bytes are {what} (served as {cached.content_type or 'no type'!r})"
+        res = FetchResult(url, cached.status, cached.body, cached.content_type, error)
+        return res, (_decode(cached.body, cached.content_type) if error is None else "")
 
     def fetch_image(self, url: str) -> ImageOutcome:
         known = self.previous.by_source_url.get(self.stored_url(url))
@@ -258,17 +303,22 @@ class _CrawlRun:
         if cached is not None and (not cached.ok or self.blobs.resolve(cached.path).exists()):
             self.count("images_from_journal")
             return self._done_image(cached)
-        res = self.fetcher.get(url)
+        res = self.fetcher.get(url, max_bytes=self.params.image_limits.max_bytes)
         if not res.ok:
             outcome = ImageOutcome(nbytes=len(res.content), reason=res.error)
         else:
+            # The bytes decide the format (and the blob's extension), not the URL or the
+            # Content-Type: a PNG served as photo.jpg is kept as the PNG it is.
             check = validate_image(res.content, self.params.image_limits)
             if check.ok:
                 # Blob first, journal second: a crash in between re-fetches, never dangles.
                 sha, rel = self.blobs.put(res.content, check.extension)
                 outcome = ImageOutcome(sha, rel, check.width, check.height, len(res.content))
             else:
-                outcome = ImageOutcome(nbytes=len(res.content), reason=check.reason)
+                reason = check.reason
+                if check.format is None and sniff(res.content) == "HTML":  # a soft 404, say
+                    reason += f": the bytes are HTML (served as {res.content_type or 'no type'!r})"
+                outcome = ImageOutcome(nbytes=len(res.content), reason=reason)
         self.journal.put_image(url, outcome)
         self.count("images_fetched")
         self._notify("image", url)
@@ -287,9 +337,13 @@ class _CrawlRun:
         start = time.perf_counter()
         pool = ThreadPoolExecutor(self.params.concurrency, thread_name_prefix="crawl")
         try:
-            categories = self._categories()
-            links = self._product_links(pool, categories)
-            outcomes, images = self._products_and_images(pool, links)
+            try:
+                categories = self._categories()
+            except RobotsDisallowed as refused:
+                outcomes, images = self._keep_previous(refused), {}
+            else:
+                groups = self._product_links(pool, categories)
+                outcomes, images = self._products_and_images(pool, groups)
         except BaseException:
             # Do not wait for the queued fetches of a crawl that is being abandoned.
             pool.shutdown(wait=True, cancel_futures=True)
@@ -308,12 +362,13 @@ class _CrawlRun:
             rejected=len(self.rejects),
             bytes=self.fetcher.bytes,
             requests=self.fetcher.requests,
+            slowest_fetch_s=round(self.fetcher.slowest_s, 3),
             seconds=round(seconds, 3),
             pages_per_s=round(stats.get("pages_fetched", 0) / seconds, 2),
             images_per_s=round(stats.get("images_fetched", 0) / seconds, 2),
         )
         for key in ("pages_fetched", "pages_from_journal", "images_fetched", "images_known",
-                    "images_from_journal", "images_carried_over"):
+                    "images_from_journal", "images_carried_over", "duplicate_pages"):
             stats.setdefault(key, 0)
         return CrawlResult(
             items=_table(items, ITEMS, ("item_id",)),
@@ -325,6 +380,9 @@ class _CrawlRun:
     def _categories(self) -> dict[str, str]:
         home = self.params.base_url + "/"
         res, text = self.fetch_page(home)
+        if res.error == DISALLOWED:
+            raise RobotsDisallowed(f"{self.fetcher.robots_verdict(home)}: the shop does not allow "
+                                   "this crawler, so nothing was fetched")
         if not res.ok:
             raise CrawlError(f"home page {home} failed: {res.error}")
         try:
@@ -339,11 +397,19 @@ class _CrawlRun:
             raise ValueError(f"categories {unknown} are not on the shop; it has {sorted(categories)}")
         return {slug: categories[slug] for slug in wanted}
 
+    def _keep_previous(self, refused: RobotsDisallowed) -> list[_ProductOutcome]:
+        """robots.txt forbids the crawl: the last snapshot stands, unchanged, or nothing does."""
+        if not self.previous.items_by_product:
+            raise RobotsDisallowed(f"{refused}; there is no previous snapshot to keep") from None
+        log.warning("%s; keeping the previous snapshot", refused)
+        self.reject(self.params.base_url + "/", "page", f"{refused}; the previous snapshot stands")
+        return [_ProductOutcome(ProductLink(pid, "", ""), failed=True)
+                for pid in sorted(self.previous.items_by_product)]
+
     def _walk_listing(self, slug: str, url: str | None) -> list[ProductLink]:
         links: list[ProductLink] = []
-        seen: set[str] = set()
-        while url is not None and url not in seen:  # `seen` guards against a looping "next"
-            seen.add(url)
+        chain = _Pagination(self, f"listing of {slug}", "products")
+        while url is not None and chain.enter(url):
             res, text = self.fetch_page(url)
             if not res.ok:
                 self.reject(url, "page", res.error or "fetch failed")
@@ -355,22 +421,28 @@ class _CrawlRun:
                 url = e.next_url
                 continue
             links.extend(page.products)
-            url = page.next_url
+            url = chain.next_of(url, [(p.product_id, p.url) for p in page.products], page.next_url)
         return links
 
-    def _product_links(self, pool: ThreadPoolExecutor, categories: dict[str, str]) -> list[ProductLink]:
+    def _product_links(self, pool: ThreadPoolExecutor, categories: dict[str, str]) -> list[list[ProductLink]]:
+        """Every URL each product is listed under, lowest first, products by id.
+
+        The lowest URL is the one read first and kept if it reads (``_crawl_product``): a
+        choice that depends only on the URLs, not on which listing came first. Where one URL
+        is on several listings, the first category in home-page order names it.
+        """
         per_category = list(pool.map(lambda kv: self._walk_listing(*kv), categories.items()))
-        by_id: dict[str, ProductLink] = {}
-        for links in per_category:  # home-page order: the first category listing a product wins
+        by_id: dict[str, dict[str, ProductLink]] = defaultdict(dict)
+        for links in per_category:
             for link in links:
-                by_id.setdefault(link.product_id, link)
-        ordered = [by_id[pid] for pid in sorted(by_id)]
-        return ordered[: self.params.max_products] if self.params.max_products else ordered
+                by_id[link.product_id].setdefault(link.url, link)
+        groups = [[urls[u] for u in sorted(urls)] for _, urls in sorted(by_id.items())]
+        return groups[: self.params.max_products] if self.params.max_products else groups
 
     def _products_and_images(
-        self, pool: ThreadPoolExecutor, links: list[ProductLink]
+        self, pool: ThreadPoolExecutor, groups: list[list[ProductLink]]
     ) -> tuple[list[_ProductOutcome], dict[str, ImageOutcome]]:
-        product_futures = [pool.submit(self._crawl_product, link) for link in links]
+        product_futures = [pool.submit(self._crawl_product, links) for links in groups]
         image_futures: dict[str, Future[ImageOutcome]] = {}
         outcomes = []
         # Images are queued as soon as their product is read, so pages and images overlap.
@@ -386,19 +458,24 @@ class _CrawlRun:
         images = {url: fut.result() for url, fut in image_futures.items()}
         return outcomes, images
 
-    def _crawl_product(self, link: ProductLink) -> _ProductOutcome:
-        out = _ProductOutcome(link)
-        res, text = self.fetch_page(link.url)
-        if not res.ok:
-            self.reject(link.url, "page", res.error or "fetch failed")
-            out.failed = res.status != 404  # 404: the product is gone, nothing to keep
+    def _crawl_product(self, links: list[ProductLink]) -> _ProductOutcome:
+        """Read the product under each of its URLs, lowest first; the first that reads wins."""
+        out = _ProductOutcome(links[0])
+        kept: tuple[ProductLink, ProductPage] | None = None
+        failed = False
+        for link in links:
+            page, gone = self._read_product(link)
+            if page is None:
+                failed |= not gone  # 404: the product is gone, nothing to keep
+            elif kept is None:
+                kept = link, page
+            else:
+                self.count("duplicate_pages")
+                self._report_duplicate(link, page, *kept)
+        if kept is None:
+            out.failed = failed
             return out
-        try:
-            page = self.adapter.parse_product(text, link.url, link)
-        except PageParseError as e:
-            self.reject(link.url, "page", e.reason)
-            out.failed = True
-            return out
+        out.link, page = kept
         out.items = page.items
         out.refs = list(page.images)
         out.visited_reviews = {r.review_id for r in page.images if r.review_id}
@@ -408,15 +485,45 @@ class _CrawlRun:
             out.reviews_complete = self._walk_feedback(page.feedback_url, out)
         return out
 
+    def _read_product(self, link: ProductLink) -> tuple[ProductPage | None, bool]:
+        """The product page, or None (rejected) and whether it is gone (404)."""
+        res, text = self.fetch_page(link.url)
+        if not res.ok:
+            self.reject(link.url, "page", res.error or "fetch failed")
+            return None, res.status == 404
+        try:
+            return self.adapter.parse_product(text, link.url, link), False
+        except PageParseError as e:
+            self.reject(link.url, "page", e.reason)
+            return None, False
+
+    def _report_duplicate(self, link: ProductLink, page: ProductPage,
+                          kept_link: ProductLink, kept: ProductPage) -> None:
+        """One reject per item that ``link``'s page describes differently from the kept one."""
+        here, there = self.stored_url(link.url), self.stored_url(kept_link.url)
+        mine, theirs = _item_facts(page), _item_facts(kept)
+        for iid in sorted(mine.keys() | theirs.keys()):
+            a, b = mine.get(iid), theirs.get(iid)
+            if a == b:
+                continue  # the same item, said the same way: a harmless second listing
+            if a is None or b is None:
+                where, absent = (there, here) if a is None else (here, there)
+                why = f"on {where} but not on {absent}"
+            else:
+                why = "; ".join(f"{name} {a[name]!r} here, {b[name]!r} there" for name in a if a[name] != b[name])
+            self.reject(link.url, "page", f"duplicate item id {iid}, described differently by "
+                        f"{here} and {there}: {why}; kept {there} (the lowest URL that reads)", iid)
+
     def _walk_feedback(self, url: str | None, out: _ProductOutcome) -> bool:
         """Collect customer photos, newest first; True when every review was seen."""
         colours = {i.colour for i in out.items}
         pid = out.link.product_id
-        seen: set[str] = set()
+        chain = _Pagination(self, f"feedback of {pid}", "reviews")
         guessed = False
         complete = True
-        while url is not None and url not in seen:
-            seen.add(url)
+        while url is not None:
+            if not chain.enter(url):
+                return False
             res, text = self.fetch_page(url)
             if not res.ok:
                 if guessed and res.status == 404:
@@ -444,7 +551,9 @@ class _CrawlRun:
                     continue
                 iid = item_id(pid, review.colour)
                 out.refs.extend(ImageRef(u, iid, "street", review.review_id) for u in review.image_urls)
-            url = page.next_url
+            url = chain.next_of(url, [r.review_id for r in page.reviews], page.next_url)
+            if url is None and chain.stopped:
+                return False
         return complete
 
     # -- rows ------------------------------------------------------------------------------
@@ -493,6 +602,71 @@ class _CrawlRun:
                         if img["role"] == "street" and img["review_id"] not in out.visited_reviews:
                             carry_over(img)
         return list(items.values()), list(image_rows.values())
+
+
+class _Pagination:
+    """One chain of ``rel=next`` pages, and when to stop following it.
+
+    A shop can paginate forever (a next link on every page, pages past the end repeating the
+    last one, a link back to page 1). The chain ends, with a reject saying why, at a next
+    link back to a page already read, at a page that lists nothing the chain has not seen
+    yet but still links a next page, and after ``pagination_budget`` pages.
+    """
+
+    def __init__(self, run: _CrawlRun, name: str, what: str):
+        self.run, self.name, self.what = run, name, what
+        self.read: set[str] = set()
+        self.keys: set[object] = set()
+        #: the chain was cut short (so what it collected may be incomplete).
+        self.stopped = False
+
+    def enter(self, url: str) -> bool:
+        """May ``url`` be read as the chain's next page?"""
+        budget = self.run.params.pagination_budget
+        if url in self.read:  # a next link salvaged from a broken page may point back
+            self.stop(url, f"pagination loop: {self.run.stored_url(url)} was read before; the "
+                           f"{self.name} ends here")
+            return False
+        if len(self.read) >= budget:
+            self.stop(url, f"pagination budget: {budget} pages of the {self.name} read; not following "
+                           f"{self.run.stored_url(url)}")
+            return False
+        self.read.add(url)
+        return True
+
+    def next_of(self, url: str, keys: list, next_url: str | None) -> str | None:
+        """The page to read after ``url`` (whose entries are ``keys``), or None: the end."""
+        new = set(keys) - self.keys
+        self.keys |= new
+        if next_url is None:
+            return None
+        if next_url in self.read:
+            self.stop(url, f"pagination loop: links back to {self.run.stored_url(next_url)}, read "
+                           f"before; the {self.name} ends here")
+            return None
+        if not new:
+            listed = f"only {self.what} seen on earlier pages" if keys else f"no {self.what}"
+            self.stop(url, f"endless pagination: lists {listed}, yet links a next page "
+                           f"({self.run.stored_url(next_url)}); the {self.name} ends here")
+            return None
+        return next_url
+
+    def stop(self, url: str, reason: str) -> None:
+        self.stopped = True
+        self.run.reject(url, "page", reason)
+
+
+def _item_facts(page: ProductPage) -> dict[str, dict[str, object]]:
+    """What a product page says about each of its items, the URL it was read from aside."""
+    photos: dict[str, list[str]] = defaultdict(list)
+    for ref in page.images:
+        if ref.role == "shop":
+            photos[ref.item_id].append(ref.url)
+    return {
+        i.item_id: {"title": i.title, "seller": i.seller_id, "category": i.category,
+                    "seller photos": sorted(photos[i.item_id])}
+        for i in page.items
+    }
 
 
 def _decode(body: bytes, content_type: str) -> str:

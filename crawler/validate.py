@@ -5,6 +5,11 @@ cheapest first and, crucially, the pixel budget is checked from the header *befo
 pixel is decoded, so a 100 000 x 100 000 "decompression bomb" costs a few bytes of parsing
 rather than gigabytes of memory. Truncated files are rejected: PIL's
 ``LOAD_TRUNCATED_IMAGES`` is deliberately left off (a half-grey photo is noise for training).
+
+The bytes decide what a download is, never the server's ``Content-Type`` or the file name:
+a PNG served as ``photo.jpg`` is stored as the PNG it is, an HTML error page served as
+``image/jpeg`` is rejected as not an image. ``sniff`` names what bytes are, for the page
+side of the same rule (a JPEG at a page URL is not parsed as HTML) and for reject reasons.
 """
 
 from __future__ import annotations
@@ -17,10 +22,42 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_serializer, model_validator
 
-__all__ = ["DECODE_ERRORS", "FORMAT_EXTENSIONS", "ImageCheck", "ImageLimits", "validate_image"]
+__all__ = ["DECODE_ERRORS", "FORMAT_EXTENSIONS", "ImageCheck", "ImageLimits", "sniff", "validate_image"]
 
 #: Accepted PIL formats and the file extension their blobs get.
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+#: Leading bytes of formats worth naming in a reject reason.
+_MAGIC = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "gzip data"),
+)
+
+
+def sniff(data: bytes) -> str:
+    """What ``data`` is, from its first bytes: "a JPEG image" ... "HTML", "text", "binary
+    data" or "nothing". A cheap look, not a validation."""
+    if not data:
+        return "nothing"
+    head = data[:1024]
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WEBP image"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "text"  # UTF-16, the one text with NUL bytes
+    if b"\x00" in head:
+        return "binary data"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return "HTML"
+    return "text"
 
 
 class ImageLimits(BaseModel):

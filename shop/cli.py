@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from street2shop.shop.faults import FaultConfig
+from street2shop.shop.faults import HOSTILE, FaultConfig
 from street2shop.shop.generator import ShopParams, generate_shop, grow_shop
 from street2shop.shop.server import serve
 
@@ -63,12 +63,20 @@ def serve_cmd(
     p_corrupt_image: Annotated[float, typer.Option(help="Fraction of images always garbage.")] = 0.0,
     p_truncated_image: Annotated[float, typer.Option(help="Fraction of images always cut in half.")] = 0.0,
     p_malformed_page: Annotated[float, typer.Option(help="Fraction of feedback pages (after page 1) broken.")] = 0.0,
+    hostile: Annotated[list[str] | None, typer.Option(
+        help=f"Hostile behaviours to switch on (repeat, or comma-separate): {', '.join(HOSTILE)}, or 'all'.")] = None,
+    ssrf_url: Annotated[str, typer.Option(help="Where the SSRF traps point.")] = FaultConfig().ssrf_url,
+    drip_interval_s: Annotated[float, typer.Option(help="Seconds between the bytes of a slow-drip answer.")] = 0.05,
 ) -> None:
     """Serve a shop over HTTP until Ctrl-C, optionally with injected faults."""
+    names = {n.strip() for arg in hostile or [] for n in arg.split(",") if n.strip()}
+    if "all" in names:
+        names = (names - {"all"}) | set(HOSTILE)
     try:
         faults = FaultConfig(
             seed=fault_seed, latency_ms=latency_ms, p_429=p_429, retry_after_s=retry_after_s, p_5xx=p_5xx,
             p_corrupt_image=p_corrupt_image, p_truncated_image=p_truncated_image, p_malformed_page=p_malformed_page,
+            hostile=frozenset(names), ssrf_url=ssrf_url, drip_interval_s=drip_interval_s,
         )
     except ValidationError as e:
         raise typer.BadParameter(str(e)) from None

@@ -4,6 +4,10 @@ The markup follows ``docs/shop-protocol.md`` exactly (class names, data attribut
 ``__PRODUCT__`` JSON blob and one schema.org JSON-LD block per colour); everything else
 (header, breadcrumbs, prices, stars) is there so the pages look like a marketplace and a
 parser has real noise to ignore.
+
+The hostile shop's extra markup is here too (trap product cards, the trap review, endless
+pagination, the pages of a few traps); with every fault off the pages are byte-for-byte
+what they always were.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator, Sequence
 from html import escape
 
 from street2shop.shop.catalog import Catalog, Product, Review
@@ -19,6 +24,8 @@ LISTING_PAGE_SIZE = 24
 FEEDBACK_PAGE_SIZE = 10
 
 ROBOTS_TXT = "User-agent: *\nDisallow: /cart\nDisallow: /admin\nCrawl-delay: 0\n"
+#: The hostile shop's robots.txt (``robots_disallow_all``).
+ROBOTS_TXT_DISALLOW_ALL = "User-agent: *\nDisallow: /\n"
 
 #: Enough style for a person browsing the demo shop; crawlers never need it.
 SITE_CSS = """body{font-family:sans-serif;margin:0;background:#fafafa;color:#222}
@@ -62,9 +69,9 @@ def n_pages(n_rows: int, page_size: int) -> int:
     return max(1, math.ceil(n_rows / page_size))
 
 
-def _pagination(base: str, page: int, total: int) -> str:
+def _pagination(base: str, page: int, total: int, endless: bool = False) -> str:
     prev = f"<a rel=\"prev\" href=\"{base}?page={page - 1}\">Previous</a>" if page > 1 else ""
-    nxt = f"<a rel=\"next\" href=\"{base}?page={page + 1}\">Next</a>" if page < total else ""
+    nxt = f"<a rel=\"next\" href=\"{base}?page={page + 1}\">Next</a>" if page < total or endless else ""
     return f"<nav class=\"pagination\">{prev}<span class=\"page\">Page {page} of {total}</span>{nxt}</nav>"
 
 
@@ -80,23 +87,43 @@ def home_page(catalog: Catalog) -> str:
     return _layout("Home", f"<h1>Shop by category</h1>\n<ul class=\"categories\">\n{links}\n</ul>")
 
 
-def listing_page(catalog: Catalog, slug: str, products: list[Product], page: int) -> str:
-    """One page of a category; ``products`` are that category's products sorted by id."""
+def _card(product_id: str, href: str, title: str, thumb: str, price: str, colours: str) -> str:
+    return (
+        f"<div class=\"product-card\" data-product-id=\"{product_id}\">"
+        f"<img class=\"thumb\" src=\"{escape(thumb)}\" alt=\"\" loading=\"lazy\">"
+        f"<a class=\"product-link\" href=\"{escape(href)}\">{escape(title)}</a>"
+        f"<span class=\"price\">{price}</span><span class=\"colours\">{colours}</span></div>"
+    )
+
+
+def listing_page(
+    catalog: Catalog,
+    slug: str,
+    products: list[Product],
+    page: int,
+    *,
+    extra_cards: Sequence[tuple[str, str, str]] = (),
+    endless: bool = False,
+) -> str:
+    """One page of a category; ``products`` are that category's products sorted by id.
+
+    ``extra_cards`` (product id, href, title) follow the real ones: the hostile shop's trap
+    and duplicate cards. ``endless``: every page links a next one, and a page past the end
+    repeats the last real page.
+    """
     name = next(c.name for c in catalog.categories if c.slug == slug)
     total = n_pages(len(products), LISTING_PAGE_SIZE)
-    rows = products[(page - 1) * LISTING_PAGE_SIZE : page * LISTING_PAGE_SIZE]
+    shown = min(page, total) if endless else page
+    rows = products[(shown - 1) * LISTING_PAGE_SIZE : shown * LISTING_PAGE_SIZE]
     cards = "\n".join(
-        f"<div class=\"product-card\" data-product-id=\"{p.product_id}\">"
-        f"<img class=\"thumb\" src=\"{img_url(p.variants[0].image)}\" alt=\"\" loading=\"lazy\">"
-        f"<a class=\"product-link\" href=\"/p/{p.product_id}\">{escape(p.title)}</a>"
-        f"<span class=\"price\">{_price(p.price_cents)}</span>"
-        f"<span class=\"colours\">{len(p.variants)} colours</span></div>"
-        for p in rows
+        [_card(p.product_id, f"/p/{p.product_id}", p.title, img_url(p.variants[0].image),
+               _price(p.price_cents), f"{len(p.variants)} colours") for p in rows]
+        + [_card(pid, href, title, "/img/placeholder.jpg", "$0.00", "1 colours") for pid, href, title in extra_cards]
     )
     body = (
         f"<nav class=\"breadcrumbs\"><a href=\"/\">Home</a> / {escape(name)}</nav>\n"
         f"<h1>{escape(name)}</h1>\n<div class=\"product-grid\">\n{cards}\n</div>\n"
-        + _pagination(f"/c/{slug}", page, total)
+        + _pagination(f"/c/{slug}", page, total, endless)
     )
     return _layout(name, body)
 
@@ -180,9 +207,10 @@ def item_page(catalog: Catalog, p: Product) -> str:
     return _layout(p.title, body)
 
 
-def _review_html(r: Review, colour_names: dict[str, str]) -> str:
+def _review_html(r: Review, colour_names: dict[str, str], photo_urls: Sequence[str] | None = None) -> str:
+    urls = [img_url(f) for f in r.images] if photo_urls is None else photo_urls
     photos = "".join(
-        f"<img class=\"review-photo\" src=\"{img_url(f)}\" alt=\"customer photo\">" for f in r.images
+        f"<img class=\"review-photo\" src=\"{escape(u)}\" alt=\"customer photo\">" for u in urls
     )
     stars = "&#9733;" * r.rating + "&#9734;" * (5 - r.rating)
     return (
@@ -193,18 +221,35 @@ def _review_html(r: Review, colour_names: dict[str, str]) -> str:
     )
 
 
-def feedback_page(p: Product, page: int, malformed: bool = False) -> str:
+def feedback_page(
+    p: Product,
+    page: int,
+    malformed: bool = False,
+    *,
+    trap_review: tuple[str, Sequence[str]] | None = None,
+    endless: bool = False,
+) -> str:
     """Reviews newest first. The pagination comes before the reviews, so even a malformed
-    (cut-off) page still carries its ``rel="next"`` link and a crawler can go on."""
+    (cut-off) page still carries its ``rel="next"`` link and a crawler can go on.
+
+    ``trap_review`` (review id, photo URLs) is put first, a review of the product's first
+    colour; ``endless`` as for ``listing_page``.
+    """
     ordered = sorted(p.reviews, key=lambda r: r.review_id, reverse=True)
     total = n_pages(len(ordered), FEEDBACK_PAGE_SIZE)
-    rows = ordered[(page - 1) * FEEDBACK_PAGE_SIZE : page * FEEDBACK_PAGE_SIZE]
+    shown = min(page, total) if endless else page
+    rows = ordered[(shown - 1) * FEEDBACK_PAGE_SIZE : shown * FEEDBACK_PAGE_SIZE]
     names = {v.colour: v.colour_name for v in p.variants}
-    reviews = "\n".join(_review_html(r, names) for r in rows)
+    html_rows = [_review_html(r, names) for r in rows]
+    if trap_review is not None:
+        rid, urls = trap_review
+        trap = Review(review_id=rid, colour=p.variants[0].colour, rating=5, text="Look at my photos!")
+        html_rows.insert(0, _review_html(trap, names, urls))
+    reviews = "\n".join(html_rows)
     body = (
         f"<nav class=\"breadcrumbs\"><a href=\"/p/{p.product_id}\">{escape(p.title)}</a> / Reviews</nav>\n"
         f"<h1>Reviews of {escape(p.title)}</h1>\n"
-        + _pagination(f"/p/{p.product_id}/feedback", page, total)
+        + _pagination(f"/p/{p.product_id}/feedback", page, total, endless)
         + f"\n<section class=\"reviews\">\n{reviews}\n</section>"
     )
     html = _layout(f"Reviews of {p.title}", body)
@@ -220,3 +265,29 @@ def truncate_mid_review(html: str) -> str:
     starts = [m.start() for m in re.finditer('<div class="review"', html[start:])]
     anchor = start + (starts[len(starts) // 2] if starts else 0)
     return html[: anchor + 12]
+
+
+# -- the pages of a few traps --------------------------------------------------------------
+def deeply_nested_page(depth: int) -> str:
+    """A complete page (it ends with ``</html>``) whose body is ``depth`` nested ``<div>``."""
+    return _layout("Deals", "<div>" * depth + "Today only!" + "</div>" * depth)
+
+
+def soft_404_page() -> str:
+    """The HTML "not found" page a broken CDN serves, with status 200, for a missing photo."""
+    return _layout("Not found", "<h1>Image not available</h1><p>It may have been removed.</p>")
+
+
+def filler_chunks(n_bytes: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    """An HTML page of exactly ``n_bytes``, made on the fly (never whole in memory)."""
+    head = b"<!DOCTYPE html>\n<html><body>\n"
+    tail = b"</body></html>\n"
+    row = b"<p>Best deals of the season, every day, while stocks last.</p>\n"
+    block = (row * (chunk // len(row) + 1))[:chunk]
+    left = n_bytes - len(head) - len(tail)
+    yield head
+    while left > 0:
+        piece = block[: min(chunk, left)]
+        left -= len(piece)
+        yield piece
+    yield tail

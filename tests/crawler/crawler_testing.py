@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
 
 from street2shop.crawler.core import CrawlParams, CrawlResult
+from street2shop.shop.catalog import load_catalog
+from street2shop.shop.faults import FaultConfig, Trap
+
 
 def fast_params(url: str, **kw: object) -> CrawlParams:
     """Loopback crawl settings: no rate limit, quick backoff, no progress bars."""
@@ -46,3 +52,55 @@ def truth_keys(rows: list[dict]) -> set[tuple]:
         (r["image_id"], r["item_id"], "shop" if r["kind"] == "shop" else "street", r["review_id"] or None)
         for r in rows
     }
+
+
+def trap_links(shop: Path, faults: FaultConfig) -> dict[tuple[str, str, str | None], Trap]:
+    """Every trap link the hostile shop shows, keyed as its reject row is: (url, kind,
+    item_id). Page traps are on page 1 of every listing; photo traps on the trap review
+    (of the product's first colour) on page 1 of every product's feedback."""
+    catalog = load_catalog(shop)
+    out: dict[tuple[str, str, str | None], Trap] = {}
+    for c in catalog.categories:
+        out.update({(t.url, "page", None): t for t in faults.page_traps(c.slug)})
+    for p in catalog.products:
+        item = f"{p.product_id}:{p.variants[0].colour}"
+        out.update({(t.url, "image", item): t for t in faults.photo_traps(p.product_id)})
+    return out
+
+
+def reject_keys(result: CrawlResult) -> set[tuple]:
+    return {(r["url"], r["kind"], r["item_id"]) for r in result.rejects.to_pylist()}
+
+
+class Canary:
+    """A loopback server that only counts who asked it something: an SSRF target that a
+    crawler must never reach. Use as a context manager; ``url`` is where to point traps."""
+
+    def __init__(self) -> None:
+        hits: Counter = Counter()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits[self.path] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "7")
+                self.end_headers()
+                self.wfile.write(b"secret\n")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.hits = hits
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/latest/meta-data/"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Canary:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()

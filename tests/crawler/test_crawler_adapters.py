@@ -217,3 +217,24 @@ def test_both_adapters_agree_on_the_shop_renderer() -> None:
     }
     assert set(demo.images) | street == set(ld.images)
     assert len(street) == 3
+
+
+def test_parser_traps_are_refused_as_the_tree_is_built() -> None:
+    from street2shop.crawler.adapters import MAX_DEPTH, MAX_ELEMENTS
+
+    adapter = DemoShopAdapter()
+    def nested(n: int) -> str:
+        return "<!DOCTYPE html><html>" + "<div>" * n + "</div>" * n + "</html>"
+
+    adapter.soup(nested(MAX_DEPTH - 1), BASE)  # <html> and MAX_DEPTH - 1 <div>: as deep as accepted
+    with pytest.raises(PageParseError, match="nested deeper"):
+        adapter.soup(nested(MAX_DEPTH), BASE)
+    deep = _doc("<div>" * 100_000 + "deals" + "</div>" * 100_000)
+    with pytest.raises(PageParseError, match=f"^HTML nested deeper than {MAX_DEPTH} elements"):
+        adapter.parse_feedback(deep, BASE + "/p/p000123/feedback")
+    wide = _doc("<span>x</span>" * (MAX_ELEMENTS + 1))
+    with pytest.raises(PageParseError, match=f"^more than {MAX_ELEMENTS} HTML elements"):
+        adapter.parse_listing(wide, BASE + "/c/dresses", "dresses")
+    # Unclosed tags nest too: the limit counts what the parser builds, not closing tags.
+    with pytest.raises(PageParseError, match="nested deeper"):
+        adapter.parse_home(_doc("<b><i>" * 300), BASE + "/")

@@ -1,5 +1,5 @@
 """The polite fetcher against a scripted loopback server: Retry-After, retries, robots.txt,
-rate limit."""
+rate limit; redirects hop by hop, the total deadline, bounded error bodies."""
 
 from __future__ import annotations
 
@@ -13,11 +13,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from street2shop.crawler.fetch import PoliteFetcher, RateLimiter
+from street2shop.crawler.guard import UrlGuard
+
+
+class _Drip(bytes):
+    """A body (or, with ``in_headers``, a header) sent one byte every ``interval_s``."""
+
+    interval_s = 0.05
+    in_headers = False
+
+
+class _DripHeaders(_Drip):
+    in_headers = True
 
 
 class _Scripted(BaseHTTPRequestHandler):
     """Answers from ``server.script``: path -> list of (status, headers, body), one per hit;
-    the last entry repeats."""
+    the last entry repeats. A ``_Drip`` body is sent a byte at a time."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -32,11 +44,25 @@ class _Scripted(BaseHTTPRequestHandler):
             srv.times.setdefault(self.path, []).append(time.monotonic())
             answers = srv.script.get(self.path, [(404, {}, b"nope")])
             status, headers, body = answers[min(srv.hits[self.path], len(answers)) - 1]
-        self.send_response(status)
-        for k, v in {"Content-Length": str(len(body)), **headers}.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            if isinstance(body, _Drip) and body.in_headers:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+                for _ in range(10_000):
+                    self.wfile.write(b"z")
+                    time.sleep(body.interval_s)
+                return
+            self.send_response(status)
+            for k, v in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if isinstance(body, _Drip):
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    time.sleep(body.interval_s)
+            else:
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
 
 @pytest.fixture
@@ -122,3 +148,69 @@ def test_rate_limit_holds_across_threads() -> None:
         t.join()
     # 20 tokens at 50/s with a burst of 1: at least 19/50 s, whatever the thread count.
     assert time.monotonic() - start >= 19 / 50 - 0.01
+
+
+def test_same_origin_redirects_are_followed_hop_by_hop(server) -> None:
+    server.script["/old"] = [(301, {"Location": "/moved"}, b"gone")]
+    server.script["/moved"] = [(302, {"Location": "final?x=1#frag"}, b"")]
+    server.script["/final?x=1"] = [(200, {"Content-Type": "text/html"}, b"<html>here</html>")]
+    with PoliteFetcher(guard=UrlGuard(server.url)) as f:
+        res = f.get(server.url + "/old")
+    assert res.ok and res.content == b"<html>here</html>" and res.url == server.url + "/old"
+    assert [server.hits[p] for p in ("/old", "/moved", "/final?x=1")] == [1, 1, 1]
+
+
+def test_redirect_loops_chains_and_forbidden_targets_end_with_a_reason(server) -> None:
+    server.script["/a"] = [(302, {"Location": "/b"}, b"")]
+    server.script["/b"] = [(302, {"Location": "/a"}, b"")]
+    for k in range(10):
+        server.script[f"/hop{k}"] = [(307, {"Location": f"/hop{k + 1}"}, b"")]
+    server.script["/to-private"] = [(302, {"Location": "/private/secret"}, b"")]
+    server.script["/private/secret"] = [(200, {}, b"secret")]
+    server.script["/to-other-port"] = [(302, {"Location": "http://127.0.0.1:9/x"}, b"")]
+    with PoliteFetcher(guard=UrlGuard(server.url), max_redirects=3) as f:
+        assert f.get(server.url + "/a").error == "redirect loop: /a -> /b -> /a"
+        chain = f.get(server.url + "/hop0")
+        assert chain.error == "too many redirects: more than 3 hops (/hop0 -> ... -> /hop4)" and chain.status == 307
+        assert f.get(server.url + "/to-private").error == "redirected to /private/secret: disallowed by robots.txt"
+        assert f.get(server.url + "/to-other-port").error == (
+            "redirected to http://127.0.0.1:9/x: SSRF guard: 127.0.0.1:9 resolves to 127.0.0.1, a loopback "
+            "address that is not the shop")
+    assert server.hits["/hop3"] == 1 and server.hits["/hop4"] == 0
+    assert server.hits["/private/secret"] == 0
+
+
+@pytest.mark.parametrize("body", [_Drip(b"x" * 1000), _DripHeaders(b"")], ids=["body", "headers"])
+def test_a_slow_drip_ends_at_the_total_deadline_and_is_not_retried(server, body: bytes) -> None:
+    server.script["/drip"] = [(200, {}, body)]
+    t0 = time.monotonic()
+    with PoliteFetcher(deadline_s=0.5, timeout_s=5, max_retries=3) as f:
+        res = f.get(server.url + "/drip")
+        slowest = f.slowest_s
+    elapsed = time.monotonic() - t0
+    assert res.error == "deadline exceeded: no complete answer within 0.5 s" and not res.ok
+    # A byte per 50 ms never trips the 5 s read timeout: without the deadline this takes
+    # 50 s (the body) or 500 s (the headers). The slack is for a loaded machine.
+    assert 0.5 <= slowest < 2 and elapsed < 5
+    assert server.hits["/drip"] == 1
+
+
+def test_a_retry_after_beyond_the_deadline_is_not_waited_for(server) -> None:
+    server.script["/busy"] = [(429, {"Retry-After": "30"}, b"slow down"), (200, {}, b"ok")]
+    t0 = time.monotonic()
+    with PoliteFetcher(deadline_s=2, backoff_factor=0) as f:
+        res = f.get(server.url + "/busy")
+    assert res.error.startswith("deadline exceeded") and "Retry-After" in res.error
+    assert time.monotonic() - t0 < 1 and server.hits["/busy"] == 1
+
+
+def test_error_and_oversized_bodies_are_never_held_whole(server) -> None:
+    server.script["/missing"] = [(404, {}, b"x" * 1_000_000)]
+    server.script["/big"] = [(200, {}, b"y" * 2_000_000)]
+    with PoliteFetcher(max_bytes=1_000_000) as f:
+        missing = f.get(server.url + "/missing")
+        big = f.get(server.url + "/big")
+        small = f.get(server.url + "/big", max_bytes=3_000_000)
+    assert missing.status == 404 and missing.error == "HTTP 404" and len(missing.content) == 64 * 1024
+    assert big.error == "too large: Content-Length 2000000 > 1000000 bytes (nothing read)" and big.content == b""
+    assert small.ok and len(small.content) == 2_000_000

@@ -80,3 +80,15 @@ def test_size_limits_and_formats() -> None:
         ImageLimits(min_side=100, max_side=50)
     with pytest.raises(ValueError, match="unsupported formats"):
         ImageLimits(formats=frozenset({"TIFF"}))
+
+
+def test_sniff_names_what_the_bytes_are() -> None:
+    from street2shop.crawler.validate import sniff
+
+    assert [sniff(_encode(f)) for f in ("JPEG", "PNG", "WEBP")] == ["a JPEG image", "a PNG image", "a WEBP image"]
+    assert sniff(_encode("GIF", mode="L")) == "a GIF image"
+    assert sniff(b"\xef\xbb\xbf\n  <!DOCTYPE html><html>") == "HTML"
+    assert sniff(b"Just words, no markup") == "text"
+    assert sniff(b"\x00\x01\x02binary") == "binary data"
+    assert sniff(b"") == "nothing"
+    assert sniff(b"%PDF-1.7 ...") == "a PDF document"

@@ -50,3 +50,50 @@ def test_garbage_is_deterministic_and_not_a_jpeg():
 def test_bad_configs_are_refused(kw):
     with pytest.raises(ValueError):
         FaultConfig(**kw)
+
+
+def test_hostile_switches_are_named_and_dump_stably():
+    from street2shop.shop.faults import HOSTILE
+
+    f = FaultConfig(hostile={"ssrf", "redirects"})
+    assert f.model_dump()["hostile"] == ["redirects", "ssrf"]
+    assert FaultConfig(**f.model_dump()) == f
+    assert f.is_hostile("ssrf") and not f.is_hostile("slow_drip")
+    assert FaultConfig().hostile == frozenset() and len(HOSTILE) == 11
+    with pytest.raises(ValueError, match="unknown hostile behaviours \\['nope'\\]"):
+        FaultConfig(hostile={"nope"})
+    with pytest.raises(ValueError, match="unknown hostile behaviour 'nope'"):
+        f.is_hostile("nope")
+
+
+def test_traps_per_switch_in_a_fixed_order():
+    f = FaultConfig(hostile={"ssrf", "redirects", "lying_images"}, ssrf_url="http://127.0.0.1:9/meta")
+    pages = f.page_traps("dresses")
+    assert [(t.switch, t.name) for t in pages] == [
+        ("redirects", "redirect-loop"), ("redirects", "redirect-chain"), ("redirects", "redirect-offsite"),
+        ("redirects", "redirect-private"), ("ssrf", "ssrf-link"), ("ssrf", "private-link")]
+    assert [t.url for t in pages] == [
+        "/trap/redirect-loop/dresses", "/trap/redirect-chain/dresses", "/trap/redirect-offsite/dresses",
+        "/trap/redirect-private/dresses", "http://127.0.0.1:9/meta", "http://10.0.0.1/admin/dresses"]
+    photos = [t.url for t in f.photo_traps("p000007")]
+    assert photos == ["/trap/redirect-private/p000007.jpg", "http://127.0.0.1:9/meta", "http://127.0.0.1:1/p000007.jpg",
+                      "/trap/garbage-jpeg/p000007.jpg", "/trap/pixel-bomb/p000007.jpg", "/trap/gif-as-jpeg/p000007.jpg"]
+    assert FaultConfig().page_traps("dresses") == [] and FaultConfig().photo_traps("p000007") == []
+    assert FaultConfig(hostile={"endless_pagination"}).page_traps("dresses") == []  # bends pages, adds no trap
+    assert FaultConfig.trap_product_id(3, 7) == "p903007" and FaultConfig.trap_review_id("p000042") == "r9000042"
+
+
+def test_half_the_photos_are_disguised_and_half_the_products_listed_twice():
+    on = FaultConfig(seed=2, hostile={"lying_images", "duplicate_items"})
+    urls = [f"/img/{k:05d}.jpg" for k in range(2000)]
+    disguised = [u for u in urls if on.is_png_disguised(u)]
+    assert abs(len(disguised) / len(urls) - 0.5) < 0.05
+    assert disguised == [u for u in urls if FaultConfig(**on.model_dump()).is_png_disguised(u)]
+    assert not any(FaultConfig(seed=2).is_png_disguised(u) for u in urls)  # off: never
+    pids = [f"p{k:06d}" for k in range(1, 2001)]
+    aliased = [p for p in pids if on.has_alias(p)]
+    assert abs(len(aliased) / len(pids) - 0.5) < 0.05 and not any(FaultConfig(seed=2).has_alias(p) for p in pids)
+    slugs = ["dresses", "sweaters", "jackets-coats"]
+    assert FaultConfig.alias_category("sweaters", slugs) == "dresses"
+    assert FaultConfig.alias_category("dresses", slugs) == "sweaters"
+    assert FaultConfig.alias_url("p000003", "dresses") == "/p/p000003?ref=dresses"
