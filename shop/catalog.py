@@ -14,13 +14,21 @@ from pydantic import BaseModel, Field
 CATALOG_FILE = "catalog.json"
 IMAGES_DIR = "images"
 
-#: The seeds' categories, in the order the home page lists them.
+#: Every category a shop may sell, in the order the home page lists them. A shop lists
+#: those its garments come in: procedural garments are drawn for five of them (hoodies
+#: only there), the bundled real photos cover all but hoodies.
 CATEGORIES: dict[str, str] = {
     "dresses": "Dresses",
     "blouses-shirts": "Blouses & Shirts",
+    "t-shirts": "T-Shirts",
     "hoodies-sweatshirts": "Hoodies & Sweatshirts",
-    "sweaters": "Sweaters",
+    "sweaters": "Sweaters & Long Sleeves",
     "jackets-coats": "Jackets & Coats",
+    "trousers": "Trousers & Jeans",
+    "skirts": "Skirts",
+    "shorts": "Shorts",
+    "shoes": "Shoes",
+    "hats": "Hats & Caps",
 }
 
 

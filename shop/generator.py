@@ -13,6 +13,12 @@ Layout of a shop folder::
 ``design_id`` (``d00012:navy``) is the true garment identity: a product re-listed by another
 seller (``relist_of``) shares it, which is what dedup must discover. Everything is a pure
 function of the parameters: the same seed gives byte-identical files.
+
+With real garments every design is one bundled photo (the shop takes them in a seeded
+order; only past the last photo does a design reuse one, mirrored). Its first colour is the
+palette colour nearest to the photo's own; further colours are recolourings. The seller
+photo is the cut-out on the seller's studio backdrop; review photos re-shoot the garment's
+own photo or lay it into another real scene (``domain_gap``), in the item's colour.
 """
 
 from __future__ import annotations
@@ -65,12 +71,12 @@ class ShopParams(BaseModel):
     """What shop to make. Ranges are inclusive ``(low, high)``."""
 
     seed: int = 0
-    n_products: int = Field(150, ge=1, le=999_999)
+    n_products: int = Field(300, ge=1, le=999_999)
     garments: Literal["procedural", "real"] = "real"
     image_size: int = Field(224, ge=32, le=1024)
     colours: tuple[int, int] = (1, 4)
-    reviews_per_item: tuple[int, int] = (0, 6)
-    photos_per_review: tuple[int, int] = (1, 3)
+    reviews_per_item: tuple[int, int] = (0, 3)
+    photos_per_review: tuple[int, int] = (1, 2)
     p_text_only_review: float = Field(0.15, ge=0, le=1)
     noise_fraction: float = Field(0.15, ge=0, le=1)
     relist_fraction: float = Field(0.1, ge=0, le=0.5)
@@ -100,13 +106,19 @@ _SELLER_B = ["Thread", "Closet", "Wardrobe", "Boutique", "Outlet", "Fashion", "S
 _NOUN = {
     "dresses": ["Dress", "Midi Dress", "Maxi Dress", "Shift Dress", "Wrap Dress"],
     "blouses-shirts": ["Blouse", "Shirt", "Button-Up Shirt", "Tunic Top"],
+    "t-shirts": ["T-Shirt", "Tee", "Crew Neck T-Shirt", "Cotton Tee"],
     "hoodies-sweatshirts": ["Hoodie", "Sweatshirt", "Pullover Hoodie", "Zip Hoodie"],
-    "sweaters": ["Sweater", "Knit Jumper", "Cardigan", "Pullover"],
+    "sweaters": ["Sweater", "Knit Jumper", "Long Sleeve Top", "Pullover"],
     "jackets-coats": ["Jacket", "Coat", "Trench Coat", "Blazer", "Parka"],
+    "trousers": ["Trousers", "Jeans", "Chinos", "Joggers", "Slim Pants"],
+    "skirts": ["Skirt", "Midi Skirt", "Mini Skirt", "Pencil Skirt", "A-Line Skirt"],
+    "shorts": ["Shorts", "Denim Shorts", "Bermuda Shorts", "Sweat Shorts"],
+    "shoes": ["Sneakers", "Shoes", "Loafers", "Boots", "Sandals"],
+    "hats": ["Cap", "Hat", "Beanie", "Baseball Cap", "Bucket Hat"],
 }
 _PATTERN_WORD = {"solid": ["Classic", "Plain", "Basic", "Essential"], "stripes": ["Striped", "Stripe"],
                  "checks": ["Plaid", "Checked", "Gingham"], "dots": ["Polka Dot", "Dotted"],
-                 "print": ["Floral", "Printed", "Flower Print"]}
+                 "print": ["Floral", "Printed", "Flower Print"], "patterned": ["Printed", "Patterned", "Graphic"]}
 _ADJ = ["Women's", "Casual", "Elegant", "Loose", "Slim Fit", "Oversized", "Soft", "Summer", "Winter", "Chic"]
 _RELIST_PREFIX = ["NEW", "HOT SALE", "2024", "Free Shipping", "Best Quality", "Korean Style"]
 _REVIEW_TEXT = {
@@ -144,6 +156,13 @@ class _PhotoJob:
     seed: int = 0  # review photos: their own random stream
     edit_seed: int | None = None  # a re-lister's copied seller photo: how it was edited
     seller_name: str = ""  # the re-lister's watermark
+    studio: int = 0  # seller photos: index of the studio backdrop (G.STUDIO_BACKGROUNDS)
+
+
+#: how many bundled photos one shop uses as rooms and as occluding garments: few enough
+#: that every worker prepares each once (``G.empty_scene`` is cached), enough for variety
+ROOMS_PER_SHOP = 40
+OCCLUDERS_PER_SHOP = 40
 
 
 @functools.lru_cache(maxsize=32)
@@ -152,27 +171,54 @@ def _cached_render(design: G.Design, colour: str, size: int) -> G.GarmentRender:
     return G.render_garment(design, colour, size)
 
 
+@functools.lru_cache(maxsize=4)
+def _props(seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(rooms, occluders) of a shop: bundled photos picked by its seed."""
+    rng = np.random.default_rng([seed, 3])
+
+    def pick(names: list[str], n: int) -> tuple[str, ...]:
+        return tuple(names[i] for i in sorted(rng.permutation(len(names))[:n]))
+
+    return pick(G.room_names(), ROOMS_PER_SHOP), pick(sorted(G.real_index()), OCCLUDERS_PER_SHOP)
+
+
+def _other(names: tuple[str, ...], own: str | None, rng: np.random.Generator) -> str:
+    """One of ``names`` that is not the garment's own photo."""
+    names = tuple(n for n in names if n != own) or names
+    return names[int(rng.integers(len(names)))]
+
+
 def _draw(job: _PhotoJob, params: ShopParams) -> Image.Image:
     size = params.image_size
-    render = _cached_render(job.design, job.colour, size)
+    design = job.design
+    render = _cached_render(design, job.colour, size)
     rng = np.random.default_rng(job.seed)
+    real = design.kind == "real"
+    rooms, occluders = _props(params.seed) if real else ((), ())
     if job.kind == "shop":
-        img = G.seller_photo(render, size)
+        img = G.seller_photo(render, size, G.STUDIO_BACKGROUNDS[job.studio])
         if job.edit_seed is not None:
             img = _edit_copied_photo(img, np.random.default_rng(job.edit_seed), job.seller_name)
         return img
     if job.kind == "street":
-        if render.scene is not None:
-            return street_photo(render.scene, render.mask, rng, size, params.domain_gap, own_scene=True)
-        return street_photo(render.rgb, render.mask, rng, size, params.domain_gap)
+        room = G.empty_scene(_other(rooms, design.asset, rng)) if real else None
+        occluder = None
+        if real:
+            other = G.real_photo(_other(occluders, design.asset, rng))
+            occluder = (Image.fromarray(other.rgb), Image.fromarray((other.alpha * 255).astype(np.uint8)))
+        return street_photo(render.rgb, render.mask, rng, size, params.domain_gap,
+                            scene=render.scene, room=room, occluder=occluder)
     if job.kind == "noise_parcel":
-        return parcel_photo(rng, size)
+        return parcel_photo(rng, size, G.empty_scene(_other(rooms, design.asset, rng)) if real else None)
     if job.kind == "noise_closeup":
-        # Real garments: crop the scene, whose pixels outside the mask are the real floor/bed.
-        return closeup_photo(render.scene if render.scene is not None else render.rgb, render.mask, rng, size)
+        # Real garments: a crop of the photo itself, its own weave and print (in the item's colour).
+        return closeup_photo(render.scene if real else render.rgb, render.mask, rng, size, weave=not real)
     if job.kind == "noise_unrelated":
-        photos = G.real_unrelated_photos(size) if job.design.kind == "real" else ()
-        return unrelated_photo(rng, size, photos)
+        photo = None
+        if real:  # a photo of something else: never of the item's own category
+            pool = sorted(n for n, c in G.real_unrelated().items() if c != design.category)
+            photo = G.unrelated_photo(pool[int(rng.integers(len(pool)))])
+        return unrelated_photo(rng, size, photo)
     raise ValueError(f"unknown photo kind {job.kind!r}; known: {IMAGE_KINDS}")
 
 
@@ -187,15 +233,23 @@ def _encode_all(jobs: list[_PhotoJob], params: ShopParams, workers: int, min_par
     """JPEG bytes of every job, in order; on ``workers`` processes when there are at least
     ``min_parallel`` jobs (fewer do not repay starting processes, about a second). The bytes
     do not depend on the number of workers (every job carries its own seed)."""
-    args = [(j, params) for j in jobs]
+    # Drawn grouped by garment and colour (seller photo, reviews, re-listings together), so
+    # each render is made once; put back in the callers' order after.
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].design.design_id, jobs[i].colour))
+    args = [(jobs[i], params) for i in order]
     if workers <= 1 or len(jobs) < min_parallel:
-        return [_encode(a) for a in args]
-    # forkserver, not fork: the caller may have threads (a Prefect task, a running shop
-    # server), and forking a threaded process can deadlock; workers import this module.
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ctx.Pool(workers) as pool:
-        return pool.map(_encode, args, chunksize=max(1, len(jobs) // (workers * 8)))
+        drawn = [_encode(a) for a in args]
+    else:
+        # forkserver, not fork: the caller may have threads (a Prefect task, a running shop
+        # server), and forking a threaded process can deadlock; workers import this module.
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+        with ctx.Pool(workers) as pool:
+            drawn = pool.map(_encode, args, chunksize=max(1, len(jobs) // (workers * 8)))
+    out: list[bytes] = [b""] * len(jobs)
+    for k, i in enumerate(order):
+        out[i] = drawn[k]
+    return out
 
 
 @dataclass
@@ -263,10 +317,12 @@ def _edit_copied_photo(img: Image.Image, rng: np.random.Generator, seller_name: 
     return img
 
 
-def _pick_colours(rng: np.random.Generator, k: int, p_near: float) -> list[str]:
+def _pick_colours(rng: np.random.Generator, k: int, p_near: float, first: str | None = None) -> list[str]:
+    """``k`` distinct palette colours, from ``first`` (else a random one); with probability
+    ``p_near`` each next one is the nearest unused colour to one already chosen."""
     names = list(G.PALETTE)
     rgb = np.array([G.PALETTE[n][1] for n in names], np.float32)
-    chosen = [int(rng.integers(len(names)))]
+    chosen = [names.index(first) if first is not None else int(rng.integers(len(names)))]
     while len(chosen) < k:
         free = [i for i in range(len(names)) if i not in chosen]
         if rng.random() < p_near:  # the nearest unused colour to one already chosen
@@ -277,32 +333,37 @@ def _pick_colours(rng: np.random.Generator, k: int, p_near: float) -> list[str]:
     return [names[i] for i in chosen]
 
 
+@functools.lru_cache(maxsize=4)
+def _photo_order(seed: int) -> tuple[str, ...]:
+    """The bundled garment photos in the order a shop's designs take them."""
+    names = sorted(G.real_index())
+    return tuple(names[i] for i in np.random.default_rng([seed, 2]).permutation(len(names)))
+
+
 def _make_designs(rng: np.random.Generator, params: ShopParams, existing: list[G.Design], n: int) -> list[G.Design]:
-    """``n`` new designs numbered after ``existing``. Real designs cycle through the photos of their
-    category; a reused photo comes mirrored and/or with another pattern, so each design is
-    a different garment."""
-    index = G.real_index() if params.garments == "real" else {}
-    by_cat = {c: sorted(f for f, cat in index.items() if cat == c) for c in G.CATEGORY_SLUGS}
+    """``n`` new designs numbered after ``existing``. Procedural: a random category and
+    pattern. Real: design k is the k-th photo of the shop's order (its category and pattern
+    are the photo's); past the last photo, the order repeats mirrored."""
     out: list[G.Design] = []
     first = 1 + max((int(d.design_id[1:]) for d in existing), default=0)
     for k in range(first, first + n):
-        category = G.CATEGORY_SLUGS[int(rng.integers(len(G.CATEGORY_SLUGS)))]
+        category = G.PROCEDURAL_CATEGORIES[int(rng.integers(len(G.PROCEDURAL_CATEGORIES)))]
         pattern = G.PATTERNS[int(rng.integers(len(G.PATTERNS)))]
         seed = int(rng.integers(2**31))
         asset, flip = None, False
         if params.garments == "real":
-            photos = by_cat[category]
-            if not photos:
-                raise ValueError(f"no real photos for category {category!r} in {G.REAL_INDEX}")
-            # Designs of a category take its photos in turn; rounds mirror and re-pattern.
-            j = sum(1 for d in [*existing, *out] if d.category == category)
-            asset = photos[j % len(photos)]
-            cycle = j // len(photos)
-            flip = cycle % 2 == 1
-            if cycle:
-                pattern = G.PATTERNS[(G.PATTERNS.index(pattern) + cycle) % len(G.PATTERNS)]
+            photos = _photo_order(params.seed)
+            asset = photos[(k - 1) % len(photos)]
+            flip = (k - 1) // len(photos) % 2 == 1
+            info = G.real_info(asset)
+            category, pattern = info["category"], info["pattern"]
         out.append(G.Design(f"d{k:05d}", category, pattern, params.garments, seed, asset, flip))
     return out
+
+
+def _first_colour(design: G.Design) -> str | None:
+    """A real garment's own colour (the nearest in the palette); None for procedural ones."""
+    return G.nearest_colour(np.array(G.real_info(design.asset)["lab"], np.float32)) if design.kind == "real" else None
 
 
 def _title(rng: np.random.Generator, design: G.Design) -> str:
@@ -328,7 +389,8 @@ def _add_products(
     for k, design in enumerate(designs):
         pid = f"p{numbers[k]:06d}"
         seller = sellers[int(rng.integers(len(sellers)))]
-        colours = _pick_colours(rng, int(rng.integers(p.colours[0], p.colours[1] + 1)), p.p_near_colour)
+        colours = _pick_colours(rng, int(rng.integers(p.colours[0], p.colours[1] + 1)), p.p_near_colour,
+                                first=_first_colour(design))
         items = [_Item(f"{pid}:{c}", design, c, pid, seller.id) for c in colours]
         product = Product(product_id=pid, title=_title(rng, design), category=design.category,
                           seller_id=seller.id, price_cents=int(rng.integers(999, 8999)), variants=[])
@@ -346,12 +408,15 @@ def _add_products(
         product = Product(product_id=pid, title=f"{prefix} {orig.title}", category=orig.category,
                           seller_id=seller.id, price_cents=int(orig.price_cents * rng.uniform(0.7, 0.95)), variants=[])
         added.append((product, items))
+    seller_of = {it.item_id: it.seller_id for _, items in added for it in items}
     for product, items in added:
         seller_name = b.catalog.seller(product.seller_id).name
         for it in items:
             name = G.PALETTE[it.colour][0]
+            # A re-lister's photo is a copy of the original's: shot in the original's studio.
+            photographer = seller_of[it.relist_of] if it.relist_of else it.seller_id
             job = _PhotoJob(it.item_id, it.design, it.colour, "shop", edit_seed=it.seller_edit_seed,
-                            seller_name=seller_name)
+                            seller_name=seller_name, studio=int(photographer[1:]) % len(G.STUDIO_BACKGROUNDS))
             product.variants.append(Variant(colour=it.colour, colour_name=name, image=b.queue(job)))
             b.items.append({"item_id": it.item_id, "design_id": f"{it.design.design_id}:{it.colour}",
                             "product_id": it.product_id, "seller_id": it.seller_id, "category": it.design.category,
@@ -431,8 +496,9 @@ def generate_shop(out_dir: str | Path, params: ShopParams | None = None, workers
     n_sellers = max(3, params.n_products // 6)
     names = rng.permutation([f"{a} {b}" for a in _SELLER_A for b in _SELLER_B])
     sellers = [Seller(id=f"s{k + 1:04d}", name=str(names[k % len(names)])) for k in range(n_sellers)]
-    catalog = Catalog(seed=params.seed, categories=[Category(slug=s, name=n) for s, n in CATEGORIES.items()],
-                      sellers=sellers, products=[])
+    sold = set(G.real_index().values()) if params.garments == "real" else set(G.PROCEDURAL_CATEGORIES)
+    categories = [Category(slug=s, name=n) for s, n in CATEGORIES.items() if s in sold]
+    catalog = Catalog(seed=params.seed, categories=categories, sellers=sellers, products=[])
     b = _ShopBuilder(out, params, catalog)
     added = _add_products(b, rng, params.n_products, first_product=1)
     _add_reviews(b, rng, _review_plan(rng, params, added), first_review=1)

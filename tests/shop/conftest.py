@@ -6,7 +6,8 @@ import pytest
 
 from street2shop.shop.generator import ShopParams, generate_shop
 
-SMALL = dict(n_products=12, garments="procedural", image_size=96, relist_fraction=0.25)
+SMALL = dict(n_products=12, garments="procedural", image_size=96, relist_fraction=0.25,
+             reviews_per_item=(0, 6), photos_per_review=(1, 3))  # two feedback pages somewhere
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,11 @@ import hashlib
 import io
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from street2shop.shop import garments as G
 from street2shop.shop.catalog import load_catalog
 from street2shop.shop.garments import Design
 from street2shop.shop.generator import (
@@ -145,3 +147,61 @@ def test_grow_shop_adds_products_and_newer_reviews(small_shop, tmp_path):
     truth = {r["image_id"] for r in _rows(shop / "truth" / "images.csv")}
     assert all(f"{r['image_id']}" in truth for r in _rows(shop / "labels.csv"))
     assert len(_rows(shop / "truth" / "items.csv")) == sum(len(p.variants) for p in after.products)
+
+
+# -- a shop of real garments ----------------------------------------------------------------
+REAL = dict(n_products=8, garments="real", image_size=64, relist_fraction=0.25, noise_fraction=0.5)
+
+
+@pytest.fixture(scope="module")
+def real_shop(tmp_path_factory):
+    return generate_shop(tmp_path_factory.mktemp("real") / "s", ShopParams(seed=3, **REAL), workers=1)
+
+
+def test_real_shop_same_seed_gives_identical_files(real_shop, tmp_path):
+    again = generate_shop(tmp_path / "again", ShopParams(seed=3, **REAL), workers=1)
+    assert _digests(again) == _digests(real_shop)
+
+
+def test_real_designs_are_distinct_photos_first_in_their_own_colour(real_shop):
+    designs = _rows(real_shop / "truth" / "designs.csv")
+    assert len({d["asset"] for d in designs}) == len(designs) == 6  # 8 products, 2 re-listings
+    for d in designs:
+        assert d["kind"] == "real" and d["flip"] == "0"
+        assert d["category"] == G.real_index()[d["asset"]] and d["pattern"] == G.real_info(d["asset"])["pattern"]
+    catalog = load_catalog(real_shop)
+    assert {c.slug for c in catalog.categories} == set(G.real_index().values())
+    items = {r["item_id"]: r for r in _rows(real_shop / "truth" / "items.csv")}
+    by_design = {d["design_id"]: d for d in designs}
+    for p in catalog.products:
+        first = items[f"{p.product_id}:{p.variants[0].colour}"]
+        if not first["relist_of"]:
+            photo = by_design[first["design_id"].split(":")[0]]["asset"]
+            assert first["colour"] == G.nearest_colour(np.array(G.real_info(photo)["lab"], np.float32))
+
+
+def test_real_shop_review_sections_hold_every_noise_kind(real_shop):
+    kinds = [r["kind"] for r in _rows(real_shop / "truth" / "images.csv")]
+    assert set(kinds) == set(IMAGE_KINDS)
+    labels = {r["image_id"]: r["label"] for r in _rows(real_shop / "labels.csv")}
+    for r in _rows(real_shop / "truth" / "images.csv"):
+        if r["kind"] != "shop":
+            assert labels[r["image_id"]] == ("noise" if r["kind"] in NOISE_KINDS else "good")
+
+
+def test_real_garments_are_never_painted_over(monkeypatch, tmp_path):
+    def no_painting(*args, **kwargs):
+        raise AssertionError("a pattern was painted over a real photo")
+
+    monkeypatch.setattr(G, "pattern_layer", no_painting)
+    shop = generate_shop(tmp_path / "s", ShopParams(seed=4, **{**REAL, "n_products": 3}), workers=1)
+    assert _rows(shop / "truth" / "images.csv")
+
+
+def test_growing_a_real_shop_takes_the_next_photos(real_shop, tmp_path):
+    shop = tmp_path / "grown"
+    shutil.copytree(real_shop, shop)
+    before = {d["asset"] for d in _rows(shop / "truth" / "designs.csv")}
+    grow_shop(shop, new_products=3, new_reviews=2, seed=1, workers=1)
+    designs = _rows(shop / "truth" / "designs.csv")
+    assert len(designs) > len(before) and len({d["asset"] for d in designs}) == len(designs)
