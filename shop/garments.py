@@ -531,12 +531,24 @@ class RealPhoto:
     box: tuple[int, int, int, int]
 
 
+def working_side(size: int) -> int:
+    """The longest side real photos are worked at for ``size`` px photos: a little more
+    than the output (a close shot zooms in), never more than the bundle has (the smaller,
+    the faster every step after)."""
+    return round(size * 1.15)
+
+
 @functools.lru_cache(maxsize=64)
-def real_photo(name: str) -> RealPhoto:
-    with Image.open(REAL_DIR / name) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    with Image.open(mask_file(name)) as im:
-        m = np.asarray(im.convert("L")) > 127
+def real_photo(name: str, side: int | None = None) -> RealPhoto:
+    """A bundled garment photo and its mask, at most ``side`` px (None: as bundled)."""
+    with Image.open(REAL_DIR / name) as im, Image.open(mask_file(name)) as mk:
+        photo, mask = im.convert("RGB"), mk.convert("L")
+    if side is not None and max(photo.size) > side:
+        scale = side / max(photo.size)
+        shape = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+        photo, mask = photo.resize(shape, Image.LANCZOS), mask.resize(shape, Image.BILINEAR)
+    rgb = np.asarray(photo)
+    m = np.asarray(mask) > 127
     # One pixel in from the cut, then feathered: no rim of the floor it lay on.
     m = ndimage.binary_erosion(m, iterations=1)
     alpha = ndimage.gaussian_filter(m.astype(np.float32), 0.8)
@@ -610,10 +622,11 @@ def _hole(photo: RealPhoto) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=48)
-def empty_scene(name: str) -> Image.Image:
-    """A bundled photo with its garment taken out (``_fill_in``). Blurry where the garment
-    was, but another garment lands there: it is the room around that matters."""
-    photo = real_photo(name)
+def empty_scene(name: str, side: int | None = None) -> Image.Image:
+    """A bundled photo (at most ``side`` px) with its garment taken out (``_fill_in``).
+    Blurry where the garment was, but another garment lands there: it is the room around
+    that matters."""
+    photo = real_photo(name, side)
     x0, y0, x1, y1 = photo.box
     filled = _fill_in(np.asarray(photo.rgb, np.float32), _hole(photo), ((x1 - x0) // 2 + 1, (y1 - y0) // 2 + 1))
     return Image.fromarray(_to_uint8(filled))
@@ -626,10 +639,10 @@ SCENE_MARGIN = 1.3
 
 
 @functools.lru_cache(maxsize=16)
-def _scene_canvas(name: str) -> tuple[np.ndarray, int, int]:
-    """(canvas, left, top): the photo's room continued around it (``_fill_in``), and where
-    the photo sits on it."""
-    photo = real_photo(name)
+def _scene_canvas(name: str, side: int | None = None) -> tuple[np.ndarray, int, int]:
+    """(canvas, left, top): the photo (at most ``side`` px) with its room continued around
+    it (``_fill_in``), and where the photo sits on it."""
+    photo = real_photo(name, side)
     h, w = photo.alpha.shape
     side = int(round(max(w, h) * SCENE_MARGIN))
     left, top = (side - w) // 2, (side - h) // 2
@@ -649,10 +662,10 @@ def unrelated_photo(name: str) -> Image.Image:
         return im.convert("RGB")
 
 
-def _render_real(design: Design, colour: str) -> GarmentRender:
-    photo = real_photo(design.asset)
+def _render_real(design: Design, colour: str, side: int | None) -> GarmentRender:
+    photo = real_photo(design.asset, side)
     rgb, alpha = photo.rgb, photo.alpha
-    canvas, left, top = _scene_canvas(design.asset)
+    canvas, left, top = _scene_canvas(design.asset, side)
     if design.flip:
         rgb, alpha, canvas = rgb[:, ::-1], alpha[:, ::-1], canvas[:, ::-1]
         left = canvas.shape[1] - rgb.shape[1] - left
@@ -678,13 +691,13 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 def render_garment(design: Design, colour: str, size: int) -> GarmentRender:
     """The clean garment of ``design`` in palette colour ``colour``: ``size`` px square when
-    procedural, the photo's canvas when real."""
+    procedural, the photo's canvas when real (the photo at ``working_side(size)``)."""
     if colour not in PALETTE:
         raise ValueError(f"unknown colour {colour!r}; known: {sorted(PALETTE)}")
     if design.kind == "procedural":
         return _render_procedural(design, PALETTE[colour][1], size)
     if design.kind == "real":
-        return _render_real(design, colour)
+        return _render_real(design, colour, working_side(size))
     raise ValueError(f"unknown garment kind {design.kind!r}; known: {GARMENT_KINDS}")
 
 

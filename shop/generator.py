@@ -201,15 +201,17 @@ def _draw(job: _PhotoJob, params: ShopParams) -> Image.Image:
             img = _edit_copied_photo(img, np.random.default_rng(job.edit_seed), job.seller_name)
         return img
     if job.kind == "street":
-        room = G.empty_scene(_other(rooms, design.asset, rng)) if real else None
+        side = G.working_side(size)
+        room = G.empty_scene(_other(rooms, design.asset, rng), side) if real else None
         occluder = None
         if real:
-            other = G.real_photo(_other(occluders, design.asset, rng))
+            other = G.real_photo(_other(occluders, design.asset, rng), side)
             occluder = (Image.fromarray(other.rgb), Image.fromarray((other.alpha * 255).astype(np.uint8)))
         return street_photo(render.rgb, render.mask, rng, size, params.domain_gap,
                             scene=render.scene, room=room, occluder=occluder)
     if job.kind == "noise_parcel":
-        return parcel_photo(rng, size, G.empty_scene(_other(rooms, design.asset, rng)) if real else None)
+        room = G.empty_scene(_other(rooms, design.asset, rng), G.working_side(size)) if real else None
+        return parcel_photo(rng, size, room)
     if job.kind == "noise_closeup":
         # Real garments: a crop of the photo itself, its own weave and print (in the item's colour).
         return closeup_photo(render.scene if real else render.rgb, render.mask, rng, size, weave=not real)

@@ -88,11 +88,12 @@ def test_a_real_garment_is_its_photo_not_a_painted_pattern(monkeypatch):
     own = G.nearest_colour(np.array(G.real_info(name)["lab"], np.float32))
     design = G.Design("d00001", G.real_index()[name], G.real_info(name)["pattern"], "real", 1, asset=name)
     render = G.render_garment(design, own, 224)
-    photo = G.real_photo(name)
+    photo = G.real_photo(name, G.working_side(224))
     h, w = photo.alpha.shape
+    assert max(h, w) == min(G.working_side(224), max(G.real_photo(name).alpha.shape))
     side = int(round(max(w, h) * G.SCENE_MARGIN))
     assert render.scene.size == render.rgb.size == render.mask.size == (side, side)
-    _, left, top = G._scene_canvas(name)
+    _, left, top = G._scene_canvas(name, G.working_side(224))
     scene = np.asarray(render.scene)[top : top + h, left : left + w]
     # In its own (nearest) colour, the scene is the photo: fine detail identical in structure.
     inside = photo.alpha > 0.99

@@ -198,6 +198,17 @@ def test_real_garments_are_never_painted_over(monkeypatch, tmp_path):
     assert _rows(shop / "truth" / "images.csv")
 
 
+def test_real_photos_do_not_depend_on_the_number_of_workers():
+    params = ShopParams(seed=1, **REAL)
+    name = sorted(G.real_index())[0]
+    design = Design("d00001", G.real_index()[name], "solid", "real", seed=4, asset=name)
+    jobs = [_PhotoJob("p000001:navy", design, "navy", kind, "r0000001", seed=k)
+            for k, kind in enumerate(["shop", *IMAGE_KINDS[1:], "street", "street"])]
+    serial = _encode_all(jobs, params, workers=1)
+    assert _encode_all(jobs, params, workers=2, min_parallel=0) == serial
+    assert len(set(serial)) == len(jobs)
+
+
 def test_growing_a_real_shop_takes_the_next_photos(real_shop, tmp_path):
     shop = tmp_path / "grown"
     shutil.copytree(real_shop, shop)
