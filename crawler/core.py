@@ -252,8 +252,9 @@ class _CrawlRun:
         self._lock = threading.Lock()
         self.rejects: list[dict] = []
         self.counts: dict[str, int] = defaultdict(int)
-        self.page_bar = tqdm(desc="pages", unit="page", disable=not params.progress)
-        self.image_bar = tqdm(desc="images", unit="img", total=0, disable=not params.progress)
+        # disable=None: a bar on a terminal, nothing when the output goes to a log file
+        self.page_bar = tqdm(desc="pages", unit="page", disable=None if params.progress else True)
+        self.image_bar = tqdm(desc="images", unit="img", total=0, disable=None if params.progress else True)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def stored_url(self, url: str) -> str:

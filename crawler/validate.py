@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_serializer, model_validator
 
+from street2shop.storage.images import DECODE_ERRORS, UnreadableImageError, open_image
+
 __all__ = ["DECODE_ERRORS", "FORMAT_EXTENSIONS", "ImageCheck", "ImageLimits", "sniff", "validate_image"]
 
 #: Accepted PIL formats and the file extension their blobs get.
@@ -101,8 +103,6 @@ class ImageCheck:
 _WARNINGS_LOCK = threading.Lock()
 
 
-#: What PIL raises while decoding a corrupt, truncated or oversized image's pixels.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -145,8 +145,9 @@ def validate_image(data: bytes, limits: ImageLimits | None = None, *, decode: bo
         return ImageCheck(True, None, w, h, fmt)
     try:
         img.verify()  # structure and checksums (PNG CRCs); the image is unusable after it
-        with Image.open(io.BytesIO(data)) as full:
-            full.load()  # every pixel decoded: this is what catches a truncated JPEG
-    except DECODE_ERRORS as e:
+        open_image(data)  # every pixel decoded, as every reader will: this catches a truncated JPEG
+    except UnreadableImageError as e:
+        return bad(f"corrupt or truncated {fmt}: {e.__cause__ or e}")
+    except DECODE_ERRORS as e:  # from verify()
         return bad(f"corrupt or truncated {fmt}: {e}")
     return ImageCheck(True, None, w, h, fmt)

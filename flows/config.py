@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from street2shop.cleaning.dedup import DedupParams
 from street2shop.cleaning.noise import NoiseParams
@@ -14,15 +14,22 @@ from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
 from street2shop.retrieval.evaluation import EvaluateParams
 from street2shop.retrieval.index import IndexParams
+from street2shop.storage.names import CRAWL, SOURCE
 from street2shop.tasks.promote import PromoteParams
+from street2shop.tasks.source import SourceParams
 
 
 class PipelineConfig(BaseModel):
-    """Everything a pipeline run needs besides the artifact store's home."""
+    """Everything a pipeline run needs besides the artifact store's home.
 
-    crawl: CrawlParams
-    #: the labelling team's good/noise labels of review photos (CSV or Parquet)
-    labels_path: str
+    The photos come from a crawl (``crawl``) or a labelled dataset (``source``): exactly one.
+    """
+
+    crawl: CrawlParams | None = None
+    source: SourceParams | None = None
+    #: the labelling team's good/noise labels of review photos (CSV or Parquet); None: no
+    #: noise filter, every street photo is kept (a curated dataset)
+    labels_path: str | None = None
     #: the demo shop's ground truth (item_id -> design_id), to measure merge quality
     truth_items_csv: str | None = None
     noise: NoiseParams = Field(default_factory=NoiseParams)
@@ -35,6 +42,17 @@ class PipelineConfig(BaseModel):
     index: IndexParams = Field(default_factory=IndexParams)
     #: when a new index replaces the served one
     promote: PromoteParams = Field(default_factory=PromoteParams)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PipelineConfig":
+        if (self.crawl is None) == (self.source is None):
+            raise ValueError("give exactly one of crawl (a shop to crawl) and source (a labelled dataset)")
+        return self
+
+    @property
+    def photos_stage(self) -> str:
+        """The stage that publishes ``items`` and ``images``."""
+        return CRAWL if self.crawl is not None else SOURCE
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PipelineConfig":

@@ -7,6 +7,8 @@ smaller shop and the ``tiny`` backbone.
 
 from __future__ import annotations
 
+import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,10 +21,11 @@ from street2shop.crawler.core import CrawlParams
 from street2shop.flows.config import PipelineConfig
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
-from street2shop.retrieval.evaluation import EvaluateParams
+from street2shop.retrieval.evaluation import Benchmark, EvaluateParams
 from street2shop.retrieval.index import IndexParams
 from street2shop.shop.generator import ShopParams, generate_shop
 from street2shop.shop.server import ShopServer
+from street2shop.tasks.promote import PromoteParams
 
 
 class DemoSize(BaseModel):
@@ -43,6 +46,9 @@ class DemoSize(BaseModel):
     noise_features: str = "cnn"
     #: dedup passes ("embedding" needs the pretrained backbone)
     dedup_methods: list[str] = ["hash", "embedding"]
+    #: a real-photo benchmark folder (``gallery.csv`` + ``queries.csv``) scored beside the
+    #: demo's split and judging which model is served; None: none
+    benchmark: Path | None = None
 
 
 #: what the tests and CI use: procedural garments, a tiny CNN, seconds not minutes
@@ -57,6 +63,35 @@ TINY = DemoSize(
     noise_features="colour_edge",
     dedup_methods=["hash"],
 )
+
+
+#: the real-photo development benchmark, where this repository's workspace keeps it
+BENCHMARK_NAME = "hm-dev"
+BENCHMARK_ENV = "STREET2SHOP_BENCHMARK"
+
+
+def find_benchmark(explicit: Path | None = None) -> tuple[Path | None, list[Path]]:
+    """The benchmark folder to use and the places looked in.
+
+    ``explicit`` wins; else ``$STREET2SHOP_BENCHMARK``; else ``../shared/data/hm-dev`` beside
+    the working directory or the repository. A folder counts when it holds ``gallery.csv``
+    and ``queries.csv``.
+    """
+    if explicit is not None:
+        return (explicit if _is_benchmark(explicit) else None), [explicit]
+    looked: list[Path] = []
+    if os.environ.get(BENCHMARK_ENV):
+        looked.append(Path(os.environ[BENCHMARK_ENV]))
+    repo = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), repo):
+        candidate = (base / ".." / "shared" / "data" / BENCHMARK_NAME).resolve()
+        if candidate not in looked:
+            looked.append(candidate)
+    return next((p for p in looked if _is_benchmark(p)), None), looked
+
+
+def _is_benchmark(folder: Path) -> bool:
+    return (folder / "gallery.csv").is_file() and (folder / "queries.csv").is_file()
 
 
 def ensure_shop(shop_dir: Path, size: DemoSize) -> Path:
@@ -94,9 +129,19 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         rounds=size.rounds,
         mine=MineParams(seed=size.seed),
         # the "pretrained" baseline needs a backbone with pretrained weights ("tiny" has none)
-        evaluate=EvaluateParams(baselines=["colour_histogram", "hog"] + (["pretrained"] if size.backbone != "tiny" else [])),
+        evaluate=EvaluateParams(
+            baselines=["colour_histogram", "hog"] + (["pretrained"] if size.backbone != "tiny" else []),
+            benchmarks=[_benchmark(size.benchmark)] if size.benchmark is not None else [],
+        ),
         index=IndexParams(seed=size.seed),
+        # real photos judge the served model when there are some; else the demo's own split
+        promote=PromoteParams(metric=f"benchmark:{_benchmark(size.benchmark).name}:top20" if size.benchmark is not None else "served_top20"),
     )
+
+
+def _benchmark(folder: Path) -> Benchmark:
+    name = BENCHMARK_NAME if folder.name == BENCHMARK_NAME else re.sub(r"[^a-z0-9_-]+", "-", folder.name.lower()).strip("-") or "benchmark"
+    return Benchmark(name=name, gallery=str(folder / "gallery.csv"), queries=str(folder / "queries.csv"))
 
 
 @contextmanager

@@ -40,6 +40,6 @@ def build_deployment(config: Path, cron: str, home: Path | str, name: str = DEFA
         name=name,
         schedule=Cron(cron, timezone=timezone),
         parameters={"home": str(resolve_home(home)), "cfg": cfg.model_dump(mode="json")},
-        description=f"crawl {cfg.crawl.base_url}, clean, retrain, evaluate, index, promote (config: {config})",
+        description=f"{f'crawl {cfg.crawl.base_url}' if cfg.crawl else f'read {cfg.source.path}'}, clean, retrain, evaluate, index, promote (config: {config})",
         tags=["street2shop", "scheduled"],
     )

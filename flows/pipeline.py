@@ -1,4 +1,4 @@
-"""The pipeline flow: crawl -> noise filter -> dedup/merge -> train <-> mine -> evaluate -> build index -> promote.
+"""The pipeline flow: crawl (or a dataset source) -> noise filter -> dedup/merge -> train <-> mine -> evaluate -> build index -> promote.
 
 Every stage is a sub-flow, so the Prefect UI shows the DAG, each round of the train/mine
 loop, and each stage's figures. A stage whose output for these inputs and params is
@@ -20,6 +20,7 @@ from street2shop.flows.stages import (
     evaluate_flow,
     mine_flow,
     noise_filter_flow,
+    source_flow,
     train_flow,
 )
 from street2shop.tasks.data import DataRefs
@@ -50,7 +51,8 @@ def _summary(label: str, r: StageResult) -> dict:
 
 @flow(name="street2shop", log_prints=True)
 def pipeline(home: str, cfg: PipelineConfig) -> PipelineResult:
-    crawled = crawl_flow(home, cfg.crawl)
+    # the photos: a crawl of the shop, or a labelled dataset in its place
+    crawled = crawl_flow(home, cfg.crawl) if cfg.crawl is not None else source_flow(home, cfg.source)
     scores = noise_filter_flow(home, cfg.labels_path, cfg.noise, images=crawled["images"])
     merged = dedup_flow(home, cfg.dedup, items=crawled["items"], images=crawled["images"], truth_items_csv=cfg.truth_items_csv)
     data = DataRefs(
@@ -62,13 +64,14 @@ def pipeline(home: str, cfg: PipelineConfig) -> PipelineResult:
         noise_labels=scores["noise_labels"],
     )
     trained = train_flow(home, cfg.train, round=0, data=data)
-    steps = [("crawl", crawled), ("noise", scores), ("dedup", merged), ("train[0]", trained)]
+    steps = [(cfg.photos_stage, crawled), ("noise", scores), ("dedup", merged), ("train[0]", trained)]
     for r in range(1, cfg.rounds + 1):
         mined = mine_flow(home, cfg.mine.model_copy(update={"round": r}), checkpoint=trained["checkpoint"], data=data)
         trained = train_flow(home, cfg.train, round=r, data=data, init=trained["checkpoint"], triplets=mined["triplets"])
         steps += [(f"mine[{r}]", mined), (f"train[{r}]", trained)]
     evaluated = evaluate_flow(home, cfg.evaluate, checkpoint=trained["checkpoint"], data=data)
-    indexed = build_index_flow(home, cfg.index, embeddings=evaluated["embeddings"], images=crawled["images"], checkpoint=trained["checkpoint"])
+    # the index serves the model the evaluate stage chose (trained, or the untrained backbone)
+    indexed = build_index_flow(home, cfg.index, embeddings=evaluated["embeddings"], images=crawled["images"], checkpoint=evaluated["checkpoint"])
     steps += [("evaluate", evaluated), ("index", indexed)]
     decision = promote_flow(home, indexed["index_ids"], cfg.promote)
     result = PipelineResult(stages=[_summary(label, r) for label, r in steps], promotion=decision.model_dump(mode="json"))

@@ -24,16 +24,25 @@ from street2shop.tasks.evaluate import evaluate_task
 from street2shop.tasks.index import build_index_task
 from street2shop.tasks.mine import mine_task
 from street2shop.tasks.noise import noise_filter_task
+from street2shop.tasks.source import SourceParams, source_task
 from street2shop.tasks.stage import StageResult
 from street2shop.tasks.train import train_task
+
+
+def latest_photos(store: ArtifactStore, name: str = N.IMAGES) -> ArtifactRef:
+    """The newest ``images`` (or ``items``) of a crawl or a dataset source, whichever is newer."""
+    found = [m for stage in (N.CRAWL, N.SOURCE) for m in store.manifests(stage, name)]
+    if not found:
+        return store.latest(N.CRAWL, name)  # the usual "run that stage first" error
+    return max(found, key=lambda m: m.created_at).ref
 
 
 def latest_data_refs(home: str) -> DataRefs:
     """The newest published clean data (what ``run --stage`` uses for train/mine/evaluate)."""
     store = ArtifactStore(home)
     return DataRefs(
-        items=store.latest(N.CRAWL, N.ITEMS),
-        images=store.latest(N.CRAWL, N.IMAGES),
+        items=latest_photos(store, N.ITEMS),
+        images=latest_photos(store, N.IMAGES),
         groups=store.latest(N.DEDUP, N.GROUPS),
         splits=store.latest(N.DEDUP, N.SPLITS),
         noise_scores=store.latest(N.NOISE, N.NOISE_SCORES),
@@ -46,9 +55,14 @@ def crawl_flow(home: str, params: CrawlParams) -> StageResult:
     return crawl_task(home, params)
 
 
+@flow(name="source", log_prints=True)
+def source_flow(home: str, params: SourceParams) -> StageResult:
+    return source_task(home, params)
+
+
 @flow(name="noise-filter", log_prints=True)
-def noise_filter_flow(home: str, labels_path: str, params: NoiseParams, images: ArtifactRef | None = None) -> StageResult:
-    images = images or ArtifactStore(home).latest(N.CRAWL, N.IMAGES)
+def noise_filter_flow(home: str, labels_path: str | None, params: NoiseParams, images: ArtifactRef | None = None) -> StageResult:
+    images = images or latest_photos(ArtifactStore(home))
     return noise_filter_task(home, images, labels_path, params)
 
 
@@ -57,8 +71,8 @@ def dedup_flow(
     home: str, params: DedupParams, items: ArtifactRef | None = None, images: ArtifactRef | None = None, truth_items_csv: str | None = None
 ) -> StageResult:
     store = ArtifactStore(home)
-    items = items or store.latest(N.CRAWL, N.ITEMS)
-    images = images or store.latest(N.CRAWL, N.IMAGES)
+    items = items or latest_photos(store, N.ITEMS)
+    images = images or latest_photos(store)
     return dedup_task(home, items, images, params, truth_items_csv)
 
 
@@ -96,13 +110,17 @@ def build_index_flow(
 ) -> StageResult:
     store = ArtifactStore(home)
     embeddings = embeddings or store.latest(N.EVALUATE, N.EMBEDDINGS)
-    images = images or store.latest(N.CRAWL, N.IMAGES)
+    images = images or latest_photos(store)
     checkpoint = checkpoint or _checkpoint_of(store, embeddings)
     return build_index_task(home, embeddings, images, checkpoint, params)
 
 
 def _checkpoint_of(store: ArtifactStore, embeddings: ArtifactRef) -> ArtifactRef:
-    """The checkpoint an embeddings version was made with (from its lineage)."""
+    """The checkpoint an embeddings version was made with: the evaluate stage's served model
+    published beside it, else (older versions) the trained checkpoint of its lineage."""
+    served = ArtifactRef(stage=embeddings.stage, name=N.CHECKPOINT, version=embeddings.version)
+    if store.exists(served):
+        return served
     for ref in store.manifest(embeddings).inputs:
         if ref.stage == N.TRAIN and ref.name == N.CHECKPOINT:
             return ref

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import functional as TF
 
@@ -35,6 +36,10 @@ class ImageDataset(Dataset):
     ``augment`` applies a horizontal flip and a mild scale jitter only: colour jitter is
     deliberately absent, because an item is a product *in one colour* and recolouring a
     photo would turn it into a picture of a different item.
+
+    ``crops``: a function photo -> boxes (fractions of the photo, see
+    :mod:`street2shop.models.localise`); the image tensor is then ``(n_crops, 3, S, S)``, each
+    crop preprocessed like a whole photo. Every photo must give the same number of crops.
     """
 
     def __init__(
@@ -44,6 +49,8 @@ class ImageDataset(Dataset):
         labels: Sequence[int] | None = None,
         roles: Sequence[int] | None = None,
         augment: bool = False,
+        crops: Callable[[Image.Image], Sequence[tuple[float, float, float, float]]] | None = None,
+        min_crop_side: float = 1.0,
     ) -> None:
         for name, column in (("labels", labels), ("roles", roles)):
             if column is not None and len(column) != len(paths):
@@ -53,6 +60,9 @@ class ImageDataset(Dataset):
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
         self.roles = None if roles is None else torch.as_tensor(roles, dtype=torch.long)
         self.augment = augment
+        self.crops = crops
+        # decode at reduced JPEG scale only as far as the smallest crop still gets its pixels
+        self.min_size = math.ceil(preprocess.image_size / max(min_crop_side, 1e-3))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -69,10 +79,15 @@ class ImageDataset(Dataset):
         return image.crop((left, top, left + crop_w, top + crop_h))
 
     def __getitem__(self, index: int):
-        image = read_image(self.paths[index], min_size=self.preprocess.image_size)
+        image = read_image(self.paths[index], min_size=self.min_size)
         if self.augment:
             image = self._augment(image)
-        tensor = self.preprocess(image)
+        if self.crops is None:
+            tensor = self.preprocess(image)
+        else:
+            from street2shop.models.localise import crop
+
+            tensor = torch.stack([self.preprocess(crop(image, box)) for box in self.crops(image)])
         label = self.labels[index] if self.labels is not None else torch.tensor(-1)
         role = self.roles[index] if self.roles is not None else torch.tensor(-1)
         return tensor, label, role

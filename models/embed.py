@@ -7,10 +7,11 @@ machine both cores stay busy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from street2shop.models.data import ImageDataset
@@ -28,18 +29,25 @@ def embed_images(
     num_workers: int = 2,
     device: str | torch.device | None = None,
     progress: bool = False,
+    crops: Callable[[Image.Image], Sequence[tuple[float, float, float, float]]] | None = None,
+    min_crop_side: float = 1.0,
 ) -> np.ndarray:
     """Embeddings ``(len(paths), model.dim)`` float32, unit-norm rows, in ``paths`` order.
+
+    With ``crops`` (photo -> boxes, the query-side localisation of
+    :mod:`street2shop.models.localise`), every box of every photo is embedded: the result is
+    ``(len(paths), n_crops, model.dim)``. ``min_crop_side``: the smallest box side, as a
+    fraction of the photo, so a large JPEG is decoded just large enough for it.
 
     An unreadable image raises :class:`~street2shop.models.preprocess.UnreadableImageError`
     naming the file (re-raised from the worker that hit it).
     """
     device = torch.device(device) if device is not None else default_device()
-    out = np.empty((len(paths), model.dim), dtype=np.float32)
+    out: np.ndarray | None = None if crops is not None else np.empty((len(paths), model.dim), dtype=np.float32)
     if not len(paths):
-        return out
+        return out if out is not None else np.empty((0, 0, model.dim), dtype=np.float32)
     loader = DataLoader(
-        ImageDataset(paths, model.preprocess),
+        ImageDataset(paths, model.preprocess, crops=crops, min_crop_side=min_crop_side),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -57,14 +65,21 @@ def embed_images(
             if progress:
                 from tqdm.auto import tqdm
 
-                batches = tqdm(loader, desc="embed", unit="batch")
+                batches = tqdm(loader, desc="embed", unit="batch", disable=None)  # none in a log file
             for images, _, _ in batches:
+                n_crops = images.shape[1] if images.ndim == 5 else None
+                if n_crops is not None:  # (B, crops, 3, S, S): every crop is one more image
+                    images = images.flatten(0, 1)
                 images = images.to(device, non_blocking=True, memory_format=memory_format)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     vectors = model(images)
                 # Renormalise in float32: half-precision outputs are only approximately unit-norm.
-                vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
-                out[start : start + len(vectors)] = vectors.cpu().numpy()
+                vectors = torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
+                if n_crops is not None:
+                    vectors = vectors.reshape(-1, n_crops, vectors.shape[-1])
+                    if out is None:
+                        out = np.empty((len(paths), n_crops, vectors.shape[-1]), dtype=np.float32)
+                out[start : start + len(vectors)] = vectors
                 start += len(vectors)
     finally:
         model.train(was_training)

@@ -304,8 +304,9 @@ class _Trainer:
     def train_epoch(self) -> None:
         self.model.train()
         batch_sampler, triplet_chunks = self._epoch_batches()
+        # disable=None: a bar on a terminal, nothing when the output goes to a log file
         bar = tqdm(self._loader(batch_sampler), total=len(batch_sampler),
-                   desc=f"epoch {self.epoch + 1}/{self.params.epochs}", leave=False)
+                   desc=f"epoch {self.epoch + 1}/{self.params.epochs}", leave=False, disable=None)
         for step, (images, labels, roles) in enumerate(bar):
             self.loss.reducer.reset_stats()
             if triplet_chunks is None:

@@ -1,43 +1,84 @@
-"""The one evaluation path: street queries of a split against the whole shop gallery.
+"""The one evaluation path: street queries against a shop gallery, on the shop and on benchmarks.
 
 Training's validation, the evaluate stage, bring-your-own-data evaluation (``street2shop
 eval``) and the benchmarks all call :func:`evaluate_features` (or :func:`score_vectors`, when
-the vectors already exist); only the feature function differs (trained embedder, pretrained
-backbone, white-box baselines) or the post-processing of the vectors (αQE, DBA). The
+the vectors already exist); only the features differ (trained embedder, pretrained backbone,
+white-box baselines), the query-side localisation (several crops of each street photo,
+:mod:`street2shop.models.localise`), or the post-processing of the vectors (αQE, DBA). The
 evaluate stage's whole computation is :func:`evaluate_models`; its task only reads the
 artifacts, calls it and publishes the result.
 
-The gallery is every shop photo of the annotated table (for the pipeline: the whole
-catalogue), so a figure always says which gallery it used through ``gallery_size`` and
-``gallery_items``. The metrics themselves are defined in :mod:`street2shop.retrieval.metrics`.
+What is measured where:
+
+* **shop**: the store's own split (queries: labelled-clean street photos of the test split;
+  gallery: every shop photo of the catalogue). Every model and baseline, and αQE/DBA.
+* **benchmarks** (``EvaluateParams.benchmarks``): labelled sets in the CSV format of
+  ``street2shop eval``, e.g. real retailer photos with real street backgrounds. The
+  trained model and the untrained backbone, under the same localisation.
+* **served**: of the trained model and the untrained backbone, the one that scores best on
+  ``serve_metric`` of ``serve_on`` (by default the first benchmark, else the shop split) is
+  what the index is built with, so the pipeline never serves a model that is worse than not
+  training at all on the set that judges it.
+
+A figure always says which gallery it used (``gallery_size``, ``gallery_items``); the metrics
+themselves are defined in :mod:`street2shop.retrieval.metrics`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from street2shop.cleaning.selection import gallery_images, query_images
 from street2shop.retrieval.expansion import EXPANSIONS, expand
 from street2shop.retrieval.metrics import RetrievalReport, evaluate_retrieval
+from street2shop.retrieval.ranking import parse_crop_scoring
 
 if TYPE_CHECKING:  # torch loads when a model is evaluated, not when this module is imported
     from street2shop.models.embedder import Embedder
 
-#: paths -> ``(len(paths), dim)`` float32 vectors
+#: paths -> ``(len(paths), dim)`` float32 vectors (``(len(paths), n_crops, dim)`` for localised queries)
 FeatureFn = Callable[[list[str]], np.ndarray]
 
-#: The name of the model under evaluation in the metrics table (baselines use their own).
-TRAINED = "trained"
+#: The model under evaluation and the untrained backbone, in the metrics table.
+TRAINED, PRETRAINED = "trained", "pretrained"
+#: The models that may be served (the index is built with the better one).
+SERVABLE = (TRAINED, PRETRAINED)
+#: The benchmark name of the store's own test split in the metrics table.
+SHOP = "shop"
 #: The figures of each model copied into the ``metrics`` manifest (``<model>_<key>``).
 HEADLINE_KEYS = ("top1", "top20", "map")
+
+
+class Benchmark(BaseModel):
+    """A labelled query/gallery set scored beside the shop's own split (``street2shop eval`` CSVs)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    gallery: str
+    queries: str
+
+    @field_validator("name")
+    @classmethod
+    def _not_the_shop(cls, value: str) -> str:
+        if value == SHOP:
+            raise ValueError(f"{SHOP!r} names the store's own split; give the benchmark another name")
+        return value
+
+
+class LocaliseParams(BaseModel):
+    """Query-side localisation by name (a localiser of :mod:`street2shop.models.localise`)."""
+
+    name: str = "none"
+    #: the localiser's own parameters, e.g. ``{"scales": [0.75, 0.55], "scoring": "max"}``
+    options: dict[str, Any] = {}
 
 
 class EvaluateParams(BaseModel):
@@ -57,6 +98,14 @@ class EvaluateParams(BaseModel):
     dba_alpha: float = 3.0
     report: bool = True
     report_seed: int = 0
+    #: labelled sets scored beside the shop's split (real photos judge the model)
+    benchmarks: list[Benchmark] = []
+    #: how street photos are searched: the same step in every evaluation and in the service
+    localise: LocaliseParams = Field(default_factory=LocaliseParams)
+    #: the served model is the better of trained / pretrained on this figure ...
+    serve_metric: str = "top20"
+    #: ... of this set (a benchmark's name, or "shop"; default: the first benchmark, else "shop")
+    serve_on: str | None = None
 
     @field_validator("expansions")
     @classmethod
@@ -66,9 +115,44 @@ class EvaluateParams(BaseModel):
             raise ValueError(f"unknown expansion(s) {unknown}; known: {', '.join(EXPANSIONS)}")
         return value
 
+    @field_validator("serve_metric")
+    @classmethod
+    def _headline(cls, value: str) -> str:
+        if value not in HEADLINE_KEYS:
+            raise ValueError(f"serve_metric must be one of {HEADLINE_KEYS}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _benchmarks_known(self) -> EvaluateParams:
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"benchmark names repeat: {names}")
+        if self.serve_on is not None and self.serve_on not in (SHOP, *names):
+            raise ValueError(f"serve_on {self.serve_on!r} is neither {SHOP!r} nor a benchmark ({names})")
+        return self
+
+    @property
+    def judged_on(self) -> str:
+        """Where the served model is chosen: ``serve_on``, else the first benchmark, else the shop."""
+        return self.serve_on or (self.benchmarks[0].name if self.benchmarks else SHOP)
+
+
+@dataclass(frozen=True)
+class Features:
+    """How one model turns photos into vectors: the gallery's, and the queries' (maybe
+    several crops each, combined per gallery photo by ``crop_scoring``)."""
+
+    gallery: FeatureFn
+    queries: FeatureFn
+    crop_scoring: str = "max"
+
+    @classmethod
+    def of(cls, fn: FeatureFn | Features) -> Features:
+        return fn if isinstance(fn, Features) else cls(fn, fn)
+
 
 def evaluate_features(
-    features: FeatureFn,
+    features: FeatureFn | Features,
     annotated: pa.Table,
     split: str = "test",
     ks: Sequence[int] = (1, 5, 10, 20),
@@ -78,14 +162,15 @@ def evaluate_features(
 
     Returns the report and the vectors (``gallery``, ``queries``) so callers can store them.
     """
+    features = Features.of(features)
     queries = query_images(annotated, split)
     gallery = gallery_images(annotated)
     if queries.num_rows == 0:
         raise ValueError(f"no evaluation queries in split {split!r}: is the shop too small or every photo filtered?")
     if gallery_vectors is None:
-        gallery_vectors = features(gallery.column("path").to_pylist())
-    query_vectors = features(queries.column("path").to_pylist())
-    report = score_vectors(query_vectors, gallery_vectors, annotated, split, ks)
+        gallery_vectors = features.gallery(gallery.column("path").to_pylist())
+    query_vectors = features.queries(queries.column("path").to_pylist())
+    report = score_vectors(query_vectors, gallery_vectors, annotated, split, ks, features.crop_scoring)
     return report, {"gallery": gallery_vectors, "queries": query_vectors}
 
 
@@ -95,9 +180,10 @@ def score_vectors(
     annotated: pa.Table,
     split: str = "test",
     ks: Sequence[int] = (1, 5, 10, 20),
+    crop_scoring: str = "max",
 ) -> RetrievalReport:
     """Score vectors already computed for ``query_images(annotated, split)`` (rows in that
-    order) against ``gallery_images(annotated)``.
+    order; ``(n, n_crops, d)`` for localised queries) against ``gallery_images(annotated)``.
 
     ``category`` and ``product_id`` are optional columns: without categories there are no
     per-category figures, without products no "right product, wrong colour" rate (rather
@@ -122,6 +208,7 @@ def score_vectors(
         ks=tuple(ks),
         query_categories=categories,
         item_product=item_product,
+        crop_scoring=crop_scoring,
     )
 
 
@@ -129,54 +216,96 @@ def _has_values(table: pa.Table, column: str) -> bool:
     return column in table.column_names and table.num_rows > 0 and table.column(column).null_count == 0
 
 
-# --------------------------------------------------------------------------- the evaluate stage
+# --------------------------------------------------------------------------- models as features
 
 
-def feature_functions(model: Embedder, params: EvaluateParams, num_workers: int = 0) -> dict[str, FeatureFn]:
-    """The trained model first, then each baseline of ``params`` by name.
-
-    ``pretrained`` is the trained model's backbone with its ImageNet weights and a
-    parameter-free head, at the model's input size: how far training moved.
-    """
+def localised_features(model: Embedder, localise: LocaliseParams, batch_size: int = 32, num_workers: int = 0) -> Features:
+    """A model's features with the query-side localisation ``localise`` (what ``/search`` runs)."""
     from street2shop.models.embed import embed_images
+    from street2shop.models.localise import create_localiser
+
+    gallery = partial(embed_images, model, batch_size=batch_size, num_workers=num_workers)
+    if localise.name == "none":
+        return Features(gallery, gallery)
+    localiser = create_localiser(localise.name, **localise.options)
+    scoring = getattr(localiser, "scoring", "max")
+    parse_crop_scoring(scoring)
+    boxes = getattr(localiser, "boxes", None)  # fixed boxes: the smallest side is known
+    min_side = min(min(b[2] - b[0], b[3] - b[1]) for b in boxes) if boxes else 0.25
+    queries = partial(
+        embed_images, model, batch_size=batch_size, num_workers=num_workers,
+        crops=lambda image: localiser(image).boxes, min_crop_side=min_side,
+    )  # fmt: skip
+    return Features(gallery, queries, scoring)
+
+
+def candidate_models(model: Embedder, params: EvaluateParams) -> dict[str, Embedder]:
+    """The servable models: the trained one and, when asked for as a baseline, its backbone
+    with ImageNet weights and a parameter-free head at the same input size."""
     from street2shop.models.embedder import pretrained_features
+
+    models = {TRAINED: model}
+    if PRETRAINED in params.baselines:
+        models[PRETRAINED] = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size)
+    return models
+
+
+def feature_functions(models: Mapping[str, Embedder], params: EvaluateParams, num_workers: int = 0) -> dict[str, Features]:
+    """Each servable model under the configured localisation, then the white-box baselines."""
     from street2shop.retrieval.baselines import baseline_features
 
-    fns: dict[str, FeatureFn] = {TRAINED: partial(embed_images, model, batch_size=params.batch_size, num_workers=num_workers)}
+    fns = {name: localised_features(m, params.localise, params.batch_size, num_workers) for name, m in models.items()}
     for name in params.baselines:
-        if name == "pretrained":
-            baseline = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size)
-            fns[name] = partial(embed_images, baseline, batch_size=params.batch_size, num_workers=num_workers)
-        else:
-            fns[name] = partial(baseline_features, name, image_size=params.baseline_image_size)
+        if name not in fns:
+            fns[name] = Features.of(partial(baseline_features, name, image_size=params.baseline_image_size))
     return fns
+
+
+# --------------------------------------------------------------------------- the evaluate stage
 
 
 @dataclass(frozen=True)
 class ModelsEvaluation:
-    """What :func:`evaluate_models` measured: the metrics rows, the headline figures, and
-    the trained model's report and vectors (rows as ``gallery_images`` / ``query_images``)."""
+    """What :func:`evaluate_models` measured: the metrics rows, the headline figures, which
+    model is served, and the trained model's report and every servable model's vectors on
+    the shop split (rows as ``gallery_images`` / ``query_images``)."""
 
     rows: list[dict[str, Any]]
     figures: dict[str, Any]
+    served: str
     report: RetrievalReport
-    vectors: dict[str, np.ndarray]
+    vectors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def evaluate_models(annotated: pa.Table, features: Mapping[str, FeatureFn], params: EvaluateParams) -> ModelsEvaluation:
-    """Score every feature function (one of them :data:`TRAINED`), then each expansion of
-    the trained vectors, on the queries of ``params.split`` against the whole gallery."""
+def evaluate_models(
+    annotated: pa.Table,
+    features: Mapping[str, FeatureFn | Features],
+    params: EvaluateParams,
+    benchmarks: Mapping[str, pa.Table] | None = None,
+) -> ModelsEvaluation:
+    """Score every model (one of them :data:`TRAINED`) and each expansion of the trained
+    vectors on the shop split, the servable models on each benchmark (``name -> annotated``
+    table, as :func:`street2shop.sources.labelled.annotated_from_csvs` builds them), and
+    choose the served model."""
     if TRAINED not in features:
         raise ValueError(f"features must include {TRAINED!r}; got {sorted(features)}")
+    benchmarks = dict(benchmarks or {})
+    missing = [b.name for b in params.benchmarks if b.name not in benchmarks]
+    if missing:
+        raise ValueError(f"benchmark(s) {missing} are configured but were not given")
+    features = {name: Features.of(fn) for name, fn in features.items()}
     rows: list[dict[str, Any]] = []
     figures: dict[str, Any] = {}
-    trained_report, vectors = None, None
+    vectors: dict[str, dict[str, np.ndarray]] = {}
+    trained_report = None
     for name, fn in features.items():
         report, vecs = evaluate_features(fn, annotated, params.split, ks=params.ks)
         rows.extend(report.to_rows(name, params.split))
         figures.update(_headline(name, report))
+        if name in SERVABLE:
+            vectors[name] = vecs
         if name == TRAINED:
-            trained_report, vectors = report, vecs
+            trained_report = report
             figures.update(
                 {
                     "queries": report.overall.get("n_queries"),
@@ -186,29 +315,76 @@ def evaluate_models(annotated: pa.Table, features: Mapping[str, FeatureFn], para
                     "gallery_scope": "whole catalogue (every shop photo), exact search",
                 }
             )
-    assert trained_report is not None and vectors is not None
+    assert trained_report is not None
+    trained = vectors[TRAINED]
     for expansion in params.expansions:
         queries_x, gallery_x = expand(
-            expansion, vectors["queries"], vectors["gallery"], params.qe_k, params.qe_alpha, params.dba_k, params.dba_alpha
-        )
+            expansion, _one_vector_per_query(trained["queries"]), trained["gallery"],
+            params.qe_k, params.qe_alpha, params.dba_k, params.dba_alpha,
+        )  # fmt: skip
         report = score_vectors(queries_x, gallery_x, annotated, params.split, params.ks)
         name = f"{TRAINED}+{expansion}"
         rows.extend(report.to_rows(name, params.split))
         figures.update(_headline(name, report))
-    return ModelsEvaluation(rows, figures, trained_report, vectors)
+    for benchmark in params.benchmarks:
+        for name in (m for m in SERVABLE if m in features):
+            report, _ = evaluate_features(features[name], benchmarks[benchmark.name], "test", ks=params.ks)
+            rows.extend(report.to_rows(name, "test", benchmark=benchmark.name))
+            figures.update(_headline(name, report, prefix=f"{benchmark.name}:"))
+            figures[f"{benchmark.name}:queries"] = report.overall.get("n_queries")
+            figures[f"{benchmark.name}:gallery"] = report.overall.get("gallery_size")
+    served = choose_served(figures, params, [m for m in SERVABLE if m in features])
+    figures["served"] = served
+    figures["served_on"] = f"{params.judged_on}:{params.serve_metric}"
+    for prefix in ["", *(f"{b.name}:" for b in params.benchmarks)]:
+        for key in HEADLINE_KEYS:
+            if f"{prefix}{served}_{key}" in figures:
+                figures[f"{prefix}served_{key}"] = figures[f"{prefix}{served}_{key}"]
+    figures["localise"] = params.localise.name
+    return ModelsEvaluation(rows, figures, served, trained_report, vectors)
 
 
-def _headline(name: str, report: RetrievalReport) -> dict[str, float]:
-    return {f"{name}_{key}": report.overall[key] for key in HEADLINE_KEYS if key in report.overall}
+def choose_served(figures: Mapping[str, Any], params: EvaluateParams, candidates: Sequence[str]) -> str:
+    """The candidate with the best ``serve_metric`` on ``judged_on``; the trained model wins ties.
+
+    A NaN (no queries) never wins over a number.
+    """
+    prefix = "" if params.judged_on == SHOP else f"{params.judged_on}:"
+
+    def value(name: str) -> float:
+        v = figures.get(f"{prefix}{name}_{params.serve_metric}", math.nan)
+        return -math.inf if v is None or math.isnan(v) else float(v)
+
+    best = TRAINED
+    for name in candidates:
+        if value(name) > value(best):
+            best = name
+    return best
+
+
+def _one_vector_per_query(query_vectors: np.ndarray) -> np.ndarray:
+    """αQE/DBA expand one vector per query: the crops' mean direction for localised queries."""
+    if query_vectors.ndim == 3:
+        return query_vectors.mean(axis=1)
+    return query_vectors
+
+
+def _headline(name: str, report: RetrievalReport, prefix: str = "") -> dict[str, float]:
+    return {f"{prefix}{name}_{key}": report.overall[key] for key in HEADLINE_KEYS if key in report.overall}
 
 
 def evaluated_vectors(annotated: pa.Table, split: str, vectors: Mapping[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
     """``(image_ids, matrix)`` of the gallery and query vectors, one row per image id.
 
-    The same photo may be a gallery image of two items (a re-listing): it keeps its first row.
+    A localised query keeps one row: its first crop (the whole photo, for every shipped
+    localiser). The same photo may be a gallery image of two items (a re-listing): it keeps
+    its first row.
     """
+    queries = vectors["queries"]
+    if queries.ndim == 3:
+        queries = queries[:, 0]
     ids = gallery_images(annotated).column("image_id").to_pylist() + query_images(annotated, split).column("image_id").to_pylist()
-    matrix = np.concatenate([vectors["gallery"], vectors["queries"]]).astype(np.float32)
+    matrix = np.concatenate([vectors["gallery"], queries]).astype(np.float32)
     _, first = np.unique(np.asarray(ids, dtype=object), return_index=True)
     keep = np.sort(first)
     return [ids[i] for i in keep], matrix[keep]
@@ -223,14 +399,15 @@ def evaluate_csvs(
     queries_csv: str | Path,
     ks: Sequence[int] = (1, 5, 10, 20),
     batch_size: int = 32,
+    localise: LocaliseParams | None = None,
 ) -> tuple[RetrievalReport, dict[str, np.ndarray], pa.Table]:
-    """Score ``model`` on a labelled set of CSVs (:mod:`street2shop.sources.labelled`);
-    returns the report, the vectors and the annotated table."""
-    from street2shop.models.embed import embed_images
+    """Score ``model`` on a labelled set of CSVs (:mod:`street2shop.sources.labelled`), with
+    the query-side localisation ``localise``; returns the report, the vectors and the
+    annotated table."""
     from street2shop.sources.labelled import SPLIT, annotated_from_csvs, read_labelled_csv
 
     annotated = annotated_from_csvs(read_labelled_csv(gallery_csv), read_labelled_csv(queries_csv))
-    features = partial(embed_images, model, batch_size=batch_size, num_workers=0)
+    features = localised_features(model, localise or LocaliseParams(), batch_size=batch_size)
     report, vectors = evaluate_features(features, annotated, SPLIT, ks=ks)
     return report, vectors, annotated
 
@@ -242,15 +419,21 @@ def metrics_json(report: RetrievalReport) -> dict:
 
 __all__ = [
     "EXPANSIONS",
+    "Benchmark",
     "EvaluateParams",
     "FeatureFn",
+    "Features",
+    "LocaliseParams",
     "ModelsEvaluation",
+    "candidate_models",
+    "choose_served",
     "evaluate_csvs",
     "evaluate_features",
     "evaluate_models",
     "evaluated_vectors",
     "expand",
     "feature_functions",
+    "localised_features",
     "metrics_json",
     "score_vectors",
 ]

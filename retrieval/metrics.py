@@ -15,6 +15,10 @@ Definitions (what the numbers mean):
   several. Rankings are de-duplicated to items in rank order, keeping each item's first
   occurrence; an item's score is therefore its best photo's score. Ties (equal scores, which
   only happen with duplicated vectors) go to the item that appears first in the gallery.
+* **Several crops per query** (query-side localisation, ``query_vectors`` of shape
+  ``(n_q, n_crops, d)``): each crop is scored against each gallery photo and the crops'
+  scores are combined per photo by ``crop_scoring`` (``max``: the best crop decides; ``mean``;
+  ``topK``) before the item ranking above.
 * **Relevant items** of a query are its own item, or, when ``item_group`` is given, every
   gallery item of the same group (near-duplicate listings merged by the dedup stage, where
   finding the other seller's identical listing is a correct answer).
@@ -44,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from street2shop.retrieval.ranking import as_labels, item_codes
+from street2shop.retrieval.ranking import as_labels, combine_crop_scores, item_codes, parse_crop_scoring
 from street2shop.retrieval.vectors import l2_normalize
 
 #: Category label of the overall rows in the metrics table.
@@ -73,8 +77,9 @@ class RetrievalReport:
     average_precision: np.ndarray  # (n_q,)
     query_categories: np.ndarray | None = None  # (n_q,) when categories were given
 
-    def to_rows(self, model: str, split: str) -> list[dict[str, Any]]:
-        """Long-format rows matching ``street2shop.storage.schemas.METRICS``."""
+    def to_rows(self, model: str, split: str, benchmark: str = "shop") -> list[dict[str, Any]]:
+        """Long-format rows matching ``street2shop.storage.schemas.METRICS``; ``benchmark``
+        names the query/gallery set (``shop``: the store's own split)."""
         rows: list[dict[str, Any]] = []
         tables = {ALL_CATEGORIES: self.overall, **dict(sorted(self.per_category.items()))}
         for category, values in tables.items():
@@ -82,6 +87,7 @@ class RetrievalReport:
                 if key in values:
                     rows.append(
                         {
+                            "benchmark": benchmark,
                             "model": model,
                             "split": split,
                             "category": category,
@@ -120,11 +126,13 @@ def evaluate_retrieval(
     item_group: Mapping[str, str] | None = None,
     gallery_is_item_level: bool = False,
     allow_missing: bool = False,
+    crop_scoring: str = "max",
 ) -> RetrievalReport:
     """Score street-photo queries against a shop gallery (see the module docstring).
 
     Args:
-        query_vectors: ``(n_q, d)`` query embeddings (normalised here).
+        query_vectors: ``(n_q, d)`` query embeddings, or ``(n_q, n_crops, d)`` for several
+            crops per query (normalised here).
         query_items: item id of each query.
         gallery_vectors: ``(n_g, d)`` gallery embeddings; several may share an item.
         gallery_items: item id of each gallery vector.
@@ -136,10 +144,12 @@ def evaluate_retrieval(
             mean descriptor); duplicates are then an error instead of being merged.
         allow_missing: score queries with no relevant gallery item as misses instead of
             raising.
+        crop_scoring: how the crops of a query combine per gallery photo (see above).
     """
     ks = _check_ks(ks)
-    queries = l2_normalize(query_vectors, "query_vectors")
-    gallery = l2_normalize(gallery_vectors, "gallery_vectors", dim=queries.shape[1])
+    parse_crop_scoring(crop_scoring)
+    queries = _normalise_queries(query_vectors)
+    gallery = l2_normalize(gallery_vectors, "gallery_vectors", dim=queries.shape[-1])
     q_items = as_labels(query_items, len(queries), "query_items")
     g_items = as_labels(gallery_items, len(gallery), "gallery_items")
     categories = (
@@ -166,7 +176,7 @@ def evaluate_retrieval(
         )
 
     ranked_codes, ranked_scores, ranks = _rank(
-        queries, gallery, gallery_codes, len(items), relevant, max(ks)
+        queries, gallery, gallery_codes, len(items), relevant, max(ks), crop_scoring
     )
 
     # Per-query figures; aggregation (overall and per category) is a mean of these.
@@ -220,6 +230,17 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
+def _normalise_queries(query_vectors: np.ndarray) -> np.ndarray:
+    """Unit-norm ``(n_q, d)`` or ``(n_q, n_crops, d)`` query vectors."""
+    arr = np.asarray(query_vectors)
+    if arr.ndim == 3:
+        n_q, n_crops, dim = arr.shape
+        if n_crops == 0:
+            raise ValueError("query_vectors has no crops")
+        return l2_normalize(arr.reshape(n_q * n_crops, dim), "query_vectors").reshape(n_q, n_crops, dim)
+    return l2_normalize(arr, "query_vectors")
+
+
 def _relevant_codes(
     query_items: np.ndarray, items: list[str], item_group: Mapping[str, str] | None
 ) -> np.ndarray:
@@ -248,9 +269,11 @@ def _rank(
     n_items: int,
     relevant: np.ndarray,
     max_k: int,
+    crop_scoring: str = "max",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top ``max_k`` item codes and scores per query, and the 1-based rank of each relevant
     item (a huge sentinel for padding slots), over the full item ranking."""
+    n_crops = queries.shape[1] if queries.ndim == 3 else 1
     n_q = len(queries)
     # Gallery rows grouped by item so an item's score is a max over one contiguous segment.
     by_item = np.argsort(gallery_codes, kind="stable")
@@ -264,12 +287,14 @@ def _rank(
     never = np.iinfo(np.int64).max // 4
     ranks = np.full(relevant.shape, never, dtype=np.int64)
     # The rank computation below holds (chunk, relevant, items) booleans: budget for both.
-    chunk = max(1, _CHUNK_CELLS // max(len(gallery), relevant.shape[1] * n_items))
+    chunk = max(1, _CHUNK_CELLS // max(n_crops * len(gallery), relevant.shape[1] * n_items))
     item_index = np.arange(n_items)
 
     for lo in range(0, n_q, chunk):
         hi = min(n_q, lo + chunk)
-        scores = queries[lo:hi] @ gallery_sorted.T
+        scores = queries[lo:hi] @ gallery_sorted.T  # (chunk, [crops,] gallery)
+        if queries.ndim == 3:
+            scores = combine_crop_scores(scores, crop_scoring)
         if not one_per_item:
             scores = np.maximum.reduceat(scores, starts, axis=1)
         top = _top_k_columns(scores, k_eff)

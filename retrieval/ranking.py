@@ -1,5 +1,9 @@
 """Photo-level search results as item rankings: what a shopper sees is items, not photos.
 
+A query photo may also be searched as several crops (query-side localisation): their
+scores against each gallery photo are combined first (:func:`combine_crop_scores`).
+
+
 An item (product x colour) may have several gallery photos; a ranking keeps each item's
 first (= best-scored) photo. :class:`GalleryItems` codes a gallery's items once, so a search
 service ranking every query against the same gallery pays for it once, and
@@ -14,6 +18,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def parse_crop_scoring(scoring: str) -> int | None:
+    """``"max"`` -> 1, ``"topK"`` -> K, ``"mean"`` -> None (all crops); anything else raises."""
+    if scoring == "max":
+        return 1
+    if scoring == "mean":
+        return None
+    if scoring.startswith("top") and scoring[3:].isdigit() and int(scoring[3:]) >= 1:
+        return int(scoring[3:])
+    raise ValueError(f"unknown crop scoring {scoring!r}; use 'max', 'mean' or 'topK' (e.g. 'top2')")
+
+
+def combine_crop_scores(scores: np.ndarray, scoring: str = "max") -> np.ndarray:
+    """Similarities of several crops of one query photo -> one score per gallery photo.
+
+    ``scores`` is ``(..., n_crops, n_gallery)``; the crop axis is combined: ``max`` (the crop
+    that shows the garment decides), ``mean``, or ``topK`` (the mean of the K best crops;
+    K >= the number of crops is the mean).
+    """
+    scores = np.asarray(scores)
+    if scores.ndim < 2 or scores.shape[-2] == 0:
+        raise ValueError(f"scores must be (..., n_crops, n_gallery) with at least one crop, got {scores.shape}")
+    k = parse_crop_scoring(scoring)
+    axis = scores.ndim - 2
+    if k == 1:
+        return scores.max(axis=axis)
+    if k is None or k >= scores.shape[axis]:
+        return scores.mean(axis=axis)
+    best = -np.partition(-scores, k - 1, axis=axis)
+    return np.take(best, np.arange(k), axis=axis).mean(axis=axis)
 
 
 def as_labels(labels: Sequence[str] | np.ndarray, n: int | None, name: str) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from street2shop.cleaning.selection import gallery_images, query_images
+from street2shop.retrieval.evaluation import SHOP
 from street2shop.retrieval.metrics import ALL_CATEGORIES, RetrievalReport
 from street2shop.storage.images import UnreadableImageError, open_image
 
@@ -158,7 +159,8 @@ def build_report_data(
     them, a seeded sample, since t-SNE is quadratic.
     """
     gallery, queries = gallery_images(annotated), query_images(annotated, split)
-    points = np.concatenate([vectors["gallery"], vectors["queries"]])
+    query_points = vectors["queries"][:, 0] if vectors["queries"].ndim == 3 else vectors["queries"]  # localised: the whole photo
+    points = np.concatenate([vectors["gallery"], query_points])
     categories = _column_or(gallery, "category") + _column_or(queries, "category")
     domains = ["shop"] * gallery.num_rows + ["street"] * queries.num_rows
     keep = np.arange(len(points))
@@ -192,15 +194,26 @@ def _column_or(table: pa.Table, column: str, default: str = "unknown") -> list[s
 
 def render_report(data: ReportData) -> str:
     """The whole page as one HTML string."""
-    rows = data.metrics.to_pylist()
-    models = _ordered_models({r["model"] for r in rows})
+    rows = [r if "benchmark" in r else {**r, "benchmark": SHOP} for r in data.metrics.to_pylist()]
+    shop_rows = [r for r in rows if r["benchmark"] == SHOP]
+    models = _ordered_models({r["model"] for r in shop_rows})
     sections = [
         f"<h1>{_e(data.title)}</h1>",
         f"<p class='note'>{_e(data.gallery_note)}</p>",
         "<h2>Baseline comparison (all categories)</h2>",
-        _comparison_table(rows, models),
+        _comparison_table(shop_rows, models),
+    ]
+    for benchmark in sorted({r["benchmark"] for r in rows} - {SHOP}):
+        bench_rows = [r for r in rows if r["benchmark"] == benchmark]
+        sections += [
+            f"<h2>Benchmark {_e(benchmark)} (all categories)</h2>",
+            "<p class='note'>A labelled set scored beside the shop: the trained model and the untrained "
+            "backbone, under the same query localisation. Its photos are not shown in this report.</p>",
+            _comparison_table(bench_rows, _ordered_models({r["model"] for r in bench_rows})),
+        ]
+    sections += [
         "<h2>Recall@k per category</h2>",
-        "<div class='plots'>" + "".join(_recall_plots(rows, models)) + "</div>",
+        "<div class='plots'>" + "".join(_recall_plots(shop_rows, models)) + "</div>",
         "<h2>Example queries</h2>",
         "<p class='note'>Left: the street photo. Right: its top results, best first; the correct item "
         "is framed green, wrong ones grey.</p>",

@@ -18,10 +18,12 @@ column or an empty cell stops with an error naming the CSV rows at fault.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from street2shop.storage.images import UnreadableImageError, open_image
 
@@ -46,32 +48,27 @@ class LabelledPhotos:
     attributes: tuple[str, ...]
 
 
-def read_labelled_csv(csv_path: str | Path, check_images: bool = True) -> LabelledPhotos:
-    """Read and validate a CSV of labelled photos (see the module docstring).
+def read_labelled_csv(csv_path: str | Path, check_images: bool = True, required: Sequence[str] = ()) -> LabelledPhotos:
+    """Read and validate a CSV (or Parquet file) of labelled photos (see the module docstring).
 
-    Raises :class:`DataError` listing every bad row (line numbers as an editor shows them,
-    the header being line 1) rather than skipping any.
+    ``required``: columns needed beyond ``path`` and ``item_id`` (e.g. ``role`` for a
+    dataset), kept in the table. Raises :class:`DataError` listing every bad row (line
+    numbers as an editor shows them, the header being line 1; a Parquet file's rows are
+    numbered the same way) rather than skipping any.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"CSV not found: {csv_path}")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = list(reader.fieldnames or [])
-            rows, lines = [], []
-            for row in reader:
-                rows.append(row)
-                lines.append(reader.line_num)  # as an editor numbers it (a quoted cell may span lines)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{csv_path}: not a readable CSV: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    header, rows, lines = _read_rows(csv_path)
+    need = (*REQUIRED_COLUMNS, *(c for c in required if c not in REQUIRED_COLUMNS))
+    missing = [c for c in need if c not in header]
     if missing:
-        raise DataError(f"{csv_path}: missing column(s) {missing}; found {header} (need {list(REQUIRED_COLUMNS)})")
+        raise DataError(f"{csv_path}: missing column(s) {missing}; found {header} (need {list(need)})")
     if not rows:
         raise DataError(f"{csv_path}: no rows")
     attributes = tuple(c for c in ITEM_ATTRIBUTES if c in header)
-    rows = [{c: row.get(c) for c in (*REQUIRED_COLUMNS, *attributes)} for row in rows]
+    extra = tuple(c for c in need if c not in REQUIRED_COLUMNS and c not in attributes)
+    rows = [{c: (None if row.get(c) is None else str(row.get(c))) for c in (*REQUIRED_COLUMNS, *attributes, *extra)} for row in rows]
 
     errors: list[str] = []
     for line, row in zip(lines, rows):
@@ -104,7 +101,7 @@ def read_labelled_csv(csv_path: str | Path, check_images: bool = True) -> Labell
     columns = {
         "path": [str(p) for p in paths],
         "item_id": [row["item_id"].strip() for row in rows],
-        **{c: [row[c].strip() for row in rows] for c in attributes},
+        **{c: [row[c].strip() for row in rows] for c in (*attributes, *extra)},
         "width": pa.array([w for w, _ in sizes], pa.int32()),
         "height": pa.array([h for _, h in sizes], pa.int32()),
         "line": lines,
@@ -112,6 +109,27 @@ def read_labelled_csv(csv_path: str | Path, check_images: bool = True) -> Labell
     photos = LabelledPhotos(csv_path, pa.table(columns), attributes)
     _check_items_agree(photos)
     return photos
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict], list[int]]:
+    """``(header, rows, line numbers)`` of a CSV or Parquet file."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataError(f"{path}: not a readable Parquet file: {exc}") from exc
+        return table.column_names, table.to_pylist(), list(range(2, table.num_rows + 2))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+            rows, lines = [], []
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)  # as an editor numbers it (a quoted cell may span lines)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV: {exc}") from exc
+    return header, rows, lines
 
 
 def _raise(csv_path: Path, what: str, errors: list[str]) -> None:

@@ -19,6 +19,9 @@ INDEX = "index"
 #: The pipeline's stages in the order they run (``street2shop run --stage``, ``status``).
 STAGE_ORDER: tuple[str, ...] = (CRAWL, NOISE, DEDUP, TRAIN, MINE, EVALUATE, INDEX)
 
+#: The crawl's alternative: a labelled dataset (publishes the same ``items`` and ``images``).
+SOURCE = "source"
+
 #: Stages outside the pipeline that publish into the same store.
 CATALOG = "catalog"  # an imported product feed (``street2shop index --catalog``)
 CATALOG_EMBED = "catalog_embed"  # its embeddings
@@ -45,6 +48,7 @@ INDEX_IDS = "index_ids"
 CHECKPOINT_FILE = "model.pt"  # of train/checkpoint (and import/checkpoint)
 INDEX_FILE = "index.faiss"  # of index/index_ids
 REPORT_FILE = "report.html"  # of evaluate/metrics
+SERVING_FILE = "serving.json"  # of evaluate/checkpoint: which model is served, how queries are localised
 
 # ---- folders of the store's home beside artifacts/ -------------------------------------
 PROMOTIONS_DIR = "promotions"  # the append-only promotion log

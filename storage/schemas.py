@@ -97,6 +97,8 @@ TRIPLETS = pa.schema(
 #: metrics: long format, one row per figure.
 METRICS = pa.schema(
     [
+        # which queries and gallery: "shop" (the store's own split) or a configured benchmark
+        pa.field("benchmark", pa.string(), nullable=False),
         pa.field("model", pa.string(), nullable=False),  # "trained" | baseline name
         pa.field("split", pa.string(), nullable=False),
         pa.field("category", pa.string(), nullable=False),  # "all" for overall

@@ -15,8 +15,15 @@ from street2shop.storage.store import ArtifactStore, Manifest
 KEY_FIGURES = (
     "items", "images", "rejected", "roc_auc", "kept", "merge_precision", "merge_recall", "groups",
     "round", "epochs", "last_loss", "triplets", "trained_top1", "trained_top20", "queries",
-    "factory", "vectors", "recall@20_vs_exact",
+    "served", "served_top1", "served_top20", "factory", "vectors", "recall@20_vs_exact",
 )  # fmt: skip
+#: ... and per benchmark (``<benchmark>:<figure>``) these
+KEY_BENCHMARK_FIGURES = ("served_top1", "served_top20", "trained_top20", "pretrained_top20")
+
+
+def is_key_figure(key: str) -> bool:
+    """Whether ``status`` and the pipeline's summary show a stage's figure ``key``."""
+    return key in KEY_FIGURES or (":" in key and key.split(":", 1)[1] in KEY_BENCHMARK_FIGURES)
 
 
 class StageStatus(BaseModel):
@@ -53,7 +60,7 @@ def collect_status(store: ArtifactStore) -> Status:
         figures: dict[str, Any] = {}
         for m in found:
             if m.version == newest.version:
-                figures.update({k: v for k, v in m.metrics.items() if k in KEY_FIGURES})
+                figures.update({k: v for k, v in m.metrics.items() if is_key_figure(k)})
         stages.append(
             StageStatus(stage=stage, version=newest.version, created_at=newest.created_at, versions=len({m.version for m in found}), figures=figures)
         )

@@ -11,7 +11,7 @@ import hashlib
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from street2shop.crawler.core import CrawlParams, crawl
+from street2shop.crawler.core import CrawlParams, RobotsDisallowed, crawl
 from street2shop.storage.names import CRAWL, CRAWL_REJECTS, IMAGES, ITEMS
 from street2shop.storage.store import ArtifactStore, content_version
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
@@ -53,7 +53,17 @@ def run_crawl(store: ArtifactStore, params: CrawlParams) -> StageResult:
     return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, params=params, version=version)
 
 
-@task(name="crawl", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def worth_retrying(task, task_run, state) -> bool:
+    """Retry a failed crawl unless the shop said no: robots.txt forbidding the crawl does not
+    change in 30 s, so retrying it would only delay the error."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no result to look at: let the retry policy decide
+        return True
+    return not isinstance(error, RobotsDisallowed)
+
+
+@task(name="crawl", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=worth_retrying)
 def crawl_task(home: str, params: CrawlParams) -> StageResult:
     result = run_crawl(ArtifactStore(home), params)
     report_to_prefect(result, "crawl")

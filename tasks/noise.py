@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -16,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from street2shop.cleaning.labels import validate_labels
 from street2shop.cleaning.noise import NoiseParams, train_and_score
 from street2shop.storage.names import ITEMS, NOISE, NOISE_LABELS, NOISE_MODEL, NOISE_SCORES
+from street2shop.storage.schemas import NOISE_LABELS as NOISE_LABELS_SCHEMA
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
 
@@ -57,8 +59,31 @@ def run_noise_filter(store: ArtifactStore, images_ref: ArtifactRef, labels_path:
     )
 
 
+def run_keep_all(store: ArtifactStore, images_ref: ArtifactRef) -> StageResult:
+    """No labels (a curated dataset rather than a crawl): every street photo is kept.
+
+    Publishes the same three artifacts, so later stages read them as usual: ``noise_labels``
+    empty, ``noise_scores`` with ``p_noise`` 0 and ``keep`` true, ``noise_model`` holding no model.
+    """
+
+    def compute(writers) -> None:
+        images = store.read_table(images_ref, columns=["image_id", "role"])
+        street = images.filter(pc.equal(images.column("role"), "street"))
+        ids = sorted(set(street.column("image_id").to_pylist()))
+        writers[NOISE_LABELS].write_table(NOISE_LABELS_SCHEMA.empty_table())
+        writers[NOISE_SCORES].write_table(
+            pa.table({"image_id": ids, "p_noise": pa.array([0.0] * len(ids), pa.float32()), "keep": [True] * len(ids)})
+        )
+        figures = {"scored": len(ids), "kept": len(ids), "rejected": 0, "filter": "none: no labels, every street photo kept"}
+        writers[NOISE_SCORES].metrics.update(figures)
+        writers[NOISE_MODEL].metrics.update(figures)
+
+    return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs={"images": images_ref}, params={"keep_all": True})
+
+
 @task(name="noise-filter", cache_policy=NO_CACHE)
-def noise_filter_task(home: str, images_ref: ArtifactRef, labels_path: str, params: NoiseParams) -> StageResult:
-    result = run_noise_filter(ArtifactStore(home), images_ref, labels_path, params)
+def noise_filter_task(home: str, images_ref: ArtifactRef, labels_path: str | None, params: NoiseParams) -> StageResult:
+    store = ArtifactStore(home)
+    result = run_keep_all(store, images_ref) if labels_path is None else run_noise_filter(store, images_ref, labels_path, params)
     report_to_prefect(result, "noise filter")
     return result

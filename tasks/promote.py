@@ -21,8 +21,10 @@ from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactSto
 class PromoteParams(BaseModel):
     """The promotion rule's knobs (part of the pipeline config)."""
 
-    #: a figure of the evaluate stage's ``metrics`` manifest; higher is better
-    metric: str = "trained_top20"
+    #: a figure of the evaluate stage's ``metrics`` manifest (higher is better), e.g.
+    #: ``served_top20`` (the served model on the shop's split) or ``benchmark:hm-dev:top20``
+    #: (the served model on a configured benchmark, ``hm-dev:served_top20`` in the manifest)
+    metric: str = "served_top20"
     #: the candidate must beat the served model by more than this (absolute, metric units)
     margin: float = Field(default=0.0, ge=0.0)
 
@@ -35,9 +37,27 @@ def _evaluation_of(store: ArtifactStore, index: ArtifactRef) -> Manifest:
     raise ValueError(f"{index} records no {EVALUATE} input: cannot tell how good its model is")
 
 
+def figure_key(metric: str) -> str:
+    """The manifest key of a promotion metric: ``benchmark:<name>:<key>`` is the served
+    model's ``<key>`` on that benchmark (``<name>:served_<key>``); anything else is a key."""
+    if metric.startswith("benchmark:"):
+        parts = metric.split(":")
+        if len(parts) != 3 or not all(parts[1:]):
+            raise ValueError(f"a benchmark metric reads benchmark:<name>:<figure>, e.g. benchmark:hm-dev:top20; got {metric!r}")
+        return f"{parts[1]}:served_{parts[2]}"
+    return metric
+
+
 def headline_metric(store: ArtifactStore, index: ArtifactRef, metric: str) -> float:
-    """The evaluate stage's ``metric`` for the model behind ``index``."""
+    """The evaluate stage's ``metric`` for the model behind ``index``.
+
+    Evaluations from before the served model was chosen (code version 2) served the trained
+    model: their ``served_*`` figure is the ``trained_*`` one.
+    """
     figures = _evaluation_of(store, index).metrics
+    metric = figure_key(metric)
+    if metric not in figures and metric.startswith("served_") and "served" not in figures:
+        metric = "trained_" + metric.removeprefix("served_")
     if metric not in figures:
         known = ", ".join(sorted(k for k, v in figures.items() if isinstance(v, (int, float))))
         raise ValueError(f"evaluate metrics have no {metric!r}; numeric figures: {known}")

@@ -16,8 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # which a busy 2-core machine (the nightly run beside a training job) can exceed.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from street2shop.cli import byo, deploy, labels, pipeline, serve, store  # noqa: E402
-from street2shop.shop.cli import shop_app  # noqa: E402
+from street2shop.cli import byo, deploy, labels, pipeline, serve, shop, store  # noqa: E402
 
 app = typer.Typer(help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.", no_args_is_help=True)
 
@@ -32,7 +31,7 @@ app.command("index")(byo.index_command)
 app.command()(serve.serve)
 app.command()(deploy.deploy)
 app.add_typer(labels.labels_app, name="labels", help="Export photos to label next; import labelled ones.")
-app.add_typer(shop_app, name="shop", help="Generate or serve the demo shop.")
+app.add_typer(shop.shop_app, name="shop", help="Generate or serve the demo shop.")
 
 if __name__ == "__main__":
     app()

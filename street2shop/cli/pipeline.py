@@ -13,14 +13,16 @@ from street2shop.storage.names import STAGE_ORDER
 
 
 def _headline(result) -> None:
-    from street2shop.storage.status import KEY_FIGURES
+    from street2shop.storage.status import is_key_figure
 
     table = Table(title="pipeline run")
     for col in ("stage", "version", "status", "key figures"):
         table.add_column(col, overflow="fold")
-    keys = set(KEY_FIGURES) | {"pretrained_top1", "pretrained_top20", "colour_histogram_top20", "hog_top20"}
+    extra = {"pretrained_top1", "pretrained_top20", "colour_histogram_top20", "hog_top20"}
     for s in result.stages:
-        figs = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in s["metrics"].items() if k in keys)
+        figs = ", ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in s["metrics"].items() if is_key_figure(k) or k in extra
+        )
         table.add_row(s["label"], s["version"], "reused" if s["skipped"] else "new", figs)
     console.print(table)
     if result.promotion:
@@ -36,13 +38,30 @@ def demo(
     epochs: int = typer.Option(2),
     rounds: int = typer.Option(1, help="offline re-mining rounds"),
     seed: int = typer.Option(0),
+    benchmark: Optional[Path] = typer.Option(
+        None, help="a real-photo benchmark folder (gallery.csv, queries.csv) that judges the model "
+        "(default: $STREET2SHOP_BENCHMARK, else ../shared/data/hm-dev when it is there)",
+    ),
+    no_benchmark: bool = typer.Option(False, "--no-benchmark", help="score the demo shop's own split only"),
 ) -> None:
     """Generate a demo shop, serve it on loopback and run the whole pipeline on it."""
-    from street2shop.flows.demo import DemoSize, demo_config, serving_demo_shop
+    from street2shop.flows.demo import DemoSize, demo_config, find_benchmark, serving_demo_shop
     from street2shop.flows.pipeline import pipeline
 
     home = resolve_home(home)
-    size = DemoSize(products=products, garments=garments, backbone=backbone, epochs=epochs, rounds=rounds, seed=seed)
+    found = None
+    if not no_benchmark:
+        found, looked = find_benchmark(benchmark)
+        if found is not None:
+            console.print(f"real-photo benchmark: [bold]{found}[/] (scored beside the demo's split; it judges the served model)")
+        elif benchmark is not None:
+            raise typer.BadParameter(f"{benchmark} holds no gallery.csv and queries.csv", param_hint="--benchmark")
+        else:
+            console.print(
+                "no real-photo benchmark found (looked in " + ", ".join(str(p) for p in looked)
+                + "): the evaluate stage scores the generated demo shop only, which says how hard the generated task is"
+            )
+    size = DemoSize(products=products, garments=garments, backbone=backbone, epochs=epochs, rounds=rounds, seed=seed, benchmark=found)
     if backbone == "tiny":
         size = size.model_copy(update={"train_image_size": 64})
     with serving_demo_shop(home, size) as (shop_dir, url):
@@ -57,7 +76,9 @@ def demo(
 
 def run(
     config: Path = typer.Option(..., exists=True, help="pipeline config (YAML), e.g. the demo's demo-config.yaml"),
-    stage: Optional[str] = typer.Option(None, help=f"run only this stage from the latest upstream versions: {', '.join(STAGE_ORDER)}"),
+    stage: Optional[str] = typer.Option(
+        None, help=f"run only this stage from the latest upstream versions: {', '.join(STAGE_ORDER)} (crawl: the config's dataset source, if it has one)"
+    ),
     home: Optional[str] = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Run the pipeline (skipping stages already published for these inputs), or one stage."""
@@ -74,7 +95,7 @@ def run(
         raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGE_ORDER)}")
     h = str(home)
     runners = {
-        "crawl": lambda: s.crawl_flow(h, cfg.crawl),
+        "crawl": lambda: s.crawl_flow(h, cfg.crawl) if cfg.crawl is not None else s.source_flow(h, cfg.source),
         "noise": lambda: s.noise_filter_flow(h, cfg.labels_path, cfg.noise),
         "dedup": lambda: s.dedup_flow(h, cfg.dedup, truth_items_csv=cfg.truth_items_csv),
         "train": lambda: s.train_flow(h, cfg.train),

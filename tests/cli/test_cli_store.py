@@ -36,7 +36,7 @@ def test_status_shows_latest_versions_and_what_is_served(store) -> None:
     app.command()(status)
     out = CliRunner().invoke(app, ["--home", str(store.home)], terminal_width=200)
     assert out.exit_code == 0, out.output
-    assert f"served: index {first.version} (trained_top20 = 0.5000)" in out.output
+    assert f"served: index {first.version} (served_top20 = 0.5000)" in out.output
     assert f"last decision: index {second.version} not promoted" in out.output
 
 

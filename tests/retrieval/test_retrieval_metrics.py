@@ -119,9 +119,10 @@ def test_to_rows_matches_the_metrics_schema():
     table = pa.Table.from_pylist(rows, schema=METRICS)
     assert table.num_rows == 4 * (3 + 3 + 6)  # ("all" + 3 categories) x (top, recall, rest)
     assert {
-        "model": "trained", "split": "test", "category": "all",
+        "benchmark": "shop", "model": "trained", "split": "test", "category": "all",
         "metric": "top_k", "k": 2, "value": 0.75,
     } in rows
+    assert {r["benchmark"] for r in report.to_rows("trained", "test", benchmark="hm-dev")} == {"hm-dev"}
     (map_row,) = [r for r in rows if r["category"] == "tops" and r["metric"] == "map"]
     assert map_row["k"] is None and map_row["value"] == pytest.approx(0.25)
 
@@ -245,3 +246,26 @@ def test_rank_items_pads_when_photos_hold_too_few_items():
     assert items.tolist() == [["A", "B", None], ["B", "C", "A"]]
     assert item_scores[0, :2].tolist() == pytest.approx([0.9, 0.7])
     assert np.isnan(item_scores[0, 2])
+
+
+def test_several_crops_per_query_are_scored_by_their_combination() -> None:
+    """Query 0's first crop sees item b, its second crop item a; with ``max`` the crop that
+    matches best decides, with ``mean`` both count."""
+    gallery = np.eye(3, dtype=np.float32)  # items a, b, c, one photo each
+    crops = np.array(
+        [
+            [[0.0, 0.9, 0.1], [1.0, 0.0, 0.0]],  # q0 (item a): crop 2 is exactly a
+            [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]],  # q1 (item c): both crops see c
+        ],
+        dtype=np.float32,
+    )
+    items = ["a", "b", "c"]
+    best = evaluate_retrieval(crops, ["a", "c"], gallery, items, ks=(1, 2), crop_scoring="max")
+    assert best.ranked_items[0, 0] == "a" and best.overall["top1"] == 1.0
+    mean = evaluate_retrieval(crops, ["a", "c"], gallery, items, ks=(1, 2), crop_scoring="mean")
+    # q0's mean scores: a = 0.5, b = 0.497, c = 0.055 (unit crops): a still first, by a hair
+    assert mean.ranked_items[0, :2].tolist() == ["a", "b"]
+    one = evaluate_retrieval(crops[:, 0], ["a", "c"], gallery, items, ks=(1, 2))
+    assert one.ranked_items[0, 0] == "b" and one.overall["top1"] == 0.5  # the first crop alone misses
+    with pytest.raises(ValueError, match="unknown crop scoring"):
+        evaluate_retrieval(crops, ["a", "c"], gallery, items, crop_scoring="median")

@@ -56,3 +56,34 @@ def test_stage_writes_a_self_contained_report_and_the_store_rebuilds_it(evaluate
 def test_unknown_expansion_is_rejected():
     with pytest.raises(ValueError, match="unknown expansion"):
         EvaluateParams(expansions=["qe", "magic"])
+
+
+def test_a_benchmark_is_scored_beside_the_shop_and_versioned_by_its_content(tmp_path_factory, tiny_checkpoint, photo_set):
+    import json
+
+    from PIL import Image
+
+    from street2shop.retrieval.evaluation import Benchmark
+    from street2shop.sources.labelled import DataError
+    from street2shop.storage.names import CHECKPOINT_FILE, SERVING_FILE
+
+    store, data, checkpoint = publish_shop(tmp_path_factory.mktemp("home"), tiny_checkpoint)
+    bench = Benchmark(name="real", gallery=str(photo_set["gallery"]), queries=str(photo_set["queries"]))
+    params = EvaluateParams(baselines=["hog"], expansions=[], report=False, benchmarks=[bench])
+    result = run_evaluate(store, data, checkpoint, params)
+    rows = store.read_table(result["metrics"]).to_pylist()
+    assert {(r["benchmark"], r["model"]) for r in rows} == {("shop", "trained"), ("shop", "hog"), ("real", "trained")}
+    figures = store.manifest(result["metrics"]).metrics
+    assert figures["real:queries"] == 8 and figures["served"] == "trained" and figures["served_on"] == "real:top20"
+    served = json.loads(store.file(result["checkpoint"], SERVING_FILE).read_text())
+    assert served["model"] == "trained" and served["localise"]["name"] == "none"
+    assert store.file(result["checkpoint"], CHECKPOINT_FILE).read_bytes() == store.file(checkpoint, CHECKPOINT_FILE).read_bytes()
+    assert run_evaluate(store, data, checkpoint, params).skipped
+    # one benchmark photo changes: the stage re-scores it
+    first_photo = sorted((photo_set["gallery"].parent / "photos").iterdir())[0]
+    Image.open(first_photo).convert("RGB").save(first_photo, quality=60)
+    again = run_evaluate(store, data, checkpoint, params)
+    assert not again.skipped and again.version != result.version
+    missing = params.model_copy(update={"benchmarks": [bench.model_copy(update={"gallery": str(tmp_path_factory.mktemp("x") / "none.csv")})]})
+    with pytest.raises(DataError, match="CSV not found"):
+        run_evaluate(store, data, checkpoint, missing)

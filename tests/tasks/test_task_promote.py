@@ -22,7 +22,7 @@ def test_first_version_is_promoted_and_served(store) -> None:
     assert served_index(store) is None
     d = promote(store, first)
     assert d.promoted and d.reason.startswith("first version") and d.previous is None
-    assert d.value == 0.5 and d.metric == "trained_top20"
+    assert d.value == 0.5 and d.metric == "served_top20"  # an evaluation from before the served model: its trained figure
     assert served_index(store) == first
 
 
@@ -73,3 +73,14 @@ def test_bad_requests_fail_clearly(store) -> None:
     with pytest.raises(ValueError):
         PromoteParams(margin=-0.1)
     assert promotion_log(store) == []
+
+
+def test_a_benchmark_metric_names_the_served_models_figure_on_that_benchmark(store) -> None:
+    idx = publish_model(store, 0.5, "a", figures={"served": "pretrained", "served_top20": 0.4, "hm-dev:served_top20": 0.61})
+    d = promote(store, idx, PromoteParams(metric="benchmark:hm-dev:top20"))
+    assert d.promoted and d.value == pytest.approx(0.61)
+    assert promote(store, idx, PromoteParams(metric="served_top20")).value == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="benchmark:<name>:<figure>"):
+        promote(store, idx, PromoteParams(metric="benchmark:hm-dev"))
+    with pytest.raises(ValueError, match="no 'other:served_top20'"):
+        promote(store, idx, PromoteParams(metric="benchmark:other:top20"))
