@@ -30,7 +30,7 @@ from pathlib import Path
 from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 
 #: DemoSize().products, without importing the package (and torch) before Prefect's settings
-DEFAULT_DEMO_PRODUCTS = 150
+DEFAULT_DEMO_PRODUCTS = 300
 STAGE_FLOWS = ("crawl_flow", "noise_filter_flow", "dedup_flow", "train_flow", "mine_flow", "evaluate_flow", "build_index_flow")
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--demo-defaults", action="store_true",
                     help="every knob as `street2shop demo` sets it (real photos, EfficientNet-Lite0, CNN noise "
                          "filter, hash + embedding dedup); only --products/--scale/--seed apply")
-    ap.add_argument("--products", type=int, default=None, help="products in the demo shop (default 40; 150 with --demo-defaults)")
+    ap.add_argument("--products", type=int, default=None, help="products in the demo shop (default 40; 300 with --demo-defaults)")
     ap.add_argument("--scale", type=int, default=1, help="multiply --products (10: the 10x larger shop)")
     ap.add_argument("--backbone", default="tiny", help="'tiny' (seconds) or a real backbone, e.g. efficientnet_lite0")
     ap.add_argument("--epochs", type=int, default=2)

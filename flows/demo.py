@@ -31,7 +31,7 @@ from street2shop.tasks.promote import PromoteParams
 class DemoSize(BaseModel):
     """Knobs that scale the demo: the default shows real clothes end to end on 2 CPU cores."""
 
-    products: int = 150
+    products: int = 300
     garments: str = "real"
     image_size: int = 224
     backbone: str = "efficientnet_lite0"

@@ -1,7 +1,19 @@
-"""``street2shop demo`` and ``street2shop run``: the pipeline on the demo shop, or on a config."""
+"""``street2shop demo`` and ``street2shop run``: the pipeline on the demo shop, or on a config.
+
+Both stop cleanly on SIGTERM or SIGINT (``kill``, ``timeout``, Ctrl-C, a container stop):
+the signal becomes an exception that unwinds the command, so the Prefect runs are marked
+crashed, the demo shop's server closes, nothing half-written becomes visible, and Prefect's
+temporary API server (a ``uvicorn`` subprocess it starts when no server is configured, and
+stops only from ``atexit``) is stopped rather than left running as an orphan. Re-running the
+same command resumes.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -30,9 +42,59 @@ def _headline(result) -> None:
         console.print(f"promotion: {'served now' if p.get('promoted') else 'not promoted'} — {p.get('reason')}")
 
 
+class _Stopped(BaseException):
+    """A SIGTERM or SIGINT received by ``demo`` or ``run`` (a BaseException, like
+    KeyboardInterrupt: Prefect marks the runs it unwinds as crashed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stops_cleanly() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :class:`_Stopped` for the block, then exit 128 + signal.
+
+    Inside a flow run Prefect's own SIGTERM handler runs first: it marks the run crashed and
+    then re-sends the signal to the handler it replaced, this one. A signal that arrives
+    while the block is already unwinding is ignored, so the clean-up is not cut short.
+    """
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stopping:
+            return
+        stopping.append(signum)
+        raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except _Stopped as exc:
+        _stop_temporary_prefect_server()
+        console.print(
+            f"stopped by {signal.Signals(exc.signum).name}: runs marked crashed, nothing half-written is "
+            "published; run the same command again to resume", highlight=False,
+        )
+        raise typer.Exit(128 + exc.signum) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_temporary_prefect_server() -> None:
+    """Stop the ephemeral Prefect API server this process started, if any, now: its own
+    ``atexit`` hook is all Prefect has, and a second signal could end the process first."""
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    for server in list(server_module.SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
 def demo(
     home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME or ./.street2shop)"),
-    products: int = typer.Option(150, help="products in the generated demo shop"),
+    products: int = typer.Option(300, help="products in the generated demo shop"),
     garments: str = typer.Option("real", help="'real' (bundled CC0 photos) or 'procedural'"),
     backbone: str = typer.Option("efficientnet_lite0", help="backbone by name ('tiny' for a quick smoke run)"),
     epochs: int = typer.Option(2),
@@ -45,10 +107,17 @@ def demo(
     no_benchmark: bool = typer.Option(False, "--no-benchmark", help="score the demo shop's own split only"),
 ) -> None:
     """Generate a demo shop, serve it on loopback and run the whole pipeline on it."""
+    with _stops_cleanly():
+        _demo(resolve_home(home), products, garments, backbone, epochs, rounds, seed, benchmark, no_benchmark)
+
+
+def _demo(
+    home: Path, products: int, garments: str, backbone: str, epochs: int, rounds: int, seed: int,
+    benchmark: Path | None, no_benchmark: bool,
+) -> None:
     from street2shop.flows.demo import DemoSize, demo_config, find_benchmark, serving_demo_shop
     from street2shop.flows.pipeline import pipeline
 
-    home = resolve_home(home)
     found = None
     if not no_benchmark:
         found, looked = find_benchmark(benchmark)
@@ -82,17 +151,22 @@ def run(
     home: Optional[str] = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Run the pipeline (skipping stages already published for these inputs), or one stage."""
+    if stage is not None and stage not in STAGE_ORDER:
+        raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGE_ORDER)}")
+    with _stops_cleanly():
+        _run(config, stage, resolve_home(home))
+
+
+def _run(config: Path, stage: str | None, home: Path | str) -> None:
     from street2shop.flows import stages as s
     from street2shop.flows.config import PipelineConfig
     from street2shop.flows.pipeline import pipeline
+    from street2shop.storage.store import ArtifactStore
 
-    home = resolve_home(home)
     cfg = PipelineConfig.from_file(config)
     if stage is None:
-        _headline(pipeline(str(home), cfg))
+        _headline(pipeline(str(home), cfg))  # the flow holds the store's lock
         return
-    if stage not in STAGE_ORDER:
-        raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGE_ORDER)}")
     h = str(home)
     runners = {
         "crawl": lambda: s.crawl_flow(h, cfg.crawl) if cfg.crawl is not None else s.source_flow(h, cfg.source),
@@ -103,7 +177,8 @@ def run(
         "evaluate": lambda: s.evaluate_flow(h, cfg.evaluate),
         "index": lambda: s.build_index_flow(h, cfg.index),
     }
-    result = runners[stage]()
+    with ArtifactStore(home).lock():  # not beside a pipeline run on the same store
+        result = runners[stage]()
     console.print(f"{stage}: version {result.version} ({'reused' if result.skipped else 'new'})")
     for key, value in sorted(result.metrics.items()):
         console.print(f"  {key}: {value}")

@@ -20,7 +20,7 @@ shop_app = typer.Typer(help="The generated demo shop: make one, grow it, serve i
 def generate_cmd(
     out_dir: Annotated[Path, typer.Argument(help="New folder for the shop.")],
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
-    products: Annotated[int, typer.Option(help="Products, re-listings included.")] = 150,
+    products: Annotated[int, typer.Option(help="Products, re-listings included.")] = 300,
     garments: Annotated[str, typer.Option(help="'real' (shipped CC0 photos) or 'procedural' (drawn).")] = "real",
     image_size: Annotated[int, typer.Option(help="Side of every photo, px.")] = 224,
     workers: Annotated[int, typer.Option(help="Processes drawing photos (0: one per CPU, at most 4).")] = 0,
