@@ -27,7 +27,9 @@ from street2shop.storage.images import DECODE_ERRORS, UnreadableImageError, open
 __all__ = ["DECODE_ERRORS", "FORMAT_EXTENSIONS", "ImageCheck", "ImageLimits", "sniff", "validate_image"]
 
 #: Accepted PIL formats and the file extension their blobs get.
-FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic"}
+#: What a crawl accepts by default: the web's photo formats (HEIF is for phone uploads).
+WEB_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 
 
 #: Leading bytes of formats worth naming in a reject reason.
@@ -67,7 +69,7 @@ class ImageLimits(BaseModel):
     min_side: int = Field(32, ge=1)  # smaller than a thumbnail: not a usable photo
     max_side: int = Field(12_000, ge=1)
     max_pixels: int = Field(40_000_000, gt=0)
-    formats: frozenset[str] = frozenset(FORMAT_EXTENSIONS)
+    formats: frozenset[str] = WEB_FORMATS
 
     @field_serializer("formats")
     def _sorted_formats(self, formats: frozenset[str]) -> list[str]:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from street2shop.crawler.validate import ImageLimits
+from street2shop.crawler.validate import WEB_FORMATS, ImageLimits
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
@@ -64,6 +64,9 @@ DEFAULT_BATCH_WAIT_MS = 2.0
 #: at once, each with its batching thread, on a share of the CPUs. Compare settings with
 #: ``bench/serve.py --streams 1,2``.
 DEFAULT_STREAMS = 1
+
+#: What an upload may be: the crawler's limits, plus HEIC/HEIF (what an iPhone sends).
+UPLOAD_LIMITS = ImageLimits(formats=WEB_FORMATS | {"HEIF"})
 
 
 class NotReady(RuntimeError):
@@ -123,7 +126,7 @@ class SearchEngine:
             if needed not in inputs:
                 raise ArtifactNotFound(f"{index_ref} does not record its {needed} input; rebuild the index")
         self.store = store
-        self.limits = limits or ImageLimits()
+        self.limits = limits or UPLOAD_LIMITS
         images_ref = inputs["images"]
         # The crawl publishes items and images under one version id.
         items_ref = ArtifactRef(stage=images_ref.stage, name=N.ITEMS, version=images_ref.version)

@@ -10,6 +10,8 @@ photo is the same picture everywhere:
 * **Refused when it is a decompression bomb**: more pixels than PIL's ``MAX_IMAGE_PIXELS``
   is an error, checked from the header before a pixel is decoded (no thread-unsafe warning
   filters needed).
+* **HEIC/HEIF too** (the format iPhones save by default): ``pillow-heif``'s opener is
+  registered with Pillow here, so every reader above decodes it.
 * **Decoded at reduced size on request**: ``min_size`` lets libjpeg's DCT scaling decode a
   large JPEG at 1/2, 1/4 or 1/8 scale as long as both sides stay at least ``min_size``
   (a 12-megapixel phone photo headed for 224 px then decodes several times faster).
@@ -24,7 +26,10 @@ import io
 import os
 from pathlib import Path
 
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+pillow_heif.register_heif_opener()
 
 #: What PIL raises while reading a corrupt, truncated or oversized image.
 DECODE_ERRORS: tuple[type[BaseException], ...] = (

@@ -201,3 +201,14 @@ def test_an_exif_rotated_upload_finds_what_the_upright_photo_finds(client, tiny_
     a, b = upright.json()["results"], phone.json()["results"]
     assert [r["item_id"] for r in a] == [r["item_id"] for r in b] and a[0]["item_id"] == "p3:green"
     assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
+
+
+def test_a_heic_upload_is_searched_like_a_jpeg(tiny_home) -> None:
+    """iPhones upload HEIC by default: accepted by the service (not by the crawler's limits)."""
+    _, data = shop_photo(ArtifactStore(tiny_home), "p4:yellow")
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(buf, "HEIF", quality=95)
+    with TestClient(create_app(tiny_home, street_in_background=False)) as c:
+        response = upload(c, buf.getvalue(), k=3, name="IMG_0001.HEIC")
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["item_id"] == "p4:yellow"

@@ -68,3 +68,13 @@ def test_an_upright_and_an_exif_rotated_photo_embed_the_same_in_the_pipeline(tmp
     a, b, sideways = embed_images(model, [str(tmp_path / n) for n in ("upright.png", "phone.png", "sideways.png")], num_workers=0)
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert not np.allclose(a, sideways, atol=1e-3)  # orientation does reach the vector
+
+
+def test_heic_photos_decode_like_any_other() -> None:
+    """HEIC, an iPhone's default, decodes through the same reader (pillow-heif's opener)."""
+    photo = upright(2).resize((8, 5)).resize((64, 40), Image.Resampling.BICUBIC)  # smooth, as photos are
+    buf = io.BytesIO()
+    photo.save(buf, "HEIF", quality=95)
+    decoded = open_image(buf.getvalue())
+    assert decoded.size == photo.size and decoded.mode == "RGB"
+    assert np.abs(np.asarray(decoded, np.int16) - np.asarray(photo, np.int16)).mean() < 6  # lossy, but the same picture
