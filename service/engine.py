@@ -37,11 +37,14 @@ from street2shop.crawler.validate import WEB_FORMATS, ImageLimits
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
+from street2shop.models.localise import create_localiser, crop
+from street2shop.retrieval.evaluation import LocaliseParams
 from street2shop.retrieval.index import load_index, search
-from street2shop.retrieval.ranking import GalleryItems, rank_items
+from street2shop.retrieval.ranking import GalleryItems, combine_crop_scores, rank_items
 from street2shop.service.batching import MicroBatcher
 from street2shop.service.uploads import decode_upload
 from street2shop.storage import names as N
+from street2shop.storage.promotions import serving_of
 from street2shop.storage.schemas import vectors_matrix
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 
@@ -156,6 +159,13 @@ class SearchEngine:
         )
         self.inference_mode = getattr(self.model, "mode", "eager")
         self.streams = getattr(self.model, "streams", 1)  # what the backend really runs
+        # How street photos are searched: the localisation the evaluate stage scored this
+        # model with (serving.json beside the served checkpoint), so /search runs exactly
+        # what was evaluated; none for checkpoints from elsewhere.
+        self.serving = serving_of(store, inputs["checkpoint"])
+        self.localise = LocaliseParams(**self.serving.get("localise", {}))
+        self._localiser = None if self.localise.name == "none" else create_localiser(self.localise.name, **self.localise.options)
+        self.crop_scoring = getattr(self._localiser, "scoring", "max")
         # As many forward passes at a time as the model has streams (one for eager: it
         # spreads one pass over every intra-op thread; two would fight over them). Searches,
         # reverse-search set-up and background embedding all take a slot.
@@ -193,6 +203,7 @@ class SearchEngine:
             row["image_id"]: row["item_id"] for row in images.to_pylist() if row["role"] == "street"
         }
 
+        self._gallery_matrix: np.ndarray | None = None
         known = _vectors_of(store, inputs.get("embeddings"))
         self.shop_vectors = {img: known[img] for img in self.row_image if img in known}
         keep = _noise_verdicts(store, images_ref)
@@ -207,20 +218,25 @@ class SearchEngine:
     # ------------------------------------------------------------------ search
 
     def embed(self, image: Image.Image) -> np.ndarray:
-        """``(1, dim)`` unit-norm embedding of one photo, preprocessed by the checkpoint's own
+        """``(n_crops, dim)`` unit-norm embeddings of one photo: the whole photo (``(1, dim)``)
+        or each crop of the served localisation, each preprocessed by the checkpoint's own
         :class:`~street2shop.models.preprocess.Preprocess`."""
         # Preprocessing runs in the caller's thread, in parallel with other requests; only
         # the forward pass is batched and serialised.
-        pixels = self.model.preprocess(image)
+        if self._localiser is None:
+            pixels = self.model.preprocess(image)[None]
+        else:
+            pixels = torch.stack([self.model.preprocess(crop(image, box)) for box in self._localiser(image).boxes])
         if self._batcher is None:
-            return self._embed_pixels([pixels])[0][None]
-        return self._batcher.submit(pixels)[None]
+            return self._embed_pixels([pixels])[0]
+        return self._batcher.submit(pixels)
 
-    def _embed_pixels(self, pixels: list[torch.Tensor]) -> np.ndarray:
-        """``(len(pixels), dim)`` embeddings of preprocessed ``(3, S, S)`` images, one pass."""
+    def _embed_pixels(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
+        """The embeddings of each ``(n_i, 3, S, S)`` stack of preprocessed photos or crops,
+        all in one forward pass."""
         with self._model_lock, torch.inference_mode():
-            vectors = self.model(torch.stack(pixels))
-        return vectors.float().numpy()
+            vectors = self.model(torch.cat(pixels)).float().numpy()
+        return np.split(vectors, np.cumsum([len(p) for p in pixels])[:-1])
 
     def close(self) -> None:
         """Stop the batching thread after the queued photos (later calls embed directly)."""
@@ -228,18 +244,23 @@ class SearchEngine:
             self._batcher.close()
 
     def search_vector(self, query: np.ndarray, k: int, category: str | None = None) -> list[dict]:
-        """Top ``k`` items for a ``(1, dim)`` query, best first, optionally of one category.
+        """Top ``k`` items for a query, best first, optionally of one category.
 
-        Photo hits are de-duplicated to items by :func:`rank_items` (an item scores its best
-        photo). With a category filter the photo list is widened (doubling) until ``k`` items
-        of that category are found or the whole index was searched, so any index type works.
+        ``query`` is ``(n_crops, dim)``: one row for a whole photo, or the crops of the
+        served localisation, whose scores combine per shop photo as in the evaluation
+        (``max``: the best crop's; ``mean`` / ``topK``: the photos any crop found are
+        re-scored exactly against every crop). Photo hits are de-duplicated to items by
+        :func:`rank_items` (an item scores its best photo). With a category filter the photo
+        list is widened (doubling) until ``k`` items of that category are found or the whole
+        index was searched, so any index type works.
         """
         if category is not None and category not in self.categories:
             raise KeyError(category)
+        query = np.atleast_2d(query)
         n = self.index.ntotal
         m = min(n, k * self.max_photos_per_item)
         while True:
-            scores, rows = search(self.index, query, m)
+            scores, rows = self._photo_hits(query, m)
             if category is not None:
                 wanted = (rows >= 0) & (self.row_category[np.maximum(rows, 0)] == category)
                 rows, scores = np.where(wanted, rows, -1), np.where(wanted, scores, np.nan)
@@ -257,6 +278,28 @@ class SearchEngine:
             for item, score in zip(items[0], item_scores[0])
             if item is not None
         ]
+
+    def _photo_hits(self, query: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, rows)`` of shape ``(1, <= n_crops * m)``, best first: the shop photos the
+        query's crops found, each once, scored by the crops' combination."""
+        scores, rows = search(self.index, query, m)
+        if len(query) == 1:
+            return scores, rows
+        found = np.unique(rows[rows >= 0])
+        if self.crop_scoring == "max":
+            best = np.full(self.index.ntotal, -np.inf, dtype=np.float32)
+            np.maximum.at(best, rows[rows >= 0], scores[rows >= 0])
+            combined = best[found]
+        else:  # every crop's score of every photo found, exactly
+            combined = combine_crop_scores(query @ self._gallery_vectors()[found].T, self.crop_scoring)
+        order = np.argsort(-combined, kind="stable")
+        return combined[order][None].astype(np.float32), found[order][None]
+
+    def _gallery_vectors(self) -> np.ndarray:
+        """The indexed shop photos' vectors in index row order (for exact crop re-scoring)."""
+        if self._gallery_matrix is None:
+            self._gallery_matrix = np.stack([self._shop_vector(i) for i in self.row_image])
+        return self._gallery_matrix
 
     def search_image(self, data: bytes, k: int, category: str | None = None) -> list[dict]:
         image = decode_upload(data, self.limits, self.model.preprocess.image_size)

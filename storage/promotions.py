@@ -18,6 +18,7 @@ local mirror caches records already read (a record never changes).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from datetime import datetime
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from street2shop.storage.names import INDEX, INDEX_IDS, PROMOTIONS_DIR
+from street2shop.storage.names import CHECKPOINT, EVALUATE, INDEX, INDEX_IDS, PROMOTIONS_DIR, SERVING_FILE, TRAIN
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 
 
@@ -135,6 +136,28 @@ def index_to_serve(store: ArtifactStore, version: str | None = None) -> Artifact
     return ref
 
 
+def served_checkpoint(store: ArtifactStore) -> ArtifactRef:
+    """The checkpoint the served index was built with (what ``/search`` embeds photos with):
+    the promoted index's, else the newest index's, else the newest evaluated (served) model,
+    else the newest trained one."""
+    try:
+        index = index_to_serve(store)
+    except ArtifactNotFound:
+        return store.latest_or_none(EVALUATE, CHECKPOINT) or store.latest(TRAIN, CHECKPOINT)
+    for ref in store.manifest(index).inputs:
+        if ref.name == CHECKPOINT:
+            return ref
+    raise ArtifactNotFound(f"{index} records no checkpoint input; rebuild the index")
+
+
+def serving_of(store: ArtifactStore, checkpoint: ArtifactRef) -> dict:
+    """What the evaluate stage recorded about a served model (``serving.json``: which model,
+    how street photos are localised), or ``{}`` for a checkpoint from elsewhere."""
+    if SERVING_FILE not in store.manifest(checkpoint).files:
+        return {}
+    return json.loads(store.file(checkpoint, SERVING_FILE).read_text())
+
+
 __all__ = [
     "PromotionDecision",
     "append_decision",
@@ -143,5 +166,7 @@ __all__ = [
     "latest_index",
     "promotion_log",
     "record_name",
+    "served_checkpoint",
     "served_index",
+    "serving_of",
 ]

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from street2shop.sources.labelled import DataError, LabelledPhotos, item_attributes
 from street2shop.storage import names as N
+from street2shop.storage.promotions import served_checkpoint
 from street2shop.storage.schemas import IMAGES, ITEMS, vectors_table
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
 from street2shop.tasks.stage import StageResult, run_stage
@@ -30,14 +31,14 @@ if TYPE_CHECKING:  # torch loads when a model is used, not on import
 
 
 def resolve_checkpoint(store: ArtifactStore, model: Path | None) -> ArtifactRef:
-    """The store's checkpoint to use: ``model`` imported into the store, or the published one
-    (latest ``train/checkpoint``).
+    """The store's checkpoint to use: ``model`` imported into the store, or the one the store
+    serves (:func:`~street2shop.storage.promotions.served_checkpoint`).
 
     Importing keeps one rule for what an index records: its checkpoint is an artifact ref,
     whatever file it came from. The version is the file's hash, so importing twice is a no-op.
     """
     if model is None:
-        return store.latest(N.TRAIN, N.CHECKPOINT)
+        return served_checkpoint(store)
     from street2shop.models.embedder import load_embedder
 
     load_embedder(model)  # fail now, with the loader's message, on a file that is no checkpoint

@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 def eval_command(
     gallery: Path = typer.Option(..., help="CSV of gallery (shop) photos: path,item_id[,product_id,category,colour]"),
     queries: Path = typer.Option(..., help="CSV of query (street) photos: path,item_id"),
-    model: Optional[Path] = typer.Option(None, help="embedder checkpoint file (default: the store's latest trained one)"),
+    model: Optional[Path] = typer.Option(None, help="embedder checkpoint file (default: the model the store serves, with its localisation)"),
     home: Optional[str] = typer.Option(None, help="artifact store (folder or s3:// URL), for the published model"),
+    localise: Optional[str] = typer.Option(
+        None, help="query localisation as JSON, e.g. '{\"name\": \"multicrop\"}' (default: the served model's, as /search runs it; none with --model)"
+    ),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object: overall and per category"),
     report_path: Optional[Path] = typer.Option(None, "--report", help="also write the HTML report here"),
     batch_size: int = typer.Option(32),
@@ -28,20 +31,30 @@ def eval_command(
     """Evaluate the published (or a named) model on your own labelled gallery and queries."""
     import pyarrow as pa
 
+    from pydantic import ValidationError
+
     from street2shop.models.embedder import load_embedder
-    from street2shop.retrieval.evaluation import TRAINED, evaluate_csvs, metrics_json
+    from street2shop.retrieval.evaluation import TRAINED, LocaliseParams, evaluate_csvs, metrics_json
     from street2shop.sources.labelled import SPLIT, DataError
-    from street2shop.storage.names import CHECKPOINT, TRAIN
+    from street2shop.storage.promotions import served_checkpoint, serving_of
     from street2shop.storage.store import ArtifactNotFound
     from street2shop.tasks.catalog import load_checkpoint
 
     try:
+        serving: dict = {}
         if model is not None:
             embedder = load_embedder(model)
         else:
             store = open_store(home)
-            embedder = load_checkpoint(store, store.latest(TRAIN, CHECKPOINT))
-        report, vectors, annotated = evaluate_csvs(embedder, gallery, queries, batch_size=batch_size)
+            checkpoint = served_checkpoint(store)
+            embedder, serving = load_checkpoint(store, checkpoint), serving_of(store, checkpoint)
+        how = LocaliseParams.model_validate_json(localise) if localise is not None else LocaliseParams(**serving.get("localise", {}))
+        if not json_output:
+            which = str(model) if model is not None else f"{checkpoint} ({serving.get('model', 'trained')}, as served)"
+            typer.echo(f"model: {which}; query localisation: {how.name} {how.options or ''}")
+        report, vectors, annotated = evaluate_csvs(embedder, gallery, queries, batch_size=batch_size, localise=how)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--localise") from None
     except (DataError, ArtifactNotFound, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
