@@ -13,6 +13,12 @@ Two adapters ship:
   photos inside), the structured data many real shops emit for search engines; it needs no
   feedback pages.
 
+Both read the shop's outfits ("complete the look") where a product page shows them: the demo
+adapter from the blob's ``outfits`` checked against the page's outfit markup, the JSON-LD
+adapter from ``isRelatedTo``: a ``ProductCollection`` is one outfit (its items in order), and
+plain related ``Product``s make one outfit of the item and them (``isSimilarTo`` names look-
+alikes, substitutes rather than complements, so it makes no outfit).
+
 A page that cannot be trusted raises ``PageParseError`` with a human-readable reason; the
 crawler records it as a reject and carries on. That includes pages built to hurt a parser:
 the tree is built under a nesting-depth and an element-count limit (``MAX_DEPTH``,
@@ -39,12 +45,13 @@ __all__ = [
     "ADAPTERS",
     "MAX_DEPTH",
     "MAX_ELEMENTS",
+    "DemoShopAdapter",
     "FeedbackPage",
     "ImageRef",
     "ItemRecord",
     "JsonLdProductAdapter",
-    "DemoShopAdapter",
     "ListingPage",
+    "OutfitRecord",
     "PageParseError",
     "ProductLink",
     "ProductPage",
@@ -113,6 +120,14 @@ class Review:
 
 
 @dataclass(frozen=True)
+class OutfitRecord:
+    """An outfit a product page shows: its id and its items, in order, with their types."""
+
+    outfit_id: str
+    items: tuple[tuple[str, str], ...]  # (item id, type)
+
+
+@dataclass(frozen=True)
 class ProductPage:
     product_id: str
     items: list[ItemRecord]
@@ -120,6 +135,8 @@ class ProductPage:
     images: list[ImageRef]
     #: first feedback page to walk for customer photos, or None when the page has them all.
     feedback_url: str | None = None
+    #: outfits the page shows ("complete the look"), by id
+    outfits: tuple[OutfitRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,7 +156,7 @@ MAX_DEPTH = 512
 MAX_ELEMENTS = 100_000
 
 
-class _LimitExceeded(Exception):  # noqa: N818
+class _LimitExceeded(Exception):
     pass
 
 
@@ -148,7 +165,7 @@ class _LimitedSoup(BeautifulSoup):
 
     _elements = 0
 
-    def pushTag(self, tag: Tag) -> None:  # noqa: N802 (bs4's name)
+    def pushTag(self, tag: Tag) -> None:
         super().pushTag(tag)
         self._elements += 1
         if len(self.tagStack) > MAX_DEPTH + 1:  # + the soup itself, the root of the stack
@@ -283,12 +300,14 @@ class DemoShopAdapter(ShopAdapter):
             category = state.get("category") or link.category
             variants = [(v["colour"], urljoin(url, v["image"])) for v in state["variants"]]
             feedback = state.get("feedback_url")
+            outfits = [(str(o["outfit_id"]), [(str(i["item_id"]), str(i["type"])) for i in o["items"]])
+                       for o in state.get("outfits") or []]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             # A broken blob is not fatal by itself: the markup may still carry the page.
             if self._markup(soup, url, link) is None:
                 raise PageParseError(f"__PRODUCT__ blob unreadable ({e!r}) and no markup") from e
             return None
-        return _product_page(pid, title, seller_id, category, variants, url, feedback)
+        return _product_page(pid, title, seller_id, category, variants, url, feedback, outfits)
 
     def _markup(self, soup: BeautifulSoup, url: str, link: ProductLink) -> ProductPage | None:
         lis = soup.select("ul.variants li.variant[data-colour]")
@@ -303,6 +322,11 @@ class DemoShopAdapter(ShopAdapter):
             variants.append((str(li["data-colour"]), urljoin(url, str(img["src"]))))
         h1 = soup.select_one("h1.title")
         fb = soup.select_one("a.feedback-link[href]")
+        outfits = [
+            (str(div["data-outfit-id"]),
+             [(str(li.get("data-item-id", "")), str(li.get("data-type", ""))) for li in div.select("li.outfit-item")])
+            for div in soup.select("section.complete-the-look div.outfit[data-outfit-id]")
+        ]
         return _product_page(
             link.product_id,
             h1.get_text(strip=True) if h1 else None,
@@ -311,6 +335,7 @@ class DemoShopAdapter(ShopAdapter):
             variants,
             url,
             str(fb["href"]) if fb else None,
+            outfits,
         )
 
     @staticmethod
@@ -320,6 +345,7 @@ class DemoShopAdapter(ShopAdapter):
                 sorted((i.item_id, i.seller_id, i.title) for i in p.items),
                 sorted((r.item_id, r.url) for r in p.images),
                 p.feedback_url,
+                p.outfits,
             )
 
         if key(blob) != key(markup):
@@ -348,6 +374,7 @@ def _product_page(
     variants: list[tuple[str, str]],
     url: str,
     feedback_url: str | None,
+    outfits: list[tuple[str, list[tuple[str, str]]]] = (),
 ) -> ProductPage:
     if not variants:
         raise PageParseError(f"product {product_id} has no colours")
@@ -360,8 +387,30 @@ def _product_page(
     ]
     images = [ImageRef(img, item_id(product_id, c), "shop") for c, img in variants]
     return ProductPage(
-        product_id, items, images, urljoin(url, feedback_url) if feedback_url else None
+        product_id, items, images, urljoin(url, feedback_url) if feedback_url else None,
+        _outfit_records(product_id, outfits, {i.item_id for i in items}),
     )
+
+
+def _outfit_records(
+    product_id: str, outfits: list[tuple[str, list[tuple[str, str]]]], own: set[str]
+) -> tuple[OutfitRecord, ...]:
+    """Checked outfits of a product page, by id: each names its items once, with a type,
+    and holds one of the page's own items (an outfit shown on a page it is not about is a
+    page bug, not a look)."""
+    records: dict[str, OutfitRecord] = {}
+    for oid, members in outfits:
+        ids = [i for i, _ in members]
+        if not oid or not members or any(not i or not t for i, t in members):
+            raise PageParseError(f"product {product_id}: outfit {oid!r} has an item without an id or a type")
+        if len(set(ids)) != len(ids):
+            raise PageParseError(f"product {product_id}: outfit {oid} lists an item twice: {ids}")
+        if not own & set(ids):
+            raise PageParseError(f"product {product_id}: outfit {oid} holds none of the page's items")
+        record = OutfitRecord(oid, tuple(members))
+        if records.setdefault(oid, record) != record:
+            raise PageParseError(f"product {product_id}: outfit {oid} shown twice, differently")
+    return tuple(records[k] for k in sorted(records))
 
 
 # -- schema.org JSON-LD --------------------------------------------------------------------
@@ -381,6 +430,7 @@ class JsonLdProductAdapter(ShopAdapter):
             raise PageParseError("no schema.org Product in the page's JSON-LD")
         items: list[ItemRecord] = []
         images: list[ImageRef] = []
+        outfits: list[tuple[str, list[tuple[str, str]]]] = []
         for b in blocks:
             try:
                 pid = str(b["productID"])
@@ -401,6 +451,7 @@ class JsonLdProductAdapter(ShopAdapter):
                            colour, b.get("name"), url)
             )
             images.append(ImageRef(urljoin(url, _image_url(photos[0])), iid, "shop"))
+            outfits.extend(_related_outfits(iid, str(b.get("category") or link.category), b.get("isRelatedTo")))
             for r in _as_list(b.get("review")):
                 if not isinstance(r, dict) or "identifier" not in r:
                     raise PageParseError(f"JSON-LD review of {iid} without an identifier")
@@ -410,7 +461,8 @@ class JsonLdProductAdapter(ShopAdapter):
                 )
         if len({i.item_id for i in items}) != len(items):
             raise PageParseError("JSON-LD lists the same colour twice")
-        return ProductPage(link.product_id, items, images, feedback_url=None)
+        records = _outfit_records(link.product_id, outfits, {i.item_id for i in items})
+        return ProductPage(link.product_id, items, images, feedback_url=None, outfits=records)
 
     @staticmethod
     def _json_ld(soup: BeautifulSoup) -> Iterator[dict]:
@@ -424,6 +476,29 @@ class JsonLdProductAdapter(ShopAdapter):
                     # "@graph" wraps several nodes in one block (common on real sites).
                     yield from (n for n in _as_list(node.get("@graph")) if isinstance(n, dict))
                     yield node
+
+
+def _related_outfits(iid: str, category: str, related: object) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Outfits of one JSON-LD Product from its ``isRelatedTo``: each ``ProductCollection``
+    (``includesObject`` -> ``typeOfGood``) is one, in order; the plain related ``Product``s
+    together with the item itself are one more (id ``related:<item id>``). An item's type is
+    its ``category``."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    plain: list[tuple[str, str]] = []
+    for node in _as_list(related):
+        if not isinstance(node, dict):
+            continue
+        try:
+            if _is_type(node, "ProductCollection"):
+                goods = [g["typeOfGood"] for g in _as_list(node.get("includesObject"))]
+                out.append((str(node["identifier"]), [(str(g["sku"]), str(g.get("category") or "")) for g in goods]))
+            elif _is_type(node, "Product") and node.get("sku"):
+                plain.append((str(node["sku"]), str(node.get("category") or "")))
+        except (KeyError, TypeError) as e:
+            raise PageParseError(f"JSON-LD isRelatedTo of {iid} lacks a required field: {e!r}") from e
+    if plain:
+        out.append((f"related:{iid}", [(iid, category), *plain]))
+    return out
 
 
 def _as_list(value: object) -> list:

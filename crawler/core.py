@@ -2,9 +2,9 @@
 
 ``crawl(params, blobs, state_dir, previous)`` is a pure-ish core function in the pipeline's
 sense: it reads a shop over HTTP and writes image bytes to the content-addressed
-``BlobStore``, and returns the ``items``, ``images`` and ``crawl_rejects`` tables (exactly the
-schemas in ``street2shop.storage.schemas``) for the task to publish. It knows no artifact
-paths.
+``BlobStore``, and returns the ``items``, ``images``, ``outfits`` and ``crawl_rejects`` tables
+(exactly the schemas in ``street2shop.storage.schemas``) for the task to publish. It knows no
+artifact paths.
 
 The walk: home -> categories -> listing pages (following ``rel=next``) -> product pages ->
 feedback pages (newest first) -> images. Pages and images are fetched by a bounded thread
@@ -32,6 +32,8 @@ itself:
 - reads every URL a product is listed under; the lowest URL that reads wins, so the
   result does not depend on listing order, and every item another URL describes
   differently is reported;
+- keeps an outfit ("complete the look", read from the product pages that show it) only when
+  every page agrees on it and all its items were crawled; every other is a reject;
 - treats a robots.txt that forbids the home page as the shop's answer, not a failure: the
   previous snapshot stands (unchanged tables, so nothing new is published) and the reject
   says why; with no previous snapshot ``RobotsDisallowed`` says it.
@@ -59,6 +61,7 @@ from street2shop.crawler.adapters import (
     ADAPTERS,
     ImageRef,
     ItemRecord,
+    OutfitRecord,
     PageParseError,
     ProductLink,
     ProductPage,
@@ -71,7 +74,7 @@ from street2shop.crawler.guard import UrlGuard
 from street2shop.crawler.journal import CrawlJournal, ImageOutcome, PageOutcome
 from street2shop.crawler.validate import ImageLimits, sniff, validate_image
 from street2shop.storage.blobs import BlobStore
-from street2shop.storage.schemas import CRAWL_REJECTS, IMAGES, ITEMS
+from street2shop.storage.schemas import CRAWL_REJECTS, IMAGES, ITEMS, OUTFITS
 
 __all__ = ["CrawlError", "CrawlParams", "CrawlResult", "RobotsDisallowed", "crawl"]
 
@@ -150,6 +153,7 @@ class CrawlResult:
     images: pa.Table  # IMAGES
     rejects: pa.Table  # CRAWL_REJECTS (of this pass)
     stats: dict[str, float | int] = field(default_factory=dict)
+    outfits: pa.Table = field(default_factory=lambda: OUTFITS.empty_table())  # OUTFITS
 
 
 @dataclass
@@ -157,6 +161,7 @@ class _ProductOutcome:
     link: ProductLink
     items: list[ItemRecord] = field(default_factory=list)
     refs: list[ImageRef] = field(default_factory=list)
+    outfits: tuple[OutfitRecord, ...] = ()
     visited_reviews: set[str] = field(default_factory=set)
     #: every review of the product was seen this pass (none older left to carry over).
     reviews_complete: bool = False
@@ -355,11 +360,13 @@ class _CrawlRun:
             self.fetcher.close()
         pool.shutdown()
         items, image_rows = self._rows(outcomes, images)
+        outfit_rows = self._outfit_rows(outcomes, {r["item_id"] for r in items})
         seconds = time.perf_counter() - start
         stats = dict(self.counts)
         stats.update(
             items=len(items),
             images=len(image_rows),
+            outfits=len({r["outfit_id"] for r in outfit_rows}),
             rejected=len(self.rejects),
             bytes=self.fetcher.bytes,
             requests=self.fetcher.requests,
@@ -376,6 +383,7 @@ class _CrawlRun:
             images=_table(image_rows, IMAGES, ("item_id", "role", "review_id", "source_url")),
             rejects=_table(self.rejects, CRAWL_REJECTS, ("kind", "url", "item_id", "reason")),
             stats=stats,
+            outfits=_table(outfit_rows, OUTFITS, ("outfit_id",)),  # stable: positions stay in order
         )
 
     def _categories(self) -> dict[str, str]:
@@ -479,6 +487,7 @@ class _CrawlRun:
         out.link, page = kept
         out.items = page.items
         out.refs = list(page.images)
+        out.outfits = page.outfits
         out.visited_reviews = {r.review_id for r in page.images if r.review_id}
         if page.feedback_url is None:
             out.reviews_complete = True  # the page itself lists every review
@@ -603,6 +612,30 @@ class _CrawlRun:
                         if img["role"] == "street" and img["review_id"] not in out.visited_reviews:
                             carry_over(img)
         return list(items.values()), list(image_rows.values())
+
+
+    def _outfit_rows(self, outcomes: list[_ProductOutcome], crawled: set[str]) -> list[dict]:
+        """``outfits`` rows: every outfit the product pages showed, once. An outfit that two
+        pages show differently, or that holds an item the crawl does not have, is a reject."""
+        seen: dict[str, tuple[OutfitRecord, str]] = {}
+        bad: set[str] = set()
+        for out in sorted(outcomes, key=lambda o: o.link.url):
+            for record in out.outfits:
+                first = seen.setdefault(record.outfit_id, (record, out.link.url))
+                if first[0] != record and record.outfit_id not in bad:
+                    bad.add(record.outfit_id)
+                    self.reject(out.link.url, "page", f"outfit {record.outfit_id} is described differently by "
+                                f"{self.stored_url(out.link.url)} and {self.stored_url(first[1])}: {record.items} vs {first[0].items}")
+        rows = []
+        for oid, (record, url) in sorted(seen.items()):
+            missing = [i for i, _ in record.items if i not in crawled]
+            if oid in bad:
+                continue
+            if missing:
+                self.reject(url, "page", f"outfit {oid} holds items the crawl does not have: {missing}")
+                continue
+            rows += [{"outfit_id": oid, "item_id": i, "type": t, "position": k} for k, (i, t) in enumerate(record.items)]
+        return rows
 
 
 class _Pagination:

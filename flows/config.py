@@ -15,6 +15,7 @@ from street2shop.models.training import TrainParams
 from street2shop.retrieval.evaluation import EvaluateParams
 from street2shop.retrieval.index import IndexParams
 from street2shop.storage.names import CRAWL, SOURCE
+from street2shop.tasks.outfits import OutfitConfig
 from street2shop.tasks.promote import PromoteParams
 from street2shop.tasks.source import SourceParams
 
@@ -42,9 +43,11 @@ class PipelineConfig(BaseModel):
     index: IndexParams = Field(default_factory=IndexParams)
     #: when a new index replaces the served one
     promote: PromoteParams = Field(default_factory=PromoteParams)
+    #: outfit compatibility ("complete the look") from the shop's outfits; None: not run
+    outfits: OutfitConfig | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "PipelineConfig":
+    def _one_source(self) -> PipelineConfig:
         if (self.crawl is None) == (self.source is None):
             raise ValueError("give exactly one of crawl (a shop to crawl) and source (a labelled dataset)")
         return self
@@ -55,7 +58,7 @@ class PipelineConfig(BaseModel):
         return CRAWL if self.crawl is not None else SOURCE
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "PipelineConfig":
+    def from_file(cls, path: str | Path) -> PipelineConfig:
         text = Path(path).read_text()
         return cls.model_validate(yaml.safe_load(text))
 

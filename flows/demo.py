@@ -19,12 +19,14 @@ from street2shop.cleaning.dedup import DedupParams
 from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.flows.config import PipelineConfig
+from street2shop.models.features import FeatureParams
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
 from street2shop.retrieval.evaluation import Benchmark, EvaluateParams
 from street2shop.retrieval.index import IndexParams
 from street2shop.shop.generator import ShopParams, generate_shop
 from street2shop.shop.server import ShopServer
+from street2shop.tasks.outfits import OutfitConfig
 from street2shop.tasks.promote import PromoteParams
 
 
@@ -136,7 +138,14 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         index=IndexParams(seed=size.seed),
         # real photos judge the served model when there are some; else the demo's own split
         promote=PromoteParams(metric=f"benchmark:{_benchmark(size.benchmark).name}:top20" if size.benchmark is not None else "served_top20"),
+        # a shop of real garments has curated outfits ("complete the look"); a drawn one has none
+        outfits=_outfits(size) if size.garments == "real" else None,
     )
+
+
+def _outfits(size: DemoSize) -> OutfitConfig:
+    tiny = size.backbone == "tiny"
+    return OutfitConfig(features=FeatureParams(backbone=size.backbone, image_size=64 if tiny else 224, seed=size.seed))
 
 
 def _benchmark(folder: Path) -> Benchmark:

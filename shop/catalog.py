@@ -68,17 +68,44 @@ class Product(BaseModel):
     reviews: list[Review] = Field(default_factory=list)
 
 
+class OutfitItem(BaseModel):
+    item_id: str  # "p000123:navy"
+    type: str  # "top", "bottom", "dress", "outerwear", "shoes", "hat"
+
+
+class Outfit(BaseModel):
+    """A look the shop's stylists put together ("complete the look"), 3-5 items."""
+
+    outfit_id: str  # "o00012"
+    items: list[OutfitItem]
+
+
 class Catalog(BaseModel):
     seed: int
     categories: list[Category]
     sellers: list[Seller]
     products: list[Product]
+    outfits: list[Outfit] = Field(default_factory=list)
 
     def seller(self, seller_id: str) -> Seller:
         for s in self.sellers:
             if s.id == seller_id:
                 return s
         raise KeyError(seller_id)
+
+
+def outfits_by_product(catalog: Catalog) -> dict[str, list[Outfit]]:
+    """product id -> the outfits any of its colours is in, in outfit order."""
+    out: dict[str, list[Outfit]] = {}
+    for outfit in catalog.outfits:
+        for pid in dict.fromkeys(i.item_id.split(":")[0] for i in outfit.items):
+            out.setdefault(pid, []).append(outfit)
+    return out
+
+
+def variants_by_item(catalog: Catalog) -> dict[str, tuple[Product, Variant]]:
+    """item id -> (its product, its variant)."""
+    return {f"{p.product_id}:{v.colour}": (p, v) for p in catalog.products for v in p.variants}
 
 
 def load_catalog(shop_dir: str | Path) -> Catalog:

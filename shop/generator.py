@@ -8,6 +8,8 @@ Layout of a shop folder::
     truth/items.csv     item_id, design_id, product_id, seller_id, category, colour, pattern, relist_of
     truth/images.csv    file, image_id, item_id, kind, review_id
     truth/designs.csv   design_id, category, pattern, kind, seed, asset, flip (to re-render)
+    truth/styles.csv    design_id, style, lookbook: the hidden style rule's half per design
+    truth/outfits.csv   outfit_id, lookbook, style, item_id, type, position (``outfits.py``)
     labels.csv          image_id, label (good | noise): the labelling team's hand-over
 
 ``design_id`` (``d00012:navy``) is the true garment identity: a product re-listed by another
@@ -19,6 +21,10 @@ order; only past the last photo does a design reuse one, mirrored). Its first co
 palette colour nearest to the photo's own; further colours are recolourings. The seller
 photo is the cut-out on the seller's studio backdrop; review photos re-shoot the garment's
 own photo or lay it into another real scene (``domain_gap``), in the item's colour.
+
+A shop of real garments also has curated outfits ("complete the look", ``outfits.py``),
+drawn from their own random stream after the products: the products, items and photos are
+the same with or without them.
 """
 
 from __future__ import annotations
@@ -38,11 +44,14 @@ from PIL import Image, ImageDraw, ImageEnhance
 from pydantic import BaseModel, Field, model_validator
 
 from street2shop.shop import garments as G
+from street2shop.shop import outfits as O
 from street2shop.shop.catalog import (
     CATEGORIES,
     IMAGES_DIR,
     Catalog,
     Category,
+    Outfit,
+    OutfitItem,
     Product,
     Review,
     Seller,
@@ -63,6 +72,8 @@ ITEM_COLUMNS = ["item_id", "design_id", "product_id", "seller_id", "category", "
 IMAGE_COLUMNS = ["file", "image_id", "item_id", "kind", "review_id"]
 LABEL_COLUMNS = ["image_id", "label"]
 DESIGN_COLUMNS = ["design_id", "category", "pattern", "kind", "seed", "asset", "flip"]
+STYLE_COLUMNS = ["design_id", "style", "lookbook"]
+OUTFIT_COLUMNS = ["outfit_id", "lookbook", "style", "item_id", "type", "position"]
 NOISE_KINDS = ("noise_parcel", "noise_closeup", "noise_unrelated")
 IMAGE_KINDS = ("shop", "street", *NOISE_KINDS)
 
@@ -83,6 +94,9 @@ class ShopParams(BaseModel):
     label_fraction: float = Field(1.0, ge=0, le=1)
     jpeg_quality: int = Field(90, ge=30, le=100)
     p_near_colour: float = Field(0.4, ge=0, le=1)  # a product's next colour is a near one
+    #: curated outfits (real garments only): designs per lookbook, outfits per design
+    lookbook_size: int = Field(12, ge=1)
+    outfits_per_design: float = Field(4.0, ge=0)
     domain_gap: DomainGapParams = Field(default_factory=DomainGapParams)
 
     @model_validator(mode="after")
@@ -268,6 +282,8 @@ class _ShopBuilder:
     designs: list[G.Design] = field(default_factory=list)
     jobs: list[_PhotoJob] = field(default_factory=list)
     labelled: set[int] = field(default_factory=set)  # job indexes the labelling team saw
+    outfits: list[dict] = field(default_factory=list)  # truth/outfits.csv rows
+    lookbook_of: dict[str, str] = field(default_factory=dict)  # design id -> lookbook
 
     def queue(self, job: _PhotoJob, labelled: bool = False) -> str:
         self.jobs.append(job)
@@ -427,6 +443,23 @@ def _add_products(
     return added
 
 
+def _add_outfits(b: _ShopBuilder) -> None:
+    """The stylists' outfits over the shop's designs (real garments only), into the catalogue
+    and the truth rows; originals only, never a re-listing."""
+    colours_of: dict[str, list[tuple[str, str]]] = {}
+    for row in sorted(b.items, key=lambda r: r["item_id"]):
+        if not row["relist_of"]:
+            colours_of.setdefault(row["design_id"].split(":")[0], []).append((row["item_id"], row["colour"]))
+    assigned, planned = O.plan_outfits(b.designs, colours_of, b.params.seed, b.params.lookbook_size,
+                                       b.params.outfits_per_design)
+    b.lookbook_of = {d: lookbook for d, (_, lookbook) in assigned.items()}
+    for outfit in planned:
+        b.catalog.outfits.append(Outfit(outfit_id=outfit.outfit_id,
+                                        items=[OutfitItem(item_id=p.item_id, type=p.type) for p in outfit.pieces]))
+        b.outfits.extend({"outfit_id": outfit.outfit_id, "lookbook": outfit.lookbook, "style": outfit.style,
+                          "item_id": p.item_id, "type": p.type, "position": k} for k, p in enumerate(outfit.pieces))
+
+
 def _add_reviews(b: _ShopBuilder, rng: np.random.Generator, plan: list[tuple[Product, _Item]], first_review: int) -> None:
     """One review per ``plan`` entry; ids from ``first_review`` in a shuffled order (reviews
     of all products interleave in time, as on a real site)."""
@@ -475,6 +508,10 @@ def _save(b: _ShopBuilder) -> None:
                sorted(b.images, key=lambda r: (r["item_id"], r["review_id"], r["file"])))
     _write_csv(b.out_dir / "truth" / "designs.csv", DESIGN_COLUMNS,
                [{**vars(d), "asset": d.asset or "", "flip": int(d.flip)} for d in b.designs])
+    _write_csv(b.out_dir / "truth" / "styles.csv", STYLE_COLUMNS,
+               [{"design_id": d.design_id, "style": O.style_of(d) or "", "lookbook": b.lookbook_of.get(d.design_id, "")}
+                for d in b.designs])
+    _write_csv(b.out_dir / "truth" / "outfits.csv", OUTFIT_COLUMNS, b.outfits)
     _write_csv(b.out_dir / "labels.csv", LABEL_COLUMNS, sorted(b.labels, key=lambda r: r["image_id"]))
     (b.out_dir / PARAMS_FILE).write_text(b.params.model_dump_json(indent=1) + "\n", encoding="utf-8")
     save_catalog(b.catalog, b.out_dir)  # last: a server polling it sees a complete shop
@@ -504,6 +541,8 @@ def generate_shop(out_dir: str | Path, params: ShopParams | None = None, workers
     b = _ShopBuilder(out, params, catalog)
     added = _add_products(b, rng, params.n_products, first_product=1)
     _add_reviews(b, rng, _review_plan(rng, params, added), first_review=1)
+    if params.garments == "real":
+        _add_outfits(b)
     b.render(workers or _default_workers())
     _save(b)
     return out
@@ -527,6 +566,10 @@ def grow_shop(
                      designs=[G.Design(r["design_id"], r["category"], r["pattern"], r["kind"], int(r["seed"]),
                                        r["asset"] or None, r["flip"] == "1")
                               for r in _read_csv(out / "truth" / "designs.csv")])
+    # The outfits stay as the stylists made them (new products join no lookbook).
+    if (out / "truth" / "outfits.csv").exists():
+        b.outfits = _read_csv(out / "truth" / "outfits.csv")
+        b.lookbook_of = {r["design_id"]: r["lookbook"] for r in _read_csv(out / "truth" / "styles.csv") if r["lookbook"]}
     rng = np.random.default_rng([params.seed, 1, seed])
     last_product = max(int(p.product_id[1:]) for p in catalog.products)
     last_review = max((int(r.review_id[1:]) for p in catalog.products for r in p.reviews), default=0)

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 
-from street2shop.shop.catalog import Catalog, Product, Review
+from street2shop.shop.catalog import Catalog, Outfit, Product, Review, Variant
+
+#: item id -> (product, variant): what an outfit's items link to and show
+ItemLookup = Mapping[str, tuple[Product, Variant]]
 
 LISTING_PAGE_SIZE = 24
 FEEDBACK_PAGE_SIZE = 10
@@ -37,6 +40,8 @@ SITE_CSS = """body{font-family:sans-serif;margin:0;background:#fafafa;color:#222
 .variants{display:flex;gap:1em;list-style:none;padding:0}.price{color:#e4572e;font-weight:bold}
 .review{background:#fff;margin:.5em 0;padding:.5em;border-radius:6px}.review img{max-width:120px;margin:2px}
 .pagination{margin:1em 0;display:flex;gap:1em}.site-footer{padding:1em;color:#888;font-size:.8em}
+.outfit{background:#fff;margin:.5em 0;padding:.5em;border-radius:6px}.outfit-items{display:flex;gap:.5em;list-style:none;padding:0}
+.outfit-item img{max-width:120px;border-radius:4px}
 """
 
 
@@ -145,6 +150,32 @@ def _product_state(catalog: Catalog, p: Product) -> dict:
     }
 
 
+def outfit_url(outfit_id: str) -> str:
+    return f"/o/{outfit_id}"
+
+
+def _outfit_state(outfit: Outfit) -> dict:
+    return {"outfit_id": outfit.outfit_id, "url": outfit_url(outfit.outfit_id),
+            "items": [{"item_id": i.item_id, "type": i.type} for i in outfit.items]}
+
+
+def _collection_ld(outfit: Outfit, items: ItemLookup) -> dict:
+    """An outfit as schema.org: a ``ProductCollection`` (a kind of Product, so a valid
+    ``isRelatedTo``) of its items in order."""
+    def node(item_id: str) -> dict:
+        product, _ = items[item_id]
+        return {"@type": "Product", "sku": item_id, "url": f"/p/{product.product_id}", "category": product.category}
+
+    return {
+        "@type": "ProductCollection",
+        "identifier": outfit.outfit_id,
+        "name": "Complete the look",
+        "url": outfit_url(outfit.outfit_id),
+        "includesObject": [{"@type": "TypeAndQuantityNode", "amountOfThisGood": 1, "typeOfGood": node(i.item_id)}
+                           for i in outfit.items],
+    }
+
+
 def _json_ld(catalog: Catalog, p: Product, colour: str, image: str) -> dict:
     seller = catalog.seller(p.seller_id)
     reviews = [
@@ -178,7 +209,26 @@ def _json_ld(catalog: Catalog, p: Product, colour: str, image: str) -> dict:
     }
 
 
-def item_page(catalog: Catalog, p: Product) -> str:
+def _outfit_html(outfit: Outfit, items: ItemLookup, details: bool = False) -> str:
+    rows = []
+    for i in outfit.items:
+        product, variant = items[i.item_id]
+        extra = (f"<span class=\"title\">{escape(product.title)}</span><span class=\"price\">{_price(product.price_cents)}</span>"
+                 if details else "")
+        rows.append(f"<li class=\"outfit-item\" data-item-id=\"{i.item_id}\" data-type=\"{i.type}\">"
+                    f"<a href=\"/p/{product.product_id}\"><img class=\"outfit-photo\" src=\"{img_url(variant.image)}\" "
+                    f"alt=\"{escape(product.title)}\"></a>{extra}</li>")
+    return (f"<div class=\"outfit\" data-outfit-id=\"{outfit.outfit_id}\">"
+            f"<a class=\"outfit-link\" href=\"{outfit_url(outfit.outfit_id)}\">See the look</a>"
+            f"<ul class=\"outfit-items\">{''.join(rows)}</ul></div>")
+
+
+def item_page(catalog: Catalog, p: Product, outfits: Sequence[Outfit] = (), items: ItemLookup | None = None) -> str:
+    """A product's page; ``outfits`` (those its colours are in) add a "complete the look"
+    section, the blob's ``outfits`` and each colour's JSON-LD ``isRelatedTo`` (``items``
+    says what each outfit item links to). With no outfits the page is as it always was."""
+    if outfits and items is None:
+        raise ValueError("item_page needs the item lookup to show outfits")
     seller = catalog.seller(p.seller_id)
     category = next((c.name for c in catalog.categories if c.slug == p.category), p.category)
     variants = "\n".join(
@@ -187,12 +237,22 @@ def item_page(catalog: Catalog, p: Product) -> str:
         f"<span class=\"colour-name\">{escape(v.colour_name)}</span></li>"
         for v in p.variants
     )
-    ld = "\n".join(
-        f"<script type=\"application/ld+json\">{_json_script(_json_ld(catalog, p, v.colour, v.image))}</script>"
-        for v in p.variants
-    )
+    blocks = []
+    for v in p.variants:
+        block = _json_ld(catalog, p, v.colour, v.image)
+        related = [_collection_ld(o, items) for o in outfits if any(i.item_id == f"{p.product_id}:{v.colour}" for i in o.items)]
+        if related:
+            block["isRelatedTo"] = related
+        blocks.append(f"<script type=\"application/ld+json\">{_json_script(block)}</script>")
+    ld = "\n".join(blocks)
+    state = _product_state(catalog, p)
+    looks = ""
+    if outfits:
+        state["outfits"] = [_outfit_state(o) for o in outfits]
+        looks = ("\n<section class=\"complete-the-look\"><h2>Complete the look</h2>\n"
+                 + "\n".join(_outfit_html(o, items) for o in outfits) + "\n</section>")
     body = (
-        f"<script id=\"__PRODUCT__\" type=\"application/json\">{_json_script(_product_state(catalog, p))}</script>\n"
+        f"<script id=\"__PRODUCT__\" type=\"application/json\">{_json_script(state)}</script>\n"
         f"{ld}\n"
         f"<nav class=\"breadcrumbs\"><a href=\"/\">Home</a> / "
         f"<a href=\"/c/{p.category}\">{escape(category)}</a></nav>\n"
@@ -202,9 +262,16 @@ def item_page(catalog: Catalog, p: Product) -> str:
         f"<ul class=\"variants\">\n{variants}\n</ul>\n"
         f"<button class=\"add-to-cart\" formaction=\"/cart\">Add to cart</button>\n"
         f"<a class=\"feedback-link\" href=\"/p/{p.product_id}/feedback\">"
-        f"{len(p.reviews)} reviews</a>\n</article>"
+        f"{len(p.reviews)} reviews</a>\n</article>{looks}"
     )
     return _layout(p.title, body)
+
+
+def outfit_page(outfit: Outfit, items: ItemLookup) -> str:
+    """One look: its items in order, each linking its product page."""
+    body = (f"<nav class=\"breadcrumbs\"><a href=\"/\">Home</a> / Looks</nav>\n"
+            f"<h1>Complete the look</h1>\n{_outfit_html(outfit, items, details=True)}")
+    return _layout(f"Look {outfit.outfit_id}", body)
 
 
 def _review_html(r: Review, colour_names: dict[str, str], photo_urls: Sequence[str] | None = None) -> str:

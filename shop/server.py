@@ -38,7 +38,17 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from street2shop.shop import pages
-from street2shop.shop.catalog import CATALOG_FILE, IMAGES_DIR, Catalog, Product, load_catalog
+from street2shop.shop.catalog import (
+    CATALOG_FILE,
+    IMAGES_DIR,
+    Catalog,
+    Outfit,
+    Product,
+    Variant,
+    load_catalog,
+    outfits_by_product,
+    variants_by_item,
+)
 from street2shop.shop.faults import PAGE_TRAPS, PHOTO_TRAPS, FaultConfig, canonical_url
 
 __all__ = ["FaultConfig", "ShopServer", "serve"]
@@ -79,6 +89,9 @@ class _ShopState:
     by_id: dict[str, Product]
     by_category: dict[str, list[Product]]
     stamp: tuple[int, int]  # (mtime_ns, size) of catalog.json when read
+    outfits: dict[str, Outfit] = field(default_factory=dict)
+    outfits_of: dict[str, list[Outfit]] = field(default_factory=dict)  # product id -> its outfits
+    variants: dict[str, tuple[Product, Variant]] = field(default_factory=dict)  # item id -> product, variant
 
     @classmethod
     def read(cls, shop_dir: Path) -> _ShopState:
@@ -92,6 +105,9 @@ class _ShopState:
             by_id={p.product_id: p for p in catalog.products},
             by_category=by_category,
             stamp=(st.st_mtime_ns, st.st_size),
+            outfits={o.outfit_id: o for o in catalog.outfits},
+            outfits_of=outfits_by_product(catalog),
+            variants=variants_by_item(catalog),
         )
 
 
@@ -136,6 +152,8 @@ def path_kind(path: str) -> str:
         return "feedback"
     if seg[0] == "img" and len(seg) == 2:
         return "image"
+    if seg[0] == "o" and len(seg) == 2:
+        return "outfit"
     if seg == ["static", "site.css"]:
         return "static"
     if seg[0] == "trap" and len(seg) == 3:
@@ -169,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "DemoMarket/1.0"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: object) -> None:
         # One line per request on stderr would drown test and CLI output.
         log.debug("%s " + format, self.address_string(), *args)
 
@@ -278,6 +296,11 @@ class _Handler(BaseHTTPRequestHandler):
         endless = faults.is_hostile("endless_pagination")
         if kind == "home":
             return _Reply(200, pages.home_page(state.catalog).encode(), _HTML)
+        if kind == "outfit":
+            outfit = state.outfits.get(path.strip("/").split("/")[1])
+            if outfit is None:
+                raise _NotFound
+            return _Reply(200, pages.outfit_page(outfit, state.variants).encode(), _HTML)
         if kind == "listing":
             slug = path.strip("/").split("/")[1]
             if slug not in state.by_category:
@@ -299,7 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if "ref" in query and faults.has_alias(product.product_id):
                     product, fault = shop.alias_of(state, product), "duplicate_item"
                 ctype = "image/jpeg" if faults.is_hostile("wrong_content_type") else _HTML
-                return _Reply(200, pages.item_page(state.catalog, product).encode(), ctype,
+                page = pages.item_page(state.catalog, product, state.outfits_of.get(product.product_id, ()), state.variants)
+                return _Reply(200, page.encode(), ctype,
                               fault=fault or ("wrong_content_type" if ctype != _HTML else None))
             page = _page_number(query)
             total = pages.n_pages(len(product.reviews), pages.FEEDBACK_PAGE_SIZE)

@@ -22,6 +22,15 @@ STAGE_ORDER: tuple[str, ...] = (CRAWL, NOISE, DEDUP, TRAIN, MINE, EVALUATE, INDE
 #: The crawl's alternative: a labelled dataset (publishes the same ``items`` and ``images``).
 SOURCE = "source"
 
+#: Outfit compatibility ("complete the look"), beside train <-> mine: frozen backbone features
+#: of the photos, then models trained and scored on them; their own dataset source (Polyvore).
+FEATURES = "features"
+OUTFIT_TRAIN = "outfit_train"
+OUTFIT_EVALUATE = "outfit_evaluate"
+POLYVORE = "polyvore"
+#: Stages that run when the config asks for them (``street2shop run --stage``).
+OPTIONAL_STAGES: tuple[str, ...] = (FEATURES, OUTFIT_TRAIN, OUTFIT_EVALUATE)
+
 #: Stages outside the pipeline that publish into the same store.
 CATALOG = "catalog"  # an imported product feed (``street2shop index --catalog``)
 CATALOG_EMBED = "catalog_embed"  # its embeddings
@@ -43,12 +52,20 @@ TRIPLETS = "triplets"
 METRICS = "metrics"
 EMBEDDINGS = "embeddings"
 INDEX_IDS = "index_ids"
+OUTFITS = "outfits"  # of the crawl (and polyvore): outfit_id, item_id, type, position
+PHOTO_FEATURES = "photo_features"  # of features: one frozen-backbone vector per photo
+OUTFIT_SPLITS = "outfit_splits"  # of outfit_train (and polyvore: the data set's own)
+OUTFIT_MODEL = "outfit_model"  # of outfit_train: the compatibility models (OUTFIT_MODEL_FILE)
+OUTFIT_QUESTIONS = "outfit_questions"  # of outfit_evaluate (and polyvore): compatibility and FITB questions
+OUTFIT_METRICS = "outfit_metrics"  # of outfit_evaluate
 
 # ---- files inside a version folder -----------------------------------------------------
 CHECKPOINT_FILE = "model.pt"  # of train/checkpoint (and import/checkpoint)
 INDEX_FILE = "index.faiss"  # of index/index_ids
 REPORT_FILE = "report.html"  # of evaluate/metrics
 SERVING_FILE = "serving.json"  # of evaluate/checkpoint: which model is served, how queries are localised
+OUTFIT_MODEL_FILE = "outfits.pt"  # of outfit_train/outfit_model
+OUTFIT_REPORT_FILE = "outfits.html"  # of outfit_evaluate/outfit_metrics
 
 # ---- folders of the store's home beside artifacts/ -------------------------------------
 PROMOTIONS_DIR = "promotions"  # the append-only promotion log

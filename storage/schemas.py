@@ -128,6 +128,50 @@ TRAIN_LOG = pa.schema(
     ]
 )
 
+#: outfits: looks the shop put together, one row per item ("complete the look").
+OUTFITS = pa.schema(
+    [
+        pa.field("outfit_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),  # the item's slot: "top", "bottom", "shoes", ...
+        pa.field("position", pa.int32(), nullable=False),  # order in the outfit, from 0
+    ]
+)
+
+#: outfit_splits: which split each outfit is in (no product in two splits, by default).
+OUTFIT_SPLITS = pa.schema(
+    [
+        pa.field("outfit_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),  # "train" | "val" | "test"
+    ]
+)
+
+#: outfit_questions: compatibility questions (a whole outfit, label 1 real / 0 made up) and
+#: fill-in-the-blank questions (an outfit less one item, candidates, ``answer`` the right one).
+OUTFIT_QUESTIONS = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # "compatibility" | "fitb"
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("items", pa.list_(pa.string()), nullable=False),  # the outfit (fitb: without the blank)
+        pa.field("candidates", pa.list_(pa.string())),  # fitb only
+        pa.field("label", pa.int32(), nullable=False),  # compatibility: 1 / 0; fitb: index of the right candidate
+        pa.field("size", pa.int32(), nullable=False),  # items in the whole outfit
+    ]
+)
+
+#: outfit_metrics: long format, one row per figure.
+OUTFIT_METRICS = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),  # "type_aware_sat", "siamese", "random", ...
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("size", pa.int32(), nullable=False),  # outfit size; 0 = every size
+        pa.field("metric", pa.string(), nullable=False),  # "auc" | "fitb"
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("n", pa.int64(), nullable=False),  # questions behind the figure
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "items": ITEMS,
     "images": IMAGES,
@@ -140,6 +184,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "metrics": METRICS,
     "index_ids": INDEX_IDS,
     "train_log": TRAIN_LOG,
+    "outfits": OUTFITS,
+    "outfit_splits": OUTFIT_SPLITS,
+    "outfit_questions": OUTFIT_QUESTIONS,
+    "outfit_metrics": OUTFIT_METRICS,
 }
 
 

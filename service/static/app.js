@@ -1,5 +1,6 @@
 // street2shop page: upload or drop a photo -> POST /search -> results grid; click an item ->
-// GET /items/{id} and GET /items/{id}/street (reverse search). Plain DOM, nothing external.
+// GET /items/{id}, GET /items/{id}/street (reverse search) and "complete the look" (one best
+// item per missing type, POST /outfits/complete). Plain DOM, nothing external.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -69,11 +70,45 @@ async function showItem(itemId, selectedCard) {
     $("item-shop").replaceChildren(...item.shop_photos.map((p) => card(p.url, ["seller"])));
     $("item-street").replaceChildren(...item.street_photos.map((p) => card(p.url, ["customer"])));
     $("item").scrollIntoView({ behavior: "smooth" });
+    completeTheLook(item);
     const reverse = await getJSON(`/items/${encodeURIComponent(itemId)}/street?k=12`);
     $("item-reverse").replaceChildren(...reverse.results.map((hit) =>
       card(hit.url, [hit.score.toFixed(3), hit.same_item ? "this item" : hit.item_id], null, hit.same_item ? "same" : "")));
   } catch (error) {
     $("item-reverse").replaceChildren(el("p", { class: "error", text: error.message }));
+  }
+}
+
+let outfitTypes = null;
+
+// The types an outfit still lacks once it holds an item of type `own`: a dress is a top and a
+// bottom, so a dress needs neither and a top or a bottom needs no dress.
+function missingTypes(own, types) {
+  return types.filter((t) => t !== own
+    && !(own === "dress" && (t === "top" || t === "bottom"))
+    && !((own === "top" || own === "bottom") && t === "dress"));
+}
+
+async function completeTheLook(item) {
+  const row = $("item-look");
+  row.replaceChildren(el("p", { class: "muted", text: "loading..." }));
+  try {
+    outfitTypes = outfitTypes || await getJSON("/outfits/types");
+    const own = outfitTypes.type_of_category[item.category];
+    const wanted = missingTypes(own, outfitTypes.types);
+    const answers = await Promise.all(wanted.map((type) => {
+      const form = new FormData();
+      form.append("items", item.item_id);
+      form.append("type", type);
+      return getJSON("/outfits/complete?k=1", { method: "POST", body: form });
+    }));
+    const cards = answers.filter((a) => a.results.length).map((a) => {
+      const hit = a.results[0];
+      return card(hit.image_url, [`${a.type}  ${hit.score.toFixed(3)}`, hit.title || hit.item_id], () => showItem(hit.item_id));
+    });
+    row.replaceChildren(...(cards.length ? cards : [el("p", { class: "muted", text: "nothing to add" })]));
+  } catch (error) {
+    row.replaceChildren(el("p", { class: "muted", text: `no outfit model: ${error.message}` }));
   }
 }
 

@@ -1,0 +1,114 @@
+"""The outfit flows ("complete the look"): features -> outfit_train -> outfit_evaluate.
+
+They need the photos (a crawl's or a data set's ``items`` and ``images``), the shop's
+``outfits`` and, for a crawl, the dedup stage's product groups, and nothing of the
+street-to-shop embedder's stages: in the pipeline's DAG they sit beside train <-> mine.
+Each flow runs alone from the latest published inputs (``street2shop run --stage
+outfit_train``), and ``polyvore_flow`` runs the three on a Polyvore Outfits folder.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from street2shop.models.features import FeatureParams
+from street2shop.storage import names as N
+from street2shop.storage.store import (
+    ArtifactNotFound,
+    ArtifactRef,
+    ArtifactStore,
+    version_id,
+)
+from street2shop.tasks import features as F
+from street2shop.tasks.features import features_task
+from street2shop.tasks.outfits import (
+    OutfitConfig,
+    OutfitRefs,
+    PolyvoreParams,
+    outfit_evaluate_task,
+    outfit_train_task,
+    polyvore_task,
+)
+from street2shop.tasks.stage import StageResult
+
+
+def _sibling(ref: ArtifactRef, name: str) -> ArtifactRef:
+    return ArtifactRef(stage=ref.stage, name=name, version=ref.version)
+
+
+def latest_outfit_inputs(home: str) -> tuple[ArtifactRef, ArtifactRef | None]:
+    """(images, groups) the outfit stages use by default: the newest crawl (or Polyvore)
+    that published outfits, and for a crawl the newest dedup groups of it."""
+    store = ArtifactStore(home)
+    found = [m for stage in (N.CRAWL, N.POLYVORE) for m in store.manifests(stage, N.OUTFITS) if (m.rows or 0) > 0]
+    if not found:
+        raise ArtifactNotFound("no crawl or data set with outfits is published: crawl a shop with outfits first")
+    outfits = max(found, key=lambda m: m.created_at).ref
+    images = _sibling(outfits, N.IMAGES)
+    groups = None
+    if outfits.stage == N.CRAWL:
+        runs = [m for m in store.manifests(N.DEDUP, N.GROUPS) if images in m.inputs]
+        groups = max(runs, key=lambda m: m.created_at).ref if runs else None
+    return images, groups
+
+
+def _refs(home: str, images: ArtifactRef, groups: ArtifactRef | None, features: ArtifactRef) -> OutfitRefs:
+    given = images.stage == N.POLYVORE  # the data set brings its own split and questions
+    return OutfitRefs(
+        items=_sibling(images, N.ITEMS), images=images, outfits=_sibling(images, N.OUTFITS), features=features,
+        groups=groups, splits=_sibling(images, N.OUTFIT_SPLITS) if given else None,
+        questions=_sibling(images, N.OUTFIT_QUESTIONS) if given else None,
+    )
+
+
+def _latest_features(home: str, images: ArtifactRef, params: FeatureParams) -> ArtifactRef:
+    # the version the features stage gives these photos and params (run_stage's rule)
+    ref = ArtifactRef(stage=N.FEATURES, name=N.PHOTO_FEATURES,
+                      version=version_id(N.FEATURES, F.CODE_VERSION, {"images": images}, params))
+    if not ArtifactStore(home).exists(ref):
+        raise ArtifactNotFound(f"no features of {images} with these parameters: run the features stage first")
+    return ref
+
+
+@flow(name="features", log_prints=True)
+def features_flow(home: str, params: FeatureParams, images: ArtifactRef | None = None) -> StageResult:
+    images = images or latest_outfit_inputs(home)[0]
+    return features_task(home, images, params)
+
+
+@flow(name="outfit-train", log_prints=True)
+def outfit_train_flow(home: str, cfg: OutfitConfig, refs: OutfitRefs | None = None) -> StageResult:
+    if refs is None:
+        images, groups = latest_outfit_inputs(home)
+        refs = _refs(home, images, groups, _latest_features(home, images, cfg.features))
+    return outfit_train_task(home, refs, cfg.split, cfg.train)
+
+
+@flow(name="outfit-evaluate", log_prints=True)
+def outfit_evaluate_flow(home: str, cfg: OutfitConfig, refs: OutfitRefs | None = None,
+                         model: ArtifactRef | None = None) -> StageResult:
+    if refs is None:
+        images, groups = latest_outfit_inputs(home)
+        refs = _refs(home, images, groups, _latest_features(home, images, cfg.features))
+    if model is None:
+        runs = [m for m in ArtifactStore(home).manifests(N.OUTFIT_TRAIN, N.OUTFIT_MODEL) if refs.features in m.inputs]
+        if not runs:
+            raise ArtifactNotFound("no outfit model trained on these features: run outfit_train first")
+        model = max(runs, key=lambda m: m.created_at).ref
+    return outfit_evaluate_task(home, refs, model, cfg.evaluate)
+
+
+def outfit_stages(home: str, cfg: OutfitConfig, images: ArtifactRef, groups: ArtifactRef | None) -> list[tuple[str, StageResult]]:
+    """The three stages in order, for the pipeline: (label, result) each."""
+    features = features_flow(home, cfg.features, images)
+    refs = _refs(home, images, groups, features[N.PHOTO_FEATURES])
+    trained = outfit_train_flow(home, cfg, refs)
+    evaluated = outfit_evaluate_flow(home, cfg, refs, trained[N.OUTFIT_MODEL])
+    return [(N.FEATURES, features), (N.OUTFIT_TRAIN, trained), (N.OUTFIT_EVALUATE, evaluated)]
+
+
+@flow(name="polyvore-outfits", log_prints=True)
+def polyvore_flow(home: str, params: PolyvoreParams, cfg: OutfitConfig) -> list[tuple[str, StageResult]]:
+    """A Polyvore Outfits folder, end to end: published, features, the models, its own questions."""
+    source = polyvore_task(home, params)
+    return [(N.POLYVORE, source), *outfit_stages(home, cfg, source[N.IMAGES], None)]

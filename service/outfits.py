@@ -1,0 +1,142 @@
+"""The "complete the look" API: a router mounted by ``create_app``.
+
+* ``POST /outfits/complete``: item ids and/or a photo, and the wanted type -> the items of
+  that type that go best with them, with scores (multipart form: ``items`` repeated,
+  ``type``, optional ``image`` and ``photo_type``);
+* ``POST /outfits/score``: a set of items (JSON ``{"items": [...]}``) -> its compatibility;
+* ``GET /outfits/types``: the types the shop has, and each category's type.
+
+The model is the published outfit model of the crawl the served index indexes (see
+:mod:`street2shop.service.outfit_engine`), loaded on first use and again when a reload
+serves another crawl. Bad input (an unknown item, an empty outfit, an item twice, a type the
+shop does not have, a broken photo) is a 4xx saying what is wrong; no outfit model for the
+served crawl is a 404 saying so.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from pydantic import BaseModel, Field
+
+from street2shop.service.outfit_engine import (
+    OutfitEngine,
+    OutfitInputError,
+    find_outfit_model,
+)
+from street2shop.service.uploads import BadImage, decode_upload
+from street2shop.storage.store import ArtifactNotFound, ArtifactStore
+
+MAX_K = 50
+
+
+class OutfitItemHit(BaseModel):
+    item_id: str
+    type: str
+    score: float = Field(description="minus the mean distance to the outfit's items in their type-pair spaces; higher goes better")
+    title: str | None = None
+    category: str | None = None
+    colour: str | None = None
+    image_url: str | None = None
+    item_url: str
+
+
+class CompleteResponse(BaseModel):
+    type: str
+    items: list[str]
+    photo_type: str | None = Field(None, description="the type the photo was taken as (given, or the nearest type's)")
+    results: list[OutfitItemHit]
+    outfit_model: str
+    took_ms: float
+
+
+class ScoreRequest(BaseModel):
+    items: list[str]
+
+
+class ScoreResponse(BaseModel):
+    items: list[str]
+    score: float
+    outfit_model: str
+
+
+class TypesResponse(BaseModel):
+    types: list[str]
+    type_of_category: dict[str, str]
+    outfit_model: str
+
+
+_ERRORS = {400: {"description": "empty outfit, an item twice, a type the shop lacks, a broken photo"},
+           404: {"description": "unknown item, or no outfit model for the served crawl"}}
+
+
+def outfits_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
+    """The router; ``search_engine()`` is the served search engine (its crawl decides the model)."""
+    router = APIRouter(tags=["outfits"])
+    cache: dict[str, OutfitEngine] = {}
+    lock = threading.Lock()
+
+    def engine() -> tuple[OutfitEngine, object]:
+        served = search_engine()
+        crawl = served.versions.crawl
+        with lock:
+            if crawl not in cache:
+                try:
+                    loaded = OutfitEngine(store, find_outfit_model(store, crawl))
+                except ArtifactNotFound as exc:
+                    raise HTTPException(404, str(exc)) from None
+                cache.clear()  # one crawl is served at a time
+                cache[crawl] = loaded
+            return cache[crawl], served
+
+    def hit(served, outfit: OutfitEngine, item_id: str, score: float) -> OutfitItemHit:
+        row = served.items.get(item_id, {})
+        shop = served.photos.get(item_id, {}).get("shop", [])
+        return OutfitItemHit(item_id=item_id, type=outfit.view.type_of[item_id], score=score, title=row.get("title"),
+                             category=row.get("category"), colour=row.get("colour"),
+                             image_url=f"/images/{shop[0]['image_id']}" if shop else None, item_url=f"/items/{item_id}")
+
+    @router.post("/outfits/complete", response_model=CompleteResponse, responses=_ERRORS,
+                 summary="Complete the look: the items of a type that go best with an outfit or a photo")
+    def complete(
+        type: Annotated[str, Form(description="the type wanted (GET /outfits/types)")],
+        items: Annotated[list[str], Form(description="item ids of the outfit so far")] = [],  # noqa: B006 (FastAPI form default)
+        image: Annotated[UploadFile | None, File(description="a photo of a garment to build around")] = None,
+        photo_type: Annotated[str | None, Form(description="the photo's type (default: guessed)")] = None,
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 6,
+    ) -> CompleteResponse:
+        started = time.perf_counter()
+        outfit, served = engine()
+        features = None
+        if image is not None:
+            data = image.file.read(served.limits.max_bytes + 1)
+            try:
+                features = outfit.photo_features(decode_upload(data, served.limits, outfit.feature_params.image_size))
+            except BadImage as exc:
+                raise HTTPException(exc.status, f"{image.filename or 'upload'}: {exc}") from None
+        try:
+            found, guessed = outfit.complete([i for i in items if i], type, k, features, photo_type)
+        except OutfitInputError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return CompleteResponse(type=type, items=items, photo_type=guessed, outfit_model=outfit.version,
+                                results=[hit(served, outfit, c.item_id, c.score) for c in found],
+                                took_ms=1000 * (time.perf_counter() - started))
+
+    @router.post("/outfits/score", response_model=ScoreResponse, responses=_ERRORS, summary="How well a set of items goes together")
+    def score(body: ScoreRequest) -> ScoreResponse:
+        outfit, _ = engine()
+        try:
+            value = outfit.score(body.items)
+        except OutfitInputError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return ScoreResponse(items=body.items, score=value, outfit_model=outfit.version)
+
+    @router.get("/outfits/types", response_model=TypesResponse, responses={404: _ERRORS[404]}, summary="The shop's item types")
+    def types() -> TypesResponse:
+        outfit, _ = engine()
+        return TypesResponse(types=outfit.types, type_of_category=outfit.models.type_of_category, outfit_model=outfit.version)
+
+    return router

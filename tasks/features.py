@@ -1,0 +1,57 @@
+"""Features stage task: the frozen backbone's features of every shop photo, published once.
+
+The outfit models (and the looks models) train on these, so their training takes a minute
+instead of hours on CPU; the artifact is versioned by the photos and ``FeatureParams``, so a
+second model stage, or a re-run, reuses it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow.compute as pc
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from street2shop.models.features import FeatureParams, feature_extractor, photo_features
+from street2shop.storage.names import FEATURES, PHOTO_FEATURES
+from street2shop.storage.schemas import embeddings_schema, vectors_table
+from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.tasks.stage import (
+    StageResult,
+    images_with_paths,
+    report_to_prefect,
+    run_stage,
+)
+
+STAGE = FEATURES
+CODE_VERSION = "1"
+OUTPUTS = (PHOTO_FEATURES,)
+
+
+def run_features(store: ArtifactStore, images: ArtifactRef, params: FeatureParams) -> StageResult:
+    """Features of the shop photos of ``images`` (a crawl's or a data set's)."""
+
+    def compute(writers) -> None:
+        table = images_with_paths(store, images)
+        shop = table.filter(pc.equal(table.column("role"), "shop"))
+        paths: dict[str, str] = {}
+        for image_id, path in zip(shop.column("image_id").to_pylist(), shop.column("path").to_pylist()):
+            paths.setdefault(image_id, path)  # a photo shared by items is computed once
+        ids = sorted(paths)
+        started = time.perf_counter()
+        vectors = photo_features(feature_extractor(params), [paths[i] for i in ids], params)
+        seconds = time.perf_counter() - started
+        w = writers[PHOTO_FEATURES]
+        w.write_table(vectors_table(ids, vectors), embeddings_schema(vectors.shape[1]))
+        w.metrics.update({"photos": len(ids), "dim": int(vectors.shape[1]), "seconds": round(seconds, 2),
+                          "photos_per_s": round(len(ids) / max(seconds, 1e-9), 2)})
+
+    return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs={"images": images}, params=params)
+
+
+@task(name="features", cache_policy=NO_CACHE)
+def features_task(home: str, images: ArtifactRef, params: FeatureParams) -> StageResult:
+    result = run_features(ArtifactStore(home), images, params)
+    report_to_prefect(result, "features")
+    return result

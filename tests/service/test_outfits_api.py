@@ -1,0 +1,111 @@
+"""POST /outfits/complete, POST /outfits/score and GET /outfits/types on a small crawled shop of
+real garments (tiny backbone, tiny outfit model): answers, and a clear 4xx for bad input."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from service_testing import publish_index
+
+from street2shop.cleaning.dedup import DedupParams
+from street2shop.crawler.core import CrawlParams
+from street2shop.flows.outfits import _refs
+from street2shop.models.features import FeatureParams
+from street2shop.models.outfits import OutfitTrainParams
+from street2shop.service.app import create_app
+from street2shop.shop.generator import ShopParams, generate_shop
+from street2shop.shop.server import ShopServer
+from street2shop.storage import names as N
+from street2shop.storage.store import ArtifactStore
+from street2shop.tasks.crawl import run_crawl
+from street2shop.tasks.dedup import run_dedup
+from street2shop.tasks.features import run_features
+from street2shop.tasks.outfits import OutfitConfig, run_outfit_train
+
+CFG = OutfitConfig(features=FeatureParams(backbone="tiny", image_size=32), train=OutfitTrainParams(epochs=2, pca=8, hidden=16, dim=8))
+
+
+@pytest.fixture(scope="module")
+def outfit_home(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outfit-api")
+    shop = generate_shop(root / "shop", ShopParams(seed=1, n_products=24, garments="real", image_size=48,
+                                                   reviews_per_item=(0, 1)), workers=1)
+    store = ArtifactStore(root / "home")
+    with ShopServer(shop) as server:
+        crawl = run_crawl(store, CrawlParams(base_url=server.url, progress=False, rate_limit_rps=None))
+    dedup = run_dedup(store, crawl["items"], crawl["images"], DedupParams(methods=["hash"]))
+    features = run_features(store, crawl["images"], CFG.features)
+    run_outfit_train(store, _refs(str(store.home), crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES]), CFG.split, CFG.train)
+    publish_index(store, crawl["images"])
+    outfits = store.read_table(crawl["outfits"]).to_pylist()
+    return store.home, outfits
+
+
+@pytest.fixture(scope="module")
+def client(outfit_home):
+    return TestClient(create_app(outfit_home[0], street_in_background=False))
+
+
+def _outfit(outfit_home, n=2):
+    rows = outfit_home[1]
+    first = rows[0]["outfit_id"]
+    return [r for r in rows if r["outfit_id"] == first][:n]
+
+
+def test_complete_from_items_ranks_items_of_the_type(client, outfit_home):
+    top, bottom = _outfit(outfit_home)
+    types = client.get("/outfits/types").json()
+    assert bottom["type"] in types["types"] and types["type_of_category"]["trousers"] == "bottom"
+    r = client.post("/outfits/complete?k=3", data={"items": [top["item_id"]], "type": bottom["type"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 1 <= len(body["results"]) <= 3 and all(h["type"] == bottom["type"] for h in body["results"])
+    scores = [h["score"] for h in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(h["item_id"].split(":")[0] != top["item_id"].split(":")[0] for h in body["results"])
+    assert body["results"][0]["image_url"].startswith("/images/")
+
+
+def test_score_of_a_set_of_items(client, outfit_home):
+    items = [r["item_id"] for r in _outfit(outfit_home, 3)]
+    r = client.post("/outfits/score", json={"items": items})
+    assert r.status_code == 200 and r.json()["score"] <= 0  # minus a mean distance
+    assert client.post("/outfits/score", json={"items": items[::-1]}).json()["score"] == pytest.approx(r.json()["score"])
+
+
+def test_complete_from_a_photo(client, outfit_home):
+    _, bottom = _outfit(outfit_home)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(buf, "JPEG")
+    files = {"image": ("p.jpg", buf.getvalue(), "image/jpeg")}
+    r = client.post("/outfits/complete", data={"type": bottom["type"]}, files=files)
+    assert r.status_code == 200, r.text
+    assert r.json()["photo_type"] in client.get("/outfits/types").json()["types"]
+    r = client.post("/outfits/complete", data={"type": bottom["type"], "photo_type": "top"}, files=files)
+    assert r.status_code == 200 and r.json()["photo_type"] == "top"
+    bad = client.post("/outfits/complete", data={"type": bottom["type"]}, files={"image": ("p.jpg", b"not a photo", "image/jpeg")})
+    assert bad.status_code in (400, 415) and "p.jpg" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize(("call", "status", "says"), [
+    (lambda c, i: c.post("/outfits/complete", data={"items": ["p999999:red"], "type": "shoes"}), 404, "unknown items"),
+    (lambda c, i: c.post("/outfits/complete", data={"type": "shoes"}), 400, "empty outfit"),
+    (lambda c, i: c.post("/outfits/complete", data={"items": [i], "type": "handbag"}), 400, "no items of type 'handbag'"),
+    (lambda c, i: c.post("/outfits/complete", data={"items": [i, i], "type": "shoes"}), 400, "more than once"),
+    (lambda c, i: c.post("/outfits/score", json={"items": [i]}), 400, "at least two"),
+    (lambda c, i: c.post("/outfits/score", json={"items": []}), 400, "at least two"),
+    (lambda c, i: c.post("/outfits/score", json={"items": [i, "nope"]}), 404, "unknown items"),
+])
+def test_bad_input_is_a_clear_4xx_and_the_service_stays_up(client, outfit_home, call, status, says):
+    item = _outfit(outfit_home)[0]["item_id"]
+    r = call(client, item)
+    assert r.status_code == status and says in r.json()["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def test_no_outfit_model_for_the_served_crawl_is_a_404(tiny_home):
+    r = TestClient(create_app(tiny_home, street_in_background=False)).get("/outfits/types")
+    assert r.status_code == 404 and "no outfit model" in r.json()["detail"]

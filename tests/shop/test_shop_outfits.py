@@ -1,0 +1,176 @@
+"""The demo shop's outfits: the hidden rule, the truth files, the pages, and that adding
+outfits leaves products and photos exactly as they were."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from street2shop.shop import garments as G
+from street2shop.shop import outfits as O
+from street2shop.shop import pages
+from street2shop.shop.catalog import load_catalog, outfits_by_product, variants_by_item
+from street2shop.shop.generator import ShopParams, generate_shop
+from street2shop.shop.server import ShopServer
+
+REAL = {"n_products": 40, "garments": "real", "image_size": 48, "reviews_per_item": (0, 1)}
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    return generate_shop(tmp_path_factory.mktemp("outfits") / "s", ShopParams(seed=2, **REAL), workers=1)
+
+
+def piece(item_id, colour, type_, design="d1"):
+    return O.OutfitPiece(item_id, design, colour, type_)
+
+
+def test_pair_rules_by_hand():
+    style = {"d1": "casual", "d2": "casual", "d3": "formal"}
+    # top and bottom: same style, and at least 20 L* apart (white 94.7 vs black 7.3; white vs light-grey 76.3 is 18.4)
+    assert O.pair_ok(piece("a", "white", "top"), piece("b", "black", "bottom", "d2"), style)
+    assert not O.pair_ok(piece("a", "white", "top"), piece("b", "light-grey", "bottom", "d2"), style)
+    assert not O.pair_ok(piece("a", "white", "top"), piece("b", "black", "bottom", "d3"), style)
+    # shoes: neutral or of the bottom's hue family, and at most 10 L* lighter (beige 79.3 over grey 53.7: no)
+    assert O.pair_ok(piece("s", "black", "shoes", "d3"), piece("b", "white", "bottom"), style)
+    assert not O.pair_ok(piece("s", "beige", "shoes", "d3"), piece("b", "grey", "bottom"), style)
+    assert O.pair_ok(piece("s", "burgundy", "shoes", "d3"), piece("b", "red", "bottom"), style)  # hues 17 and 33
+    assert not O.pair_ok(piece("s", "emerald", "shoes", "d3"), piece("b", "red", "bottom"), style)
+    # a hat picks up the top's colour family; shoes with a top are free
+    assert O.pair_ok(piece("h", "pink", "hat", "d3"), piece("t", "dusty-pink", "top"), style)
+    assert not O.pair_ok(piece("h", "pink", "hat", "d3"), piece("t", "black", "top"), style)
+    assert O.pair_ok(piece("s", "yellow", "shoes", "d3"), piece("t", "purple", "top"), style)
+    # outerwear: same style, not the colour of the top
+    assert not O.pair_ok(piece("o", "navy", "outerwear", "d2"), piece("t", "navy", "top"), style)
+    # not transitive: top ~ bottom (contrast), bottom ~ coat (style only), yet top !~ coat (one colour)
+    top, bottom, coat = piece("t", "black", "top"), piece("b", "white", "bottom", "d2"), piece("o", "black", "outerwear", "d2")
+    assert O.pair_ok(top, bottom, style) and O.pair_ok(bottom, coat, style) and not O.pair_ok(top, coat, style)
+
+
+def test_style_is_the_photos_pattern_and_silhouette():
+    names = sorted(G.real_index())
+    styles = Counter(O.style_of_photo(n) for n in names)
+    assert set(styles) == set(O.STYLES) and min(styles.values()) > len(names) / 10
+    for n in names[:50]:
+        info = G.real_info(n)
+        x0, y0, x1, y1 = info["box"]
+        long = (y1 - y0) / (x1 - x0) >= O._median_aspects()[info["category"]]
+        assert O.style_of_photo(n) == {(False, False): "casual", (True, False): "street", (False, True): "formal",
+                                       (True, True): "sporty"}[(info["pattern"] != "solid", long)]
+
+
+def test_outfits_keep_the_rule_and_the_truth_agrees(shop):
+    catalog = load_catalog(shop)
+    truth = _rows(shop / "truth" / "outfits.csv")
+    styles = {r["design_id"]: r for r in _rows(shop / "truth" / "styles.csv")}
+    items = {r["item_id"]: r for r in _rows(shop / "truth" / "items.csv")}
+    assert len(catalog.outfits) >= 20
+    by_outfit = defaultdict(list)
+    for r in truth:
+        by_outfit[r["outfit_id"]].append(r)
+    assert sorted(by_outfit) == [o.outfit_id for o in catalog.outfits]
+    for outfit in catalog.outfits:
+        rows = by_outfit[outfit.outfit_id]
+        assert [(r["item_id"], r["type"]) for r in rows] == [(i.item_id, i.type) for i in outfit.items]
+        types = [i.type for i in outfit.items]
+        slots = len(types) + types.count("dress")  # a dress counts as top and bottom
+        assert 3 <= len(types) <= 5 and len(set(types)) == len(types) and slots <= 6
+        assert ("dress" in types) != ({"top", "bottom"} <= set(types))
+        pieces = []
+        for i in outfit.items:
+            row = items[i.item_id]
+            design = row["design_id"].split(":")[0]
+            assert not row["relist_of"] and O.TYPE_OF_CATEGORY[row["category"]] == i.type
+            assert styles[design]["lookbook"] == rows[0]["lookbook"]  # one lookbook per outfit
+            pieces.append(O.OutfitPiece(i.item_id, design, row["colour"], i.type))
+        assert O.compatible(pieces, {d: r["style"] for d, r in styles.items()})
+    # every product is in one lookbook at most
+    lookbooks = defaultdict(set)
+    for r in truth:
+        lookbooks[r["item_id"].split(":")[0]].add(r["lookbook"])
+    assert all(len(v) == 1 for v in lookbooks.values())
+
+
+def test_random_swaps_are_usually_but_not_always_incompatible(shop):
+    items = {r["item_id"]: r for r in _rows(shop / "truth" / "items.csv")}
+    style = {r["design_id"]: r["style"] for r in _rows(shop / "truth" / "styles.csv")}
+    catalog = load_catalog(shop)
+    pool = defaultdict(list)
+    for item_id, r in items.items():
+        if not r["relist_of"]:
+            pool[O.TYPE_OF_CATEGORY[r["category"]]].append(item_id)
+
+    def as_piece(item_id, type_):
+        r = items[item_id]
+        return O.OutfitPiece(item_id, r["design_id"].split(":")[0], r["colour"], type_)
+
+    rng = np.random.default_rng(0)
+    still = []
+    for outfit in catalog.outfits:
+        for k, slot in enumerate(outfit.items):
+            pieces = [as_piece(i.item_id, i.type) for i in outfit.items]
+            pieces[k] = as_piece(pool[slot.type][int(rng.integers(len(pool[slot.type])))], slot.type)
+            still.append(O.compatible(pieces, style))
+    assert 0.05 < np.mean(still) < 0.5
+
+
+def test_adding_outfits_changes_no_product_item_or_photo(shop, tmp_path):
+    plain = generate_shop(tmp_path / "plain", ShopParams(seed=2, outfits_per_design=0, **REAL), workers=1)
+    assert load_catalog(plain).outfits == []
+
+    def digests(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (folder / "images").iterdir()}
+
+    assert digests(plain) == digests(shop)
+    for name in ("items.csv", "images.csv", "designs.csv"):
+        assert (plain / "truth" / name).read_bytes() == (shop / "truth" / name).read_bytes()
+    assert (plain / "labels.csv").read_bytes() == (shop / "labels.csv").read_bytes()
+    a, b = load_catalog(plain), load_catalog(shop)
+    assert a.products == b.products
+
+
+def test_same_seed_same_outfits(shop, tmp_path):
+    again = generate_shop(tmp_path / "again", ShopParams(seed=2, **REAL), workers=2)
+    for name in ("catalog.json", "truth/outfits.csv", "truth/styles.csv"):
+        assert (again / name).read_bytes() == (shop / name).read_bytes()
+
+
+def test_item_and_outfit_pages(shop):
+    catalog = load_catalog(shop)
+    outfit = catalog.outfits[0]
+    product_id = outfit.items[0].item_id.split(":")[0]
+    with ShopServer(shop) as server:
+        html = urllib.request.urlopen(f"{server.url}/p/{product_id}").read().decode()
+        look = urllib.request.urlopen(f"{server.url}/o/{outfit.outfit_id}").read().decode()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{server.url}/o/o99999")
+    assert missing.value.code == 404
+    assert "class=\"complete-the-look\"" in html and f"data-outfit-id=\"{outfit.outfit_id}\"" in html
+    blob = json.loads(html.split('<script id="__PRODUCT__" type="application/json">')[1].split("</script>")[0])
+    assert outfit.outfit_id in [o["outfit_id"] for o in blob["outfits"]]
+    ld = [json.loads(part.split("</script>")[0]) for part in html.split('<script type="application/ld+json">')[1:]]
+    related = [c["identifier"] for block in ld for c in block.get("isRelatedTo", [])]
+    assert outfit.outfit_id in related and all(c["@type"] == "ProductCollection" for b in ld for c in b.get("isRelatedTo", []))
+    for i in outfit.items:
+        assert f"data-item-id=\"{i.item_id}\" data-type=\"{i.type}\"" in look
+
+
+def test_a_page_without_outfits_is_as_it_was(shop):
+    catalog = load_catalog(shop)
+    by_product = outfits_by_product(catalog)
+    lone = next(p for p in catalog.products if p.product_id not in by_product)
+    assert pages.item_page(catalog, lone, by_product.get(lone.product_id, ()), variants_by_item(catalog)) == \
+        pages.item_page(catalog, lone)
+    assert "complete-the-look" not in pages.item_page(catalog, lone)
