@@ -12,6 +12,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from street2shop.flows.config import PipelineConfig
+from street2shop.flows.outfits import outfit_stages
 from street2shop.flows.promote import promote_flow
 from street2shop.flows.stages import (
     build_index_flow,
@@ -74,6 +75,8 @@ def pipeline(home: str, cfg: PipelineConfig) -> PipelineResult:
     indexed = build_index_flow(home, cfg.index, embeddings=evaluated["embeddings"], images=crawled["images"], checkpoint=evaluated["checkpoint"])
     steps += [("evaluate", evaluated), ("index", indexed)]
     decision = promote_flow(home, indexed["index_ids"], cfg.promote)
+    if cfg.outfits is not None:  # needs only the photos and the groups: beside train <-> mine
+        steps += outfit_stages(home, cfg.outfits, crawled["images"], merged["groups"])
     result = PipelineResult(stages=[_summary(label, r) for label, r in steps], promotion=decision.model_dump(mode="json"))
     for s in result.stages:
         print(f"{s['label']:<10} {'reused ' if s['skipped'] else 'new    '} {s['version']}")

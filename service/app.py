@@ -50,6 +50,7 @@ from street2shop.service.schemas import (
     StreetResponse,
     StreetStatus,
 )
+from street2shop.service.outfits import outfits_router
 from street2shop.service.uploads import BadImage
 from street2shop.storage.promotions import index_to_serve
 from street2shop.storage.store import ArtifactStore
@@ -142,6 +143,7 @@ def create_app(
         return served.engine  # read once per request: a reload cannot change it mid-request
 
     Engine = Annotated[SearchEngine, Depends(engine)]
+    app.include_router(outfits_router(store, engine))  # complete the look
 
     @app.post("/search", response_model=SearchResponse, summary="Find shop items in a photo", responses=_BAD_UPLOAD)
     def search_photo(

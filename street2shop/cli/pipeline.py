@@ -21,7 +21,7 @@ import typer
 from rich.table import Table
 
 from street2shop.cli._common import HOME_HELP, console, resolve_home
-from street2shop.storage.names import STAGE_ORDER
+from street2shop.storage.names import OPTIONAL_STAGES, STAGE_ORDER
 
 
 def _headline(result) -> None:
@@ -146,13 +146,13 @@ def _demo(
 def run(
     config: Path = typer.Option(..., exists=True, help="pipeline config (YAML), e.g. the demo's demo-config.yaml"),
     stage: Optional[str] = typer.Option(
-        None, help=f"run only this stage from the latest upstream versions: {', '.join(STAGE_ORDER)} (crawl: the config's dataset source, if it has one)"
+        None, help=f"run only this stage from the latest upstream versions: {', '.join(STAGE_ORDER + OPTIONAL_STAGES)} (crawl: the config's dataset source, if it has one)"
     ),
     home: Optional[str] = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Run the pipeline (skipping stages already published for these inputs), or one stage."""
-    if stage is not None and stage not in STAGE_ORDER:
-        raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGE_ORDER)}")
+    if stage is not None and stage not in STAGE_ORDER + OPTIONAL_STAGES:
+        raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGE_ORDER + OPTIONAL_STAGES)}")
     with _stops_cleanly():
         _run(config, stage, resolve_home(home))
 
@@ -176,9 +176,24 @@ def _run(config: Path, stage: str | None, home: Path | str) -> None:
         "mine": lambda: s.mine_flow(h, cfg.mine),
         "evaluate": lambda: s.evaluate_flow(h, cfg.evaluate),
         "index": lambda: s.build_index_flow(h, cfg.index),
+        **_outfit_runners(h, cfg),
     }
+    if stage not in runners:
+        raise typer.BadParameter(f"stage {stage!r} needs an outfits: section in {config}", param_hint="--stage")
     with ArtifactStore(home).lock():  # not beside a pipeline run on the same store
         result = runners[stage]()
     console.print(f"{stage}: version {result.version} ({'reused' if result.skipped else 'new'})")
     for key, value in sorted(result.metrics.items()):
         console.print(f"  {key}: {value}")
+
+def _outfit_runners(h: str, cfg) -> dict:
+    """The outfit stages, when the config has an ``outfits:`` section."""
+    if cfg.outfits is None:
+        return {}
+    from street2shop.flows import outfits as o
+
+    return {
+        "features": lambda: o.features_flow(h, cfg.outfits.features),
+        "outfit_train": lambda: o.outfit_train_flow(h, cfg.outfits),
+        "outfit_evaluate": lambda: o.outfit_evaluate_flow(h, cfg.outfits),
+    }
