@@ -15,6 +15,12 @@ Rules the rest of the code relies on:
 * A version is written to a temporary folder and renamed into place when complete, so a
   half-written version is never visible; a published version is never changed.
 * "Latest" is derived from the manifests (newest ``created_at``), not stored.
+* The manifest records the sha256 of every file of the version; a file is checked against it
+  the first time this process uses it (``file``, ``read_table``, ``version_dir``), so a
+  damaged or edited file raises :class:`CorruptArtifact` naming it instead of being used
+  (``street2shop verify`` checks every version; :mod:`street2shop.storage.verify`).
+* One pipeline at a time writes to a store: :meth:`ArtifactStore.lock` (an ``flock`` under
+  ``<home>/locks``; on a remote store it guards this machine's mirror only).
 
 ``home`` may also be an fsspec URL (``s3://bucket/prefix``): the same layout then lives
 there, with a local mirror that versions are written in and read from (see
@@ -42,6 +48,8 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
+from street2shop.storage.faults import fault_point
+from street2shop.storage.locks import StoreLock
 from street2shop.storage.remote import Remote, default_mirror, resolve_home
 from street2shop.storage.schemas import SCHEMAS
 
@@ -61,6 +69,23 @@ class SchemaError(ValueError):
 
 class ArtifactNotFound(LookupError):
     """No published version matches the request."""
+
+
+class CorruptArtifact(ValueError):
+    """A published file no longer matches the sha256 its manifest recorded (damaged or edited)."""
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: Files already checked in this process: (path, size, mtime_ns) -> their sha256. A version
+#: never changes, so a file is hashed once per process, not on every read.
+_checked: dict[tuple[str, int, int], str] = {}
 
 
 class ArtifactRef(BaseModel):
@@ -91,6 +116,9 @@ class Manifest(BaseModel):
     created_at: str
     duration_s: float | None = None
     metrics: dict[str, Any] = {}
+    #: sha256 of each file in ``files``, recorded at publish (empty in versions published
+    #: before checksums were recorded: those are used unchecked, and ``verify`` says so)
+    sha256: dict[str, str] = {}
 
     @property
     def ref(self) -> ArtifactRef:
@@ -166,6 +194,11 @@ def conform(table: pa.Table, schema: pa.Schema, what: str = "table") -> pa.Table
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def _not_published(exc: OSError, what: str, root: Path) -> OSError:
+    """``exc`` (same errno) saying which version it stopped and that nothing of it is visible."""
+    return OSError(exc.errno, f"{exc.strerror or exc} while publishing {what} under {root}: nothing of it was published")
+
+
 @dataclass
 class VersionWriter:
     """What a stage sees while writing one artifact version (inside a temp folder)."""
@@ -183,7 +216,11 @@ class VersionWriter:
         if schema is None:
             raise SchemaError(f"no schema registered for artifact {self.name!r}; pass one explicitly")
         table = conform(table, schema, what=f"{self.stage}/{self.name}")
-        pq.write_table(table, self.dir / "part-0.parquet", compression="zstd")
+        try:
+            fault_point(self.stage, "table", self.version)
+            pq.write_table(table, self.dir / "part-0.parquet", compression="zstd")
+        except OSError as exc:  # a full disk, most likely: say what was not published
+            raise _not_published(exc, f"{self.stage}/{self.name}@{self.version}", self.store.root) from exc
         self.rows = table.num_rows
 
     def path(self, filename: str) -> Path:
@@ -238,7 +275,12 @@ class ArtifactStore:
         downloaded into the mirror, so the folder's files can be read."""
         if self.remote is not None and self.remote_exists(ref):
             self._fetch(ref)
-        return self._local_dir(ref)
+        vdir = self._local_dir(ref)
+        if (vdir / MANIFEST).exists():
+            manifest = self.manifest(ref)
+            for name in manifest.sha256:
+                self._check(ref, manifest, vdir / name)
+        return vdir
 
     def _local_dir(self, ref: ArtifactRef) -> Path:
         return self.root / ref.stage / ref.name / f"version={ref.version}"
@@ -265,7 +307,31 @@ class ArtifactStore:
         path = self._local_dir(ref) / filename
         if not path.exists():
             raise ArtifactNotFound(f"{ref} has no file {filename!r}")
+        self._check(ref, self.manifest(ref), path)
         return path
+
+    def _check(self, ref: ArtifactRef, manifest: Manifest, path: Path) -> None:
+        """Raise :class:`CorruptArtifact` if ``path`` differs from the sha256 its manifest
+        recorded (once per process per file; unrecorded files pass)."""
+        want = manifest.sha256.get(path.name)
+        if want is None:
+            return
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise CorruptArtifact(f"{ref}: {path.name} is missing from {path.parent} although its manifest lists it") from None
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if _checked.get(key) == want:
+            return
+        found = file_sha256(path)
+        if found != want:
+            raise CorruptArtifact(
+                f"{ref}: {path.name} does not match the sha256 recorded when it was published "
+                f"(recorded {want[:16]}..., found {found[:16]}...): the file at {path} was damaged or "
+                f"changed, so it is not used. `street2shop verify` lists every damaged file; remove "
+                f"{path.parent} and re-run the {ref.stage} stage to publish it again."
+            )
+        _checked[key] = found
 
     # ---- queries ----
     def exists(self, ref: ArtifactRef) -> bool:
@@ -336,9 +402,17 @@ class ArtifactStore:
         parts = sorted(vdir.glob("part-*.parquet"))
         if not self.exists(ref) or not parts:
             raise ArtifactNotFound(f"{ref} has no table")
+        manifest = self.manifest(ref)
+        for part in parts:
+            self._check(ref, manifest, part)
         return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
 
     # ---- writing ----
+    def lock(self, name: str = "pipeline", *, timeout_s: float | None = None) -> StoreLock:
+        """An exclusive, process-reentrant lock on this store (``with store.lock(): ...``):
+        another process taking it waits until it is released, or the holder dies."""
+        return StoreLock(self.home / "locks" / f"{name}.lock", timeout_s=timeout_s)
+
     @contextmanager
     def publish(
         self,
@@ -370,26 +444,11 @@ class ArtifactStore:
             writers[name] = VersionWriter(self, stage, name, version, tmp)
         try:
             yield writers
-            duration = time.perf_counter() - started
-            created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-            for name, w in writers.items():
-                manifest = Manifest(
-                    stage=stage,
-                    name=name,
-                    version=version,
-                    inputs=list(inputs),
-                    params=_canonical(params) if params is not None else {},
-                    code_version=code_version,
-                    rows=w.rows,
-                    files=sorted(p.name for p in w.dir.iterdir()),
-                    created_at=created,
-                    duration_s=round(duration, 3),
-                    metrics=_canonical(w.metrics),
-                )
-                with open(w.dir / MANIFEST, "w") as fh:
-                    fh.write(manifest.model_dump_json(indent=2))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            try:
+                self._write_manifests(writers, inputs, params, code_version, started)
+            except OSError as exc:  # a full disk, most likely: say what was not published
+                raise _not_published(exc, f"{stage}/{','.join(names)}@{version}", self.root) from exc
+            fault_point(stage, "written", version)
             committed = writers
             if self.remote is not None:
                 # A version published meanwhile by another writer is the remote's copy:
@@ -405,10 +464,38 @@ class ArtifactStore:
                     if not (final / MANIFEST).exists():
                         raise
                     shutil.rmtree(w.dir, ignore_errors=True)  # published meanwhile: keep it
+                fault_point(stage, "renamed", version)
         finally:
             for w in writers.values():
                 if w.dir.exists():
                     shutil.rmtree(w.dir, ignore_errors=True)
+
+    @staticmethod
+    def _write_manifests(
+        writers: Mapping[str, VersionWriter], inputs: Sequence[ArtifactRef], params: Any, code_version: str, started: float
+    ) -> None:
+        duration = time.perf_counter() - started
+        created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        for w in writers.values():
+            files = sorted(p.name for p in w.dir.iterdir())
+            manifest = Manifest(
+                stage=w.stage,
+                name=w.name,
+                version=w.version,
+                inputs=list(inputs),
+                params=_canonical(params) if params is not None else {},
+                code_version=code_version,
+                rows=w.rows,
+                files=files,
+                created_at=created,
+                duration_s=round(duration, 3),
+                metrics=_canonical(w.metrics),
+                sha256={f: file_sha256(w.dir / f) for f in files if (w.dir / f).is_file()},
+            )
+            with open(w.dir / MANIFEST, "w") as fh:
+                fh.write(manifest.model_dump_json(indent=2))
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def clean_temporary(self, remote_grace_s: float = REMOTE_GRACE_S) -> int:
         """Remove temp folders left by killed writers (never visible as versions).

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from street2shop.storage.faults import fault_point
 from street2shop.storage.store import ArtifactRef, ArtifactStore, VersionWriter, version_id
 
 log = logging.getLogger("street2shop")
@@ -62,11 +63,16 @@ def run_stage(
     if all(store.exists(r) for r in refs.values()):
         metrics = store.manifest(refs[outputs[0]]).metrics
         log.info("%s: version %s already published, skipping", stage, version)
+        fault_point(stage, "skip", version)
         return StageResult(stage, version, refs, skipped=True, metrics=metrics)
+    # fault_point: where the reliability suite kills or fails a stage (storage/faults.py)
     with store.publish(stage, outputs, version, inputs=inputs, params=params, code_version=code_version) as writers:
+        fault_point(stage, "compute", version)
         compute(writers)
+        fault_point(stage, "computed", version)
     metrics = store.manifest(refs[outputs[0]]).metrics
     log.info("%s: published version %s", stage, version)
+    fault_point(stage, "published", version)
     return StageResult(stage, version, refs, skipped=False, metrics=metrics)
 
 

@@ -51,8 +51,9 @@ CHROMIUM_ARGS = [
 def chromium():
     """A headless Debian Chromium driven by playwright (its own browser builds are never used).
 
-    Skipped when playwright or Chromium is missing, except under CI, which installs both
-    (``.ci/run``), so there the browser tests must really run.
+    Skipped when playwright or Chromium is missing, except under CI (``CI=true``, which
+    ``.ci/run`` sets): there the browser tests must really run, and README's test command
+    installs Chromium first (``.ci/install-test-deps``).
     """
     import shutil
 
@@ -62,7 +63,7 @@ def chromium():
     except ImportError:
         missing = "playwright is not installed (pip install -e '.[test]')"
     if missing is None and shutil.which(CHROMIUM) is None:
-        missing = "Debian's chromium is not installed (apt-get install chromium)"
+        missing = "Debian's chromium is not installed (as root: bash .ci/install-test-deps)"
     if missing:
         if os.environ.get("CI"):
             pytest.fail(missing)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -26,6 +27,42 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "pytest" in tests
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert tests in ci_lines
+    assert "\n" not in tests, "the test command stays one line"
+    # what pip cannot install (the browser tests' Chromium) is installed by the command itself,
+    # before pytest, so a fresh machine runs the browser tests instead of skipping them
+    assert tests.index("bash .ci/install-test-deps") < tests.index("pytest")
+    assert "apt-get" not in (ROOT / ".ci" / "run").read_text(), ".ci/run installs nothing the README command does not"
+
+
+def _installer(tmp_path: Path, uid: int, chromium: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run .ci/install-test-deps with stand-ins for id and apt-get that record their calls."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "apt-get $*" >> {log}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CHROMIUM": str(chromium)}
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "install-test-deps")], env=env, capture_output=True, text=True, timeout=60)
+    return done, log
+
+
+def test_the_installer_installs_chromium_when_missing_and_root(tmp_path) -> None:
+    done, log = _installer(tmp_path, 0, tmp_path / "no-chromium")
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["apt-get update -qq", "apt-get install -y -qq chromium"]
+
+
+def test_the_installer_leaves_a_present_chromium_alone_and_says_why_it_cannot_install(tmp_path) -> None:
+    present = tmp_path / "chromium"
+    present.write_text("#!/bin/sh\n")
+    present.chmod(0o755)
+    done, log = _installer(tmp_path, 0, present)
+    assert done.returncode == 0 and not log.exists()
+    (tmp_path / "user").mkdir()
+    done, log = _installer(tmp_path / "user", 1000, tmp_path / "no-chromium")
+    assert done.returncode == 0 and not log.exists()
+    assert "not root" in done.stderr
 
 
 def test_readme_cli_commands_exist() -> None:

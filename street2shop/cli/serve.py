@@ -30,16 +30,21 @@ def serve(
         None, "--streams", min=1, help="forward passes at once, each on a share of the threads (OpenVINO modes; default: 1)"
     ),
     admin_token: Optional[str] = typer.Option(
-        None, envvar="STREET2SHOP_ADMIN_TOKEN", help="require this X-Admin-Token for POST /admin/reload"
+        None, envvar="STREET2SHOP_ADMIN_TOKEN",
+        help="require this X-Admin-Token for POST /admin/reload (required, 16+ characters, off loopback)",
     ),
 ) -> None:
     """Serve photo search over the newest published index (API docs at /docs, page at /)."""
     import uvicorn
 
-    from street2shop.service.app import create_app
+    from street2shop.service.app import check_exposure, create_app
     from street2shop.settings import get_settings
-    from street2shop.storage.store import ArtifactNotFound
+    from street2shop.storage.store import ArtifactNotFound, CorruptArtifact
 
+    try:
+        check_exposure(host, admin_token)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--host") from None
     if home is not None:
         os.environ["STREET2SHOP_HOME"] = str(home)
     try:
@@ -59,6 +64,9 @@ def serve(
         )
     except ArtifactNotFound as exc:
         raise typer.BadParameter(f"{exc} (run `street2shop demo` or the pipeline first)", param_hint="--home") from None
+    except CorruptArtifact as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"serving index {api.state.served.engine.versions.index} on http://{host}:{port}/")
     # One worker process: the model and index live in this process's memory and the engine
     # serialises forward passes itself; more processes would each load their own copy.

@@ -1,4 +1,4 @@
-"""Looking into the store: ``sql``, ``versions``, ``status`` and ``report``."""
+"""Looking into the store: ``sql``, ``versions``, ``status``, ``report`` and ``verify``."""
 
 from __future__ import annotations
 
@@ -83,3 +83,39 @@ def report(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"report of {ref}: {path}")
+
+
+def verify(
+    stage: Optional[str] = typer.Argument(None, help="only this stage's versions"),
+    home: Optional[str] = typer.Option(None, help=HOME_HELP),
+) -> None:
+    """Check every published version's files against the sha256 its manifest recorded.
+
+    Exits 1 if any file is damaged, missing or unexpected; versions published before
+    checksums were recorded are listed as unchecked, not as damaged.
+    """
+    from street2shop.storage.verify import CORRUPT, OK, UNCHECKED, temporary_folders, verify_store
+
+    store = open_store(home)
+    checks = verify_store(store, stage)
+    if not checks:
+        console.print(f"no published versions under {store.location}" + (f" of stage {stage!r}" if stage else ""))
+        raise typer.Exit(0)
+    counts = {status: sum(c.status == status for c in checks) for status in (OK, UNCHECKED, CORRUPT)}
+    for c in checks:
+        if c.status == CORRUPT:
+            for problem in c.problems:
+                console.print(f"[red]damaged[/] {c.ref}: {problem}", highlight=False)
+    unchecked = [c for c in checks if c.status == UNCHECKED]
+    if unchecked:
+        console.print(f"{len(unchecked)} version(s) have no checksums recorded (published before they were): "
+                      + ", ".join(str(c.ref) for c in unchecked[:10]) + (" ..." if len(unchecked) > 10 else ""), highlight=False)
+    leftovers = temporary_folders(store)
+    console.print(
+        f"{len(checks)} versions under {store.location}: {counts[OK]} ok, {counts[UNCHECKED]} unchecked, "
+        f"{counts[CORRUPT]} damaged" + (f"; {leftovers} temporary folder(s) of killed writers (never listed)" if leftovers else ""),
+        highlight=False,
+    )
+    if counts[CORRUPT]:
+        console.print("remove a damaged version's folder and re-run its stage to publish it again", highlight=False)
+        raise typer.Exit(1)
