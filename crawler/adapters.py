@@ -51,12 +51,14 @@ __all__ = [
     "ItemRecord",
     "JsonLdProductAdapter",
     "ListingPage",
+    "LooksPage",
     "OutfitRecord",
     "PageParseError",
     "ProductLink",
     "ProductPage",
     "Review",
     "ShopAdapter",
+    "SnapRecord",
     "get_adapter",
     "register_adapter",
 ]
@@ -125,6 +127,23 @@ class OutfitRecord:
 
     outfit_id: str
     items: tuple[tuple[str, str], ...]  # (item id, type)
+
+
+@dataclass(frozen=True)
+class SnapRecord:
+    """A lookbook post: its photo, its style and tags, the items it links (page order)."""
+
+    snap_id: str
+    image_url: str
+    style: str | None
+    tags: tuple[str, ...]
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LooksPage:
+    snaps: list[tuple[str, str]]  # (snap id, absolute URL)
+    next_url: str | None
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,49 @@ class ShopAdapter(ABC):
                 ProductLink(str(card["data-product-id"]), urljoin(url, str(link["href"])), category)
             )
         return ListingPage(products, self._next_link(soup, url))
+
+    # -- the lookbook (shared markup) ----------------------------------------------------
+    def parse_lookbook_link(self, html: str, url: str) -> str | None:
+        """The home page's link to the lookbook, if it has one."""
+        a = self.soup(html, url).select_one("a.lookbook[href]")
+        return urljoin(url, str(a["href"])) if a else None
+
+    def parse_looks(self, html: str, url: str) -> LooksPage:
+        soup = self.soup(html, url)
+        snaps = []
+        for card in soup.select("div.snap-card[data-snap-id]"):
+            link = card.select_one("a.snap-link[href]")
+            if link is None:
+                raise PageParseError(f"lookbook card {card['data-snap-id']} has no link")
+            snaps.append((str(card["data-snap-id"]), urljoin(url, str(link["href"]))))
+        return LooksPage(snaps, self._next_link(soup, url))
+
+    def parse_snap(self, html: str, url: str, snap_id: str) -> SnapRecord:
+        """A post from its ``__SNAP__`` blob, checked against the markup (photo, style, items)."""
+        soup = self.soup(html, url)
+        script = soup.find("script", id="__SNAP__")
+        img = soup.select_one("img.snap-photo[src]")
+        style = soup.select_one("span.snap-style[data-style]")
+        items = tuple(str(li["data-item-id"]) for li in soup.select("ul.snap-items li.snap-item[data-item-id]"))
+        if img is None:
+            raise PageParseError(f"post {snap_id} has no photo (img.snap-photo)")
+        article = soup.select_one("article.snap[data-snap-id]")
+        markup = SnapRecord(str(article["data-snap-id"]) if article else snap_id, urljoin(url, str(img["src"])), str(style["data-style"]) if style else None,
+                            tuple(t.get_text(strip=True) for t in soup.select("div.tags span.tag")), items)
+        if script is not None:
+            try:
+                state = json.loads(script.get_text())
+                blob = SnapRecord(str(state["snap_id"]), urljoin(url, state["image"]), state.get("style"),
+                                  tuple(state.get("tags") or ()), tuple(state["items"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise PageParseError(f"__SNAP__ blob of {snap_id} unreadable ({e!r})") from e
+            if blob != markup:
+                raise PageParseError(f"__SNAP__ blob and markup of {snap_id} disagree: blob={blob!r} markup={markup!r}")
+        if markup.snap_id != snap_id or not items:
+            raise PageParseError(f"post {snap_id} links no items" if not items else f"post page says {markup.snap_id!r}")
+        if len(set(items)) != len(items):
+            raise PageParseError(f"post {snap_id} links an item twice: {list(items)}")
+        return markup
 
     @abstractmethod
     def parse_product(self, html: str, url: str, link: ProductLink) -> ProductPage:

@@ -34,6 +34,9 @@ itself:
   differently is reported;
 - keeps an outfit ("complete the look", read from the product pages that show it) only when
   every page agrees on it and all its items were crawled; every other is a reject;
+- walks the lookbook when the home page links one (listing pages, then each post and its
+  photo): a post keeps the linked items the crawl has (any other is a reject), and a post
+  whose photo or page cannot be read is a reject;
 - treats a robots.txt that forbids the home page as the shop's answer, not a failure: the
   previous snapshot stands (unchanged tables, so nothing new is published) and the reject
   says why; with no previous snapshot ``RobotsDisallowed`` says it.
@@ -66,6 +69,7 @@ from street2shop.crawler.adapters import (
     ProductLink,
     ProductPage,
     ShopAdapter,
+    SnapRecord,
     get_adapter,
     item_id,
 )
@@ -74,7 +78,7 @@ from street2shop.crawler.guard import UrlGuard
 from street2shop.crawler.journal import CrawlJournal, ImageOutcome, PageOutcome
 from street2shop.crawler.validate import ImageLimits, sniff, validate_image
 from street2shop.storage.blobs import BlobStore
-from street2shop.storage.schemas import CRAWL_REJECTS, IMAGES, ITEMS, OUTFITS
+from street2shop.storage.schemas import CRAWL_REJECTS, IMAGES, ITEMS, OUTFITS, SNAP_ITEMS, SNAPS
 
 __all__ = ["CrawlError", "CrawlParams", "CrawlResult", "RobotsDisallowed", "crawl"]
 
@@ -154,6 +158,8 @@ class CrawlResult:
     rejects: pa.Table  # CRAWL_REJECTS (of this pass)
     stats: dict[str, float | int] = field(default_factory=dict)
     outfits: pa.Table = field(default_factory=lambda: OUTFITS.empty_table())  # OUTFITS
+    snaps: pa.Table = field(default_factory=lambda: SNAPS.empty_table())  # SNAPS
+    snap_items: pa.Table = field(default_factory=lambda: SNAP_ITEMS.empty_table())  # SNAP_ITEMS
 
 
 @dataclass
@@ -256,6 +262,7 @@ class _CrawlRun:
         )
         self._lock = threading.Lock()
         self.rejects: list[dict] = []
+        self.lookbook_url: str | None = None
         self.counts: dict[str, int] = defaultdict(int)
         # disable=None: a bar on a terminal, nothing when the output goes to a log file
         self.page_bar = tqdm(desc="pages", unit="page", disable=None if params.progress else True)
@@ -343,6 +350,7 @@ class _CrawlRun:
         start = time.perf_counter()
         pool = ThreadPoolExecutor(self.params.concurrency, thread_name_prefix="crawl")
         try:
+            posts: list[tuple[SnapRecord, ImageOutcome]] = []
             try:
                 categories = self._categories()
             except RobotsDisallowed as refused:
@@ -350,6 +358,7 @@ class _CrawlRun:
             else:
                 groups = self._product_links(pool, categories)
                 outcomes, images = self._products_and_images(pool, groups)
+                posts = self._lookbook(pool)
         except BaseException:
             # Do not wait for the queued fetches of a crawl that is being abandoned.
             pool.shutdown(wait=True, cancel_futures=True)
@@ -361,12 +370,14 @@ class _CrawlRun:
         pool.shutdown()
         items, image_rows = self._rows(outcomes, images)
         outfit_rows = self._outfit_rows(outcomes, {r["item_id"] for r in items})
+        snap_rows, snap_item_rows = self._snap_rows(posts, {r["item_id"] for r in items})
         seconds = time.perf_counter() - start
         stats = dict(self.counts)
         stats.update(
             items=len(items),
             images=len(image_rows),
             outfits=len({r["outfit_id"] for r in outfit_rows}),
+            snaps=len(snap_rows),
             rejected=len(self.rejects),
             bytes=self.fetcher.bytes,
             requests=self.fetcher.requests,
@@ -384,6 +395,8 @@ class _CrawlRun:
             rejects=_table(self.rejects, CRAWL_REJECTS, ("kind", "url", "item_id", "reason")),
             stats=stats,
             outfits=_table(outfit_rows, OUTFITS, ("outfit_id",)),  # stable: positions stay in order
+            snaps=pa.Table.from_pylist(sorted(snap_rows, key=lambda r: r["snap_id"]), schema=SNAPS),
+            snap_items=_table(snap_item_rows, SNAP_ITEMS, ("snap_id",)),
         )
 
     def _categories(self) -> dict[str, str]:
@@ -396,6 +409,7 @@ class _CrawlRun:
             raise CrawlError(f"home page {home} failed: {res.error}")
         try:
             categories = self.adapter.parse_home(text, home)
+            self.lookbook_url = self.adapter.parse_lookbook_link(text, home)
         except PageParseError as e:
             raise CrawlError(f"home page {home} unreadable: {e.reason}") from e
         wanted = self.params.categories
@@ -613,6 +627,59 @@ class _CrawlRun:
                             carry_over(img)
         return list(items.values()), list(image_rows.values())
 
+
+    def _lookbook(self, pool: ThreadPoolExecutor) -> list[tuple[SnapRecord, ImageOutcome]]:
+        """Every post of the lookbook (when the home page links one) and its photo."""
+        links: dict[str, str] = {}
+        url = self.lookbook_url
+        chain = _Pagination(self, "lookbook", "posts")
+        while url is not None and chain.enter(url):
+            res, text = self.fetch_page(url)
+            if not res.ok:
+                self.reject(url, "page", res.error or "fetch failed")
+                break
+            try:
+                page = self.adapter.parse_looks(text, url)
+            except PageParseError as e:
+                self.reject(url, "page", e.reason)
+                break
+            for snap_id, link in page.snaps:
+                links.setdefault(snap_id, link)
+            url = chain.next_of(url, [s for s, _ in page.snaps], page.next_url)
+
+        def read(item: tuple[str, str]) -> tuple[SnapRecord, ImageOutcome] | None:
+            snap_id, link = item
+            res, text = self.fetch_page(link)
+            if not res.ok:
+                self.reject(link, "page", res.error or "fetch failed")
+                return None
+            try:
+                record = self.adapter.parse_snap(text, link, snap_id)
+            except PageParseError as e:
+                self.reject(link, "page", e.reason)
+                return None
+            photo = self.fetch_image(record.image_url)
+            if not photo.ok:
+                self.reject(record.image_url, "image", photo.reason or "rejected")
+                return None
+            return record, photo
+
+        return [r for r in pool.map(read, sorted(links.items())) if r is not None]
+
+    def _snap_rows(self, posts: list[tuple[SnapRecord, ImageOutcome]], crawled: set[str]) -> tuple[list[dict], list[dict]]:
+        snaps, links = [], []
+        for record, photo in posts:
+            kept = [i for i in record.items if i in crawled]
+            if len(kept) < len(record.items):
+                self.reject(record.image_url, "page", f"post {record.snap_id} links items the crawl does not have: "
+                            f"{sorted(set(record.items) - crawled)}")
+            if not kept:
+                continue
+            snaps.append({"snap_id": record.snap_id, "image_id": photo.image_id, "path": photo.path, "width": photo.width,
+                          "height": photo.height, "source_url": self.stored_url(record.image_url), "style": record.style,
+                          "tags": list(record.tags)})
+            links += [{"snap_id": record.snap_id, "item_id": i, "position": k} for k, i in enumerate(kept)]
+        return snaps, links
 
     def _outfit_rows(self, outcomes: list[_ProductOutcome], crawled: set[str]) -> list[dict]:
         """``outfits`` rows: every outfit the product pages showed, once. An outfit that two

@@ -80,12 +80,23 @@ class Outfit(BaseModel):
     items: list[OutfitItem]
 
 
+class Snap(BaseModel):
+    """A lookbook post: a photo of a look and the items the stylists linked to it."""
+
+    snap_id: str  # "k00012"
+    image: str  # file name under images/
+    style: str
+    tags: list[str] = Field(default_factory=list)
+    items: list[str]  # item ids: those shown first, then related ones
+
+
 class Catalog(BaseModel):
     seed: int
     categories: list[Category]
     sellers: list[Seller]
     products: list[Product]
     outfits: list[Outfit] = Field(default_factory=list)
+    snaps: list[Snap] = Field(default_factory=list)
 
     def seller(self, seller_id: str) -> Seller:
         for s in self.sellers:

@@ -10,6 +10,8 @@ Layout of a shop folder::
     truth/designs.csv   design_id, category, pattern, kind, seed, asset, flip (to re-render)
     truth/styles.csv    design_id, style, lookbook: the hidden style rule's half per design
     truth/outfits.csv   outfit_id, lookbook, style, item_id, type, position (``outfits.py``)
+    truth/snaps.csv     snap_id, outfit_id, lookbook, style, file, image_id (``looks.py``)
+    truth/snap_items.csv snap_id, item_id, shown (1: in the photo, 0: related), position
     labels.csv          image_id, label (good | noise): the labelling team's hand-over
 
 ``design_id`` (``d00012:navy``) is the true garment identity: a product re-listed by another
@@ -23,8 +25,8 @@ photo is the cut-out on the seller's studio backdrop; review photos re-shoot the
 own photo or lay it into another real scene (``domain_gap``), in the item's colour.
 
 A shop of real garments also has curated outfits ("complete the look", ``outfits.py``),
-drawn from their own random stream after the products: the products, items and photos are
-the same with or without them.
+drawn from their own random stream after the products, and a lookbook of snapshot posts
+(``looks.py``): the products, items and photos are the same with or without them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 from pydantic import BaseModel, Field, model_validator
 
 from street2shop.shop import garments as G
+from street2shop.shop import looks as L
 from street2shop.shop import outfits as O
 from street2shop.shop.catalog import (
     CATEGORIES,
@@ -55,6 +58,7 @@ from street2shop.shop.catalog import (
     Product,
     Review,
     Seller,
+    Snap,
     Variant,
     load_catalog,
     save_catalog,
@@ -74,6 +78,8 @@ LABEL_COLUMNS = ["image_id", "label"]
 DESIGN_COLUMNS = ["design_id", "category", "pattern", "kind", "seed", "asset", "flip"]
 STYLE_COLUMNS = ["design_id", "style", "lookbook"]
 OUTFIT_COLUMNS = ["outfit_id", "lookbook", "style", "item_id", "type", "position"]
+SNAP_COLUMNS = ["snap_id", "outfit_id", "lookbook", "style", "file", "image_id"]
+SNAP_ITEM_COLUMNS = ["snap_id", "item_id", "shown", "position"]
 NOISE_KINDS = ("noise_parcel", "noise_closeup", "noise_unrelated")
 IMAGE_KINDS = ("shop", "street", *NOISE_KINDS)
 
@@ -97,6 +103,8 @@ class ShopParams(BaseModel):
     #: curated outfits (real garments only): designs per lookbook, outfits per design
     lookbook_size: int = Field(12, ge=1)
     outfits_per_design: float = Field(4.0, ge=0)
+    #: snapshot posts of the lookbook, per outfit (real garments only)
+    snaps_per_outfit: float = Field(0.35, ge=0, le=1)
     domain_gap: DomainGapParams = Field(default_factory=DomainGapParams)
 
     @model_validator(mode="after")
@@ -171,6 +179,8 @@ class _PhotoJob:
     edit_seed: int | None = None  # a re-lister's copied seller photo: how it was edited
     seller_name: str = ""  # the re-lister's watermark
     studio: int = 0  # seller photos: index of the studio backdrop (G.STUDIO_BACKGROUNDS)
+    look: tuple[tuple[G.Design, str, str], ...] = ()  # a snapshot: (design, colour, type) of each garment
+    room: str = ""  # a snapshot: the bundled photo whose empty scene it is laid on
 
 
 #: how many bundled photos one shop uses as rooms and as occluding garments: few enough
@@ -229,6 +239,9 @@ def _draw(job: _PhotoJob, params: ShopParams) -> Image.Image:
     if job.kind == "noise_closeup":
         # Real garments: a crop of the photo itself, its own weave and print (in the item's colour).
         return closeup_photo(render.scene if real else render.rgb, render.mask, rng, size, weave=not real)
+    if job.kind == "look":
+        renders = [(t, _cached_render(d, c, size)) for d, c, t in job.look]
+        return L.compose_look(renders, G.empty_scene(job.room, G.working_side(size)), rng, size, params.domain_gap)
     if job.kind == "noise_unrelated":
         photo = None
         if real:  # a photo of something else: never of the item's own category
@@ -284,6 +297,8 @@ class _ShopBuilder:
     labelled: set[int] = field(default_factory=set)  # job indexes the labelling team saw
     outfits: list[dict] = field(default_factory=list)  # truth/outfits.csv rows
     lookbook_of: dict[str, str] = field(default_factory=dict)  # design id -> lookbook
+    snaps: list[dict] = field(default_factory=list)  # truth/snaps.csv rows
+    snap_items: list[dict] = field(default_factory=list)  # truth/snap_items.csv rows
 
     def queue(self, job: _PhotoJob, labelled: bool = False) -> str:
         self.jobs.append(job)
@@ -301,6 +316,9 @@ class _ShopBuilder:
             if not path.exists():
                 path.write_bytes(data)
             names.append(name)
+            if job.kind == "look":  # a snapshot post's photo: its own truth file
+                next(r for r in self.snaps if r["snap_id"] == job.review_id).update(file=name, image_id=sha)
+                continue
             self.images.append({"file": name, "image_id": sha, "item_id": job.item_id, "kind": job.kind,
                                 "review_id": job.review_id})
             if k in self.labelled:
@@ -314,6 +332,8 @@ class _ShopBuilder:
                 v.image = resolve(v.image)
             for r in product.reviews:
                 r.images = [resolve(f) for f in r.images]
+        for snap in self.catalog.snaps:
+            snap.image = resolve(snap.image)
         self.jobs, self.labelled = [], set()
 
 
@@ -453,11 +473,34 @@ def _add_outfits(b: _ShopBuilder) -> None:
     assigned, planned = O.plan_outfits(b.designs, colours_of, b.params.seed, b.params.lookbook_size,
                                        b.params.outfits_per_design)
     b.lookbook_of = {d: lookbook for d, (_, lookbook) in assigned.items()}
+    _add_snaps(b, planned, assigned, colours_of)
     for outfit in planned:
         b.catalog.outfits.append(Outfit(outfit_id=outfit.outfit_id,
                                         items=[OutfitItem(item_id=p.item_id, type=p.type) for p in outfit.pieces]))
         b.outfits.extend({"outfit_id": outfit.outfit_id, "lookbook": outfit.lookbook, "style": outfit.style,
                           "item_id": p.item_id, "type": p.type, "position": k} for k, p in enumerate(outfit.pieces))
+
+
+def _add_snaps(b: _ShopBuilder, planned: list[O.PlannedOutfit], assigned: dict[str, tuple[str, str]],
+               colours_of: dict[str, list[tuple[str, str]]]) -> None:
+    """The lookbook: snapshot posts of some outfits, their photos queued, their links."""
+    designs = {d.design_id: d for d in b.designs}
+    pool: dict[str, list[O.OutfitPiece]] = {}
+    for design_id, (_, lookbook) in sorted(assigned.items()):
+        t = O.TYPE_OF_CATEGORY[designs[design_id].category]
+        pool.setdefault(lookbook, []).extend(O.OutfitPiece(i, design_id, c, t) for i, c in colours_of[design_id])
+    style = {d: s for d, (s, _) in assigned.items()}
+    rooms, _ = _props(b.params.seed)
+    for snap in L.plan_snaps(planned, pool, style, rooms, b.params.seed, b.params.snaps_per_outfit):
+        look = tuple((designs[p.design_id], p.colour, p.type) for p in snap.shown)
+        job = _PhotoJob("", look[0][0], look[0][1], "look", snap.snap_id, seed=snap.seed, look=look, room=snap.room)
+        linked = [p.item_id for p in snap.shown] + list(snap.related)
+        b.catalog.snaps.append(Snap(snap_id=snap.snap_id, image=b.queue(job), style=snap.style, tags=list(snap.tags),
+                                    items=linked))
+        b.snaps.append({"snap_id": snap.snap_id, "outfit_id": snap.outfit_id, "lookbook": b.lookbook_of.get(snap.shown[0].design_id, ""),
+                        "style": snap.style, "file": "", "image_id": ""})
+        b.snap_items.extend({"snap_id": snap.snap_id, "item_id": i, "shown": int(k < len(snap.shown)), "position": k}
+                            for k, i in enumerate(linked))
 
 
 def _add_reviews(b: _ShopBuilder, rng: np.random.Generator, plan: list[tuple[Product, _Item]], first_review: int) -> None:
@@ -512,6 +555,8 @@ def _save(b: _ShopBuilder) -> None:
                [{"design_id": d.design_id, "style": O.style_of(d) or "", "lookbook": b.lookbook_of.get(d.design_id, "")}
                 for d in b.designs])
     _write_csv(b.out_dir / "truth" / "outfits.csv", OUTFIT_COLUMNS, b.outfits)
+    _write_csv(b.out_dir / "truth" / "snaps.csv", SNAP_COLUMNS, b.snaps)
+    _write_csv(b.out_dir / "truth" / "snap_items.csv", SNAP_ITEM_COLUMNS, b.snap_items)
     _write_csv(b.out_dir / "labels.csv", LABEL_COLUMNS, sorted(b.labels, key=lambda r: r["image_id"]))
     (b.out_dir / PARAMS_FILE).write_text(b.params.model_dump_json(indent=1) + "\n", encoding="utf-8")
     save_catalog(b.catalog, b.out_dir)  # last: a server polling it sees a complete shop
@@ -570,6 +615,8 @@ def grow_shop(
     if (out / "truth" / "outfits.csv").exists():
         b.outfits = _read_csv(out / "truth" / "outfits.csv")
         b.lookbook_of = {r["design_id"]: r["lookbook"] for r in _read_csv(out / "truth" / "styles.csv") if r["lookbook"]}
+    if (out / "truth" / "snaps.csv").exists():
+        b.snaps, b.snap_items = _read_csv(out / "truth" / "snaps.csv"), _read_csv(out / "truth" / "snap_items.csv")
     rng = np.random.default_rng([params.seed, 1, seed])
     last_product = max(int(p.product_id[1:]) for p in catalog.products)
     last_review = max((int(r.review_id[1:]) for p in catalog.products for r in p.reviews), default=0)

@@ -18,12 +18,13 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 
-from street2shop.shop.catalog import Catalog, Outfit, Product, Review, Variant
+from street2shop.shop.catalog import Catalog, Outfit, Product, Review, Snap, Variant
 
 #: item id -> (product, variant): what an outfit's items link to and show
 ItemLookup = Mapping[str, tuple[Product, Variant]]
 
 LISTING_PAGE_SIZE = 24
+LOOKS_PAGE_SIZE = 24
 FEEDBACK_PAGE_SIZE = 10
 
 ROBOTS_TXT = "User-agent: *\nDisallow: /cart\nDisallow: /admin\nCrawl-delay: 0\n"
@@ -89,7 +90,42 @@ def home_page(catalog: Catalog) -> str:
         f"<li><a class=\"category\" href=\"/c/{c.slug}\">{escape(c.name)}</a></li>"
         for c in catalog.categories
     )
-    return _layout("Home", f"<h1>Shop by category</h1>\n<ul class=\"categories\">\n{links}\n</ul>")
+    # the lookbook link only where there is a lookbook: a shop without one is as it was
+    looks = "\n<p><a class=\"lookbook\" href=\"/looks\">Lookbook: shop the look</a></p>" if catalog.snaps else ""
+    return _layout("Home", f"<h1>Shop by category</h1>\n<ul class=\"categories\">\n{links}\n</ul>{looks}")
+
+
+def looks_page(snaps: Sequence[Snap], page: int) -> str:
+    """One page of the lookbook, posts in id order."""
+    total = n_pages(len(snaps), LOOKS_PAGE_SIZE)
+    rows = snaps[(page - 1) * LOOKS_PAGE_SIZE : page * LOOKS_PAGE_SIZE]
+    cards = "\n".join(
+        f"<div class=\"snap-card\" data-snap-id=\"{s.snap_id}\"><img class=\"thumb\" src=\"{img_url(s.image)}\" alt=\"\" loading=\"lazy\">"
+        f"<a class=\"snap-link\" href=\"/l/{s.snap_id}\">{escape(s.style.title())} look</a></div>" for s in rows
+    )
+    body = (f"<nav class=\"breadcrumbs\"><a href=\"/\">Home</a> / Lookbook</nav>\n<h1>Lookbook</h1>\n"
+            f"<div class=\"product-grid\">\n{cards}\n</div>\n" + _pagination("/looks", page, total))
+    return _layout("Lookbook", body)
+
+
+def snap_page(snap: Snap, items: ItemLookup) -> str:
+    """A post: its photo, its style and tags, and the items the stylists linked (blob and markup)."""
+    state = {"snap_id": snap.snap_id, "image": img_url(snap.image), "style": snap.style, "tags": snap.tags,
+             "items": snap.items}
+    rows = []
+    for item_id in snap.items:
+        product, variant = items[item_id]
+        rows.append(f"<li class=\"snap-item\" data-item-id=\"{item_id}\"><a href=\"/p/{product.product_id}\">"
+                    f"<img class=\"outfit-photo\" src=\"{img_url(variant.image)}\" alt=\"{escape(product.title)}\"></a>"
+                    f"<span class=\"price\">{_price(product.price_cents)}</span></li>")
+    tags = " ".join(f"<span class=\"tag\">{escape(t)}</span>" for t in snap.tags)
+    body = (f"<script id=\"__SNAP__\" type=\"application/json\">{_json_script(state)}</script>\n"
+            f"<nav class=\"breadcrumbs\"><a href=\"/\">Home</a> / <a href=\"/looks\">Lookbook</a></nav>\n"
+            f"<article class=\"snap\" data-snap-id=\"{snap.snap_id}\">\n"
+            f"<img class=\"snap-photo\" src=\"{img_url(snap.image)}\" alt=\"a look\">\n"
+            f"<span class=\"snap-style\" data-style=\"{escape(snap.style)}\">{escape(snap.style.title())}</span>\n"
+            f"<div class=\"tags\">{tags}</div>\n<h2>Shop the look</h2>\n<ul class=\"snap-items\">{''.join(rows)}</ul>\n</article>")
+    return _layout(f"Look {snap.snap_id}", body)
 
 
 def _card(product_id: str, href: str, title: str, thumb: str, price: str, colours: str) -> str:

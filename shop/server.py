@@ -44,6 +44,7 @@ from street2shop.shop.catalog import (
     Catalog,
     Outfit,
     Product,
+    Snap,
     Variant,
     load_catalog,
     outfits_by_product,
@@ -92,6 +93,7 @@ class _ShopState:
     outfits: dict[str, Outfit] = field(default_factory=dict)
     outfits_of: dict[str, list[Outfit]] = field(default_factory=dict)  # product id -> its outfits
     variants: dict[str, tuple[Product, Variant]] = field(default_factory=dict)  # item id -> product, variant
+    snaps: dict[str, Snap] = field(default_factory=dict)
 
     @classmethod
     def read(cls, shop_dir: Path) -> _ShopState:
@@ -108,6 +110,7 @@ class _ShopState:
             outfits={o.outfit_id: o for o in catalog.outfits},
             outfits_of=outfits_by_product(catalog),
             variants=variants_by_item(catalog),
+            snaps={s.snap_id: s for s in catalog.snaps},
         )
 
 
@@ -154,6 +157,10 @@ def path_kind(path: str) -> str:
         return "image"
     if seg[0] == "o" and len(seg) == 2:
         return "outfit"
+    if seg == ["looks"]:
+        return "looks"
+    if seg[0] == "l" and len(seg) == 2:
+        return "snap"
     if seg == ["static", "site.css"]:
         return "static"
     if seg[0] == "trap" and len(seg) == 3:
@@ -301,6 +308,17 @@ class _Handler(BaseHTTPRequestHandler):
             if outfit is None:
                 raise _NotFound
             return _Reply(200, pages.outfit_page(outfit, state.variants).encode(), _HTML)
+        if kind == "looks":
+            snaps = [state.snaps[k] for k in sorted(state.snaps)]
+            page = _page_number(query)
+            if not snaps or page > pages.n_pages(len(snaps), pages.LOOKS_PAGE_SIZE):
+                raise _NotFound
+            return _Reply(200, pages.looks_page(snaps, page).encode(), _HTML)
+        if kind == "snap":
+            snap = state.snaps.get(path.strip("/").split("/")[1])
+            if snap is None:
+                raise _NotFound
+            return _Reply(200, pages.snap_page(snap, state.variants).encode(), _HTML)
         if kind == "listing":
             slug = path.strip("/").split("/")[1]
             if slug not in state.by_category:

@@ -172,6 +172,52 @@ OUTFIT_METRICS = pa.schema(
     ]
 )
 
+#: snaps: lookbook posts ("shop the look"), one photo each.
+SNAPS = pa.schema(
+    [
+        pa.field("snap_id", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),  # sha256 of the photo's bytes
+        pa.field("path", pa.string(), nullable=False),  # blob, relative to the store's home
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("source_url", pa.string(), nullable=False),
+        pa.field("style", pa.string()),  # as the post says ("street", "casual", ...)
+        pa.field("tags", pa.list_(pa.string())),
+    ]
+)
+
+#: snap_items: the items a post links (those in the photo and related ones), in page order.
+SNAP_ITEMS = pa.schema(
+    [
+        pa.field("snap_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),
+    ]
+)
+
+#: looks_splits: which split each lookbook post is in (no post, no product in two splits).
+LOOKS_SPLITS = pa.schema(
+    [
+        pa.field("snap_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+    ]
+)
+
+#: looks_metrics: long format, one row per figure.
+LOOKS_METRICS = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),  # "cgd_arcface", "backbone", ...
+        pa.field("direction", pa.string(), nullable=False),  # "snap_to_items" | "item_to_snaps"
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("expansion", pa.string(), nullable=False),  # "none" | "qe" | "dba" | "dba+qe"
+        pa.field("group", pa.string(), nullable=False),  # "all" or a style
+        pa.field("metric", pa.string(), nullable=False),  # "map" | "recall" | "hit"
+        pa.field("k", pa.int32(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("n", pa.int64(), nullable=False),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "items": ITEMS,
     "images": IMAGES,
@@ -188,6 +234,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "outfit_splits": OUTFIT_SPLITS,
     "outfit_questions": OUTFIT_QUESTIONS,
     "outfit_metrics": OUTFIT_METRICS,
+    "snaps": SNAPS,
+    "snap_items": SNAP_ITEMS,
+    "looks_splits": LOOKS_SPLITS,
+    "looks_metrics": LOOKS_METRICS,
 }
 
 

@@ -1,9 +1,9 @@
-"""Crawl stage task: walk the shop, publish ``items``, ``images``, ``outfits`` and ``crawl_rejects``.
+"""Crawl stage task: walk the shop, publish ``items``, ``images``, ``outfits``, ``snaps``, ``snap_items`` and ``crawl_rejects``.
 
 The crawl's input is a live shop, so its version is derived from what it found: an
 unchanged shop gives the same tables, hence the same version, and publishes nothing new.
-The outfits join that content only when the shop has some, so a shop without outfits keeps
-the version it always had.
+The outfits and the lookbook (``snaps``, ``snap_items``) join that content only when the shop
+has some, so a shop without them keeps the version it always had.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from street2shop.crawler.core import CrawlParams, RobotsDisallowed, crawl
-from street2shop.storage.names import CRAWL, CRAWL_REJECTS, IMAGES, ITEMS, OUTFITS
+from street2shop.storage.names import CRAWL, CRAWL_REJECTS, IMAGES, ITEMS, OUTFITS, SNAP_ITEMS, SNAPS
 from street2shop.storage.store import ArtifactStore, content_version
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = CRAWL
 CODE_VERSION = "1"
-OUTPUTS = (ITEMS, IMAGES, CRAWL_REJECTS, OUTFITS)
+OUTPUTS = (ITEMS, IMAGES, CRAWL_REJECTS, OUTFITS, SNAPS, SNAP_ITEMS)
 
 
 def crawl_state_key(params: CrawlParams) -> str:
@@ -34,12 +34,14 @@ def run_crawl(store: ArtifactStore, params: CrawlParams) -> StageResult:
     if items_ref and images_ref:
         previous = (store.read_table(items_ref), store.read_table(images_ref))
     result = crawl(params, store.blobs, store.work_dir(STAGE, crawl_state_key(params)), previous=previous)
-    tables = {"items": result.items, "images": result.images, "crawl_rejects": result.rejects, "outfits": result.outfits}
+    tables = {"items": result.items, "images": result.images, "crawl_rejects": result.rejects, "outfits": result.outfits,
+              "snaps": result.snaps, "snap_items": result.snap_items}
     # Rejects describe one pass (an incremental pass does not revisit old pages), so the
     # version is what was found: items and images, and the outfits when there are some.
     content = {"items": result.items, "images": result.images}
-    if result.outfits.num_rows:
-        content["outfits"] = result.outfits
+    for name in ("outfits", "snaps", "snap_items"):
+        if tables[name].num_rows:
+            content[name] = tables[name]
     version = content_version(content, extra={"code": CODE_VERSION})
 
     def compute(writers) -> None:

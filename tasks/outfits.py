@@ -58,14 +58,9 @@ from street2shop.sources.polyvore import Version, read_polyvore
 from street2shop.storage import names as N
 from street2shop.storage.images import open_image
 from street2shop.storage.schemas import IMAGES as IMAGES_SCHEMA
-from street2shop.storage.schemas import vectors_matrix
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
-from street2shop.tasks.stage import (
-    StageResult,
-    images_with_paths,
-    report_to_prefect,
-    run_stage,
-)
+from street2shop.tasks.features import item_features
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 TRAIN_CODE_VERSION = "1"
 EVALUATE_CODE_VERSION = "1"
@@ -128,21 +123,7 @@ class OutfitView:
 
 
 def load_view(store: ArtifactStore, refs: OutfitRefs, min_items: int = 2) -> OutfitView:
-    table = store.read_table(refs.features)
-    vectors = dict(zip(table.column("image_id").to_pylist(), vectors_matrix(table)))
-    images = images_with_paths(store, refs.images)
-    shop = images.filter(pc.equal(images.column("role"), "shop"))
-    per_item: dict[str, list[np.ndarray]] = defaultdict(list)
-    photo_of: dict[str, str] = {}
-    for image_id, item, path in zip(shop.column("image_id").to_pylist(), shop.column("item_id").to_pylist(),
-                                    shop.column("path").to_pylist()):
-        if image_id in vectors:
-            per_item[item].append(vectors[image_id])
-            photo_of.setdefault(item, path)
-    features = {}
-    for item, vs in per_item.items():
-        v = np.mean(vs, axis=0)
-        features[item] = (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+    features, photo_of = item_features(store, refs.images, refs.features)
     items = store.read_table(refs.items)
     category_of = dict(zip(items.column("item_id").to_pylist(), items.column("category").to_pylist()))
     raw = store.read_table(refs.outfits)

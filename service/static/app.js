@@ -1,6 +1,10 @@
-// street2shop page: upload or drop a photo -> POST /search -> results grid; click an item ->
-// GET /items/{id}, GET /items/{id}/street (reverse search) and "complete the look" (one best
-// item per missing type, POST /outfits/complete). Plain DOM, nothing external.
+// street2shop page: upload or drop a photo, and say what it is for (the switch):
+//   "find this item"  -> POST /search -> the shop's items that look like it;
+//   "shop the look"   -> POST /looks/related -> the items a stylist would link to the look;
+//   "wear it with"    -> POST /search (the best item) -> GET /items/{id}/looks -> lookbook posts.
+// Click an item -> GET /items/{id}, GET /items/{id}/street (reverse search), "complete the
+// look" (one best item per missing type, POST /outfits/complete) and its lookbook posts.
+// Plain DOM, nothing external.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -34,6 +38,30 @@ function card(imageUrl, lines, onClick, extraClass = "") {
   return node;
 }
 
+const LOOKS_MAX_K = 50;
+
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
+
+function photoForm(file) {
+  const form = new FormData();
+  form.append("image", file);
+  return form;
+}
+
+function itemCard(hit, first) {
+  return card(hit.image_url, [first, hit.title || hit.item_id, `${hit.category} · ${hit.colour}`],
+    (event) => showItem(hit.item_id, event.currentTarget));
+}
+
+// A lookbook post: its photo, its style and how many items its stylists linked.
+function lookCard(hit, onClick) {
+  const node = card(hit.image_url, [`${hit.score.toFixed(3)}  ${hit.style || ""}`, `${hit.items.length} linked items`], onClick, "look");
+  node.dataset.snapId = hit.snap_id;
+  return node;
+}
+
 async function search(file) {
   lastFile = file;
   $("preview").src = URL.createObjectURL(file);
@@ -41,17 +69,38 @@ async function search(file) {
   $("drop-text").hidden = true;
   $("status").className = "muted";
   $("status").textContent = "searching...";
-  const form = new FormData();
-  form.append("image", file);
-  const params = new URLSearchParams({ k: $("k").value || "20" });
-  if ($("category").value) params.set("category", $("category").value);
+  const k = $("k").value || "20";
+  const category = $("category").value;
+  const style = $("style").value;
   try {
-    const data = await getJSON(`/search?${params}`, { method: "POST", body: form });
-    $("status").textContent = `${data.results.length} items in ${data.took_ms.toFixed(0)} ms (index ${data.index_version})`;
+    let cards;
+    if (mode() === "look") {
+      const params = new URLSearchParams({ k: String(Math.min(Number(k), LOOKS_MAX_K)) });
+      if (category) params.set("category", category);
+      if (style) params.set("style", style);
+      const data = await getJSON(`/looks/related?${params}`, { method: "POST", body: photoForm(file) });
+      $("status").textContent = `${data.results.length} items for this look in ${data.took_ms.toFixed(0)} ms (looks model ${data.looks_model})`;
+      cards = data.results.map((hit, i) => itemCard(hit, `#${i + 1}  ${hit.score.toFixed(3)}`));
+    } else if (mode() === "wear") {
+      const params = new URLSearchParams({ k: "1" });
+      if (category) params.set("category", category);
+      const found = await getJSON(`/search?${params}`, { method: "POST", body: photoForm(file) });
+      if (!found.results.length) throw new Error("no item found in the photo");
+      const item = found.results[0];
+      const looksParams = new URLSearchParams({ k: String(Math.min(Number(k), LOOKS_MAX_K)) });
+      if (style) looksParams.set("style", style);
+      const data = await getJSON(`/items/${encodeURIComponent(item.item_id)}/looks?${looksParams}`);
+      $("status").textContent = `${data.results.length} lookbook posts that wear ${item.title || item.item_id} (looks model ${data.looks_model})`;
+      cards = data.results.map((hit) => lookCard(hit, () => showItem(item.item_id)));
+    } else {
+      const params = new URLSearchParams({ k });
+      if (category) params.set("category", category);
+      const data = await getJSON(`/search?${params}`, { method: "POST", body: photoForm(file) });
+      $("status").textContent = `${data.results.length} items in ${data.took_ms.toFixed(0)} ms (index ${data.index_version})`;
+      cards = data.results.map((hit) => itemCard(hit, `#${hit.rank}  ${hit.score.toFixed(3)}`));
+    }
     $("results-title").hidden = false;
-    $("results").replaceChildren(...data.results.map((hit) =>
-      card(hit.image_url, [`#${hit.rank}  ${hit.score.toFixed(3)}`, hit.title || hit.item_id, `${hit.category} · ${hit.colour}`],
-        (event) => showItem(hit.item_id, event.currentTarget))));
+    $("results").replaceChildren(...cards);
   } catch (error) {
     $("status").className = "error";
     $("status").textContent = `search failed: ${error.message}`;
@@ -71,6 +120,7 @@ async function showItem(itemId, selectedCard) {
     $("item-street").replaceChildren(...item.street_photos.map((p) => card(p.url, ["customer"])));
     $("item").scrollIntoView({ behavior: "smooth" });
     completeTheLook(item);
+    wearItWith(item);
     const reverse = await getJSON(`/items/${encodeURIComponent(itemId)}/street?k=12`);
     $("item-reverse").replaceChildren(...reverse.results.map((hit) =>
       card(hit.url, [hit.score.toFixed(3), hit.same_item ? "this item" : hit.item_id], null, hit.same_item ? "same" : "")));
@@ -112,6 +162,39 @@ async function completeTheLook(item) {
   }
 }
 
+async function wearItWith(item) {
+  const row = $("item-wear");
+  row.replaceChildren(el("p", { class: "muted", text: "loading..." }));
+  try {
+    const data = await getJSON(`/items/${encodeURIComponent(item.item_id)}/looks?k=6`);
+    row.replaceChildren(...(data.results.length ? data.results.map((hit) => lookCard(hit, null))
+      : [el("p", { class: "muted", text: "no lookbook post" })]));
+  } catch (error) {
+    row.replaceChildren(el("p", { class: "muted", text: `no looks model: ${error.message}` }));
+  }
+}
+
+async function initLooks() {
+  try {
+    const looks = await getJSON("/looks/styles");
+    for (const [style, posts] of Object.entries(looks.styles)) {
+      $("style").appendChild(el("option", { value: style, text: `${style} (${posts})` }));
+    }
+  } catch (error) {
+    // no looks model for the served crawl: only "find this item" can answer
+    for (const input of document.querySelectorAll("input[name=mode]")) {
+      if (input.value !== "find") {
+        input.disabled = true;
+        input.parentElement.title = error.message;
+      }
+    }
+  }
+}
+
+function showModeControls() {
+  $("style-label").hidden = mode() === "find";
+}
+
 async function init() {
   try {
     const health = await getJSON("/health");
@@ -129,7 +212,12 @@ async function init() {
     drop.classList.remove("over");
     if (event.dataTransfer.files.length) search(event.dataTransfer.files[0]);
   });
-  for (const id of ["category", "k"]) $(id).addEventListener("change", () => { if (lastFile) search(lastFile); });
+  for (const id of ["category", "k", "style"]) $(id).addEventListener("change", () => { if (lastFile) search(lastFile); });
+  for (const input of document.querySelectorAll("input[name=mode]")) {
+    input.addEventListener("change", () => { showModeControls(); if (lastFile) search(lastFile); });
+  }
+  showModeControls();
+  initLooks();
 }
 
 init();

@@ -1,0 +1,125 @@
+"""What "shop the look" serves: the published looks model of the crawl the search index
+indexes, found by its lineage, with the embeddings of every item and every lookbook post.
+
+:func:`find_looks_model` looks for the newest ``looks_train`` version whose inputs include the
+served crawl's ``images``; :class:`LookEngine` loads its served head (``serve`` of its
+parameters), the posts and items it was trained from (``tasks/looks.load_looks_view``) and
+the frozen feature extractor their features were made with, so an uploaded photo is
+featurised exactly as the posts were. Plain Python, no HTTP; the router is
+:mod:`street2shop.service.looks`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from street2shop.models.features import FeatureParams, feature_extractor, image_features
+from street2shop.models.looks import embed, load_looks
+from street2shop.storage import names as N
+from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
+from street2shop.tasks.looks import load_looks_view, refs_of_model
+
+
+class LooksInputError(ValueError):
+    """A request the engine cannot answer: the message says why (the API answers 4xx)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def find_looks_model(store: ArtifactStore, crawl_version: str) -> ArtifactRef:
+    """The newest looks model trained on the posts and items of crawl ``crawl_version``."""
+    runs = [m for m in store.manifests(N.LOOKS_TRAIN, N.LOOKS_MODEL)
+            if any(r.name == N.IMAGES and r.version == crawl_version for r in m.inputs)]
+    if not runs:
+        raise ArtifactNotFound(f"no looks model is published for crawl {crawl_version}: run looks_train on it")
+    return max(runs, key=lambda m: m.created_at).ref
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str  # an item id or a snap id
+    score: float  # cosine in the looks space
+
+
+class LookEngine:
+    """Posts and items of one crawl in the served looks space."""
+
+    def __init__(self, store: ArtifactStore, model_ref: ArtifactRef) -> None:
+        refs = refs_of_model(store, model_ref)
+        self.version = model_ref.version
+        self.crawl = refs.images.version
+        loaded = load_looks(store.file(model_ref, N.LOOKS_MODEL_FILE))
+        self.served = f"cgd_{loaded.params.serve}"
+        self.feature_params = FeatureParams(**loaded.features)
+        self.view = load_looks_view(store, refs)
+        self._head = loaded.served
+        self.item_ids = sorted(self.view.items)
+        self.snap_ids = sorted(self.view.snaps)
+        self.items = embed(self._head, np.stack([self.view.items[i] for i in self.item_ids]))
+        self.snaps = embed(self._head, np.stack([self.view.snaps[s] for s in self.snap_ids]))
+        self.item_row = {i: k for k, i in enumerate(self.item_ids)}
+        self.style_of = {s: self.view.style_of.get(s, "") for s in self.snap_ids}
+        self.styles = sorted({s for s in self.style_of.values() if s})
+        # an item's styles: those of the posts that link it (the only styles a crawl knows)
+        styles_of_item: dict[str, set[str]] = defaultdict(set)
+        for snap, linked in self.view.links.items():
+            for item in linked:
+                styles_of_item[item].add(self.style_of.get(snap, ""))
+        self.styles_of_item = dict(styles_of_item)
+        self.categories = sorted({c for i, c in self.view.category_of.items() if i in self.item_row and c})
+        self.image_of_snap = {r: self.view.snap_photo[r] for r in self.snap_ids if r in self.view.snap_photo}
+        self._extractor = None
+        self._extractor_lock = threading.Lock()
+
+    # -- checks ------------------------------------------------------------------------------
+    def _style(self, style: str | None) -> str | None:
+        if style and style not in self.styles:
+            raise LooksInputError(f"no post has the style {style!r}; the lookbook's styles: {self.styles}")
+        return style or None
+
+    def _category(self, category: str | None) -> str | None:
+        if category and category not in self.categories:
+            raise LooksInputError(f"no item of category {category!r}; categories: {self.categories}")
+        return category or None
+
+    # -- photos ------------------------------------------------------------------------------
+    def photo_features(self, image: Image.Image) -> np.ndarray:
+        with self._extractor_lock:
+            if self._extractor is None:
+                self._extractor = feature_extractor(self.feature_params)
+            return image_features(self._extractor, image, self.feature_params)
+
+    # -- answers -----------------------------------------------------------------------------
+    def related(self, features: np.ndarray, k: int = 6, style: str | None = None,
+                category: str | None = None) -> list[Hit]:
+        """The ``k`` items nearest a photo's features in the looks space, best first; only of
+        ``category``, and only items linked by a post of ``style``, when given."""
+        style, category = self._style(style), self._category(category)
+        keep = [j for j, i in enumerate(self.item_ids)
+                if (category is None or self.view.category_of.get(i) == category)
+                and (style is None or style in self.styles_of_item.get(i, ()))]
+        return self._top(embed(self._head, features)[0], self.items, self.item_ids, keep, k)
+
+    def looks_of(self, item_id: str, k: int = 6, style: str | None = None) -> list[Hit]:
+        """The ``k`` posts nearest an item in the looks space ("how do I wear it?"), best
+        first; only posts of ``style``, when given."""
+        style = self._style(style)
+        if item_id not in self.item_row:
+            raise LooksInputError(f"item {item_id!r} has no shop photo features in the looks model", 404)
+        keep = [j for j, s in enumerate(self.snap_ids) if style is None or self.style_of[s] == style]
+        return self._top(self.items[self.item_row[item_id]], self.snaps, self.snap_ids, keep, k)
+
+    @staticmethod
+    def _top(query: np.ndarray, gallery: np.ndarray, ids: list[str], keep: list[int], k: int) -> list[Hit]:
+        if not keep:
+            return []
+        scores = gallery[keep] @ query
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(ids[keep[j]], float(scores[j])) for j in order]

@@ -1,0 +1,64 @@
+"""The shop-the-look stages in the pipeline of a demo shop of real garments (tiny backbone),
+and ``street2shop run --stage`` for each of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from street2shop.flows.demo import TINY, demo_config
+from street2shop.flows.pipeline import pipeline
+from street2shop.storage import names as N
+from street2shop.storage.store import ArtifactStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def test_the_pipeline_runs_the_looks_stages_last(real_tiny_demo):
+    home, cfg, first = real_tiny_demo
+    assert cfg.looks is not None and cfg.looks.features == cfg.outfits.features
+    assert first.ran[-3:] == ["features[snaps]", "looks_train", "looks_evaluate"]
+    assert first.ran.index("looks_train") > first.ran.index("outfit_evaluate")
+    assert first.stage("crawl")["metrics"]["snaps"] > 0
+    trained = first.stage("looks_train")["metrics"]
+    assert trained["posts_test"] > 0 and trained["leaking_keys"] == 0
+    figures = first.stage("looks_evaluate")["metrics"]
+    assert figures["served"] == "cgd_arcface" and figures["test_posts"] == trained["posts_test"]
+    for model in ("backbone", "cgd_softmax", "cgd_arcface", "street2shop"):  # the served embedder as a baseline
+        assert 0.0 <= figures[f"{model}_snap_to_items_map6"] <= figures[f"{model}_snap_to_items_hit6"] <= 1.0, model
+    # the looks model reads the features of the items' photos the outfit stages made, not its own copy
+    store = ArtifactStore(home)
+    model = store.latest(N.LOOKS_TRAIN, N.LOOKS_MODEL)
+    outfit_model = store.latest(N.OUTFIT_TRAIN, N.OUTFIT_MODEL)
+    shared = {r for r in store.manifest(outfit_model).inputs if r.name == N.PHOTO_FEATURES}
+    assert shared <= set(store.manifest(model).inputs)
+
+
+def test_a_rerun_skips_them_and_run_stage_runs_each_alone(real_tiny_demo, tmp_path):
+    from typer.testing import CliRunner
+
+    from street2shop.cli import app
+
+    home, cfg, _ = real_tiny_demo
+    assert pipeline(str(home), cfg).ran == []
+    config = tmp_path / "pipeline.yaml"
+    cfg.to_file(config)
+    store = ArtifactStore(home)
+    before = len(store.manifests())
+    for stage in ("looks_train", "looks_evaluate"):
+        result = CliRunner().invoke(app, ["run", "--config", str(config), "--stage", stage, "--home", str(home)])
+        assert result.exit_code == 0, result.output
+        assert "reused" in result.output
+    assert len(store.manifests()) == before
+
+
+def test_a_config_without_looks_has_no_looks_stages(tmp_path):
+    from typer.testing import CliRunner
+
+    from street2shop.cli import app
+
+    cfg = demo_config(tmp_path, "http://127.0.0.1:1", TINY, progress=False)
+    assert cfg.looks is None
+    config = tmp_path / "pipeline.yaml"
+    cfg.to_file(config)
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--stage", "looks_train", "--home", str(tmp_path)])
+    assert result.exit_code != 0 and "needs a looks: section" in result.output
