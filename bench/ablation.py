@@ -109,7 +109,7 @@ class Settings:
             backbone=self.backbone, pretrained=self.pretrained, image_size=self.image_size,
             epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, batch_p=self.batch_p,
             batch_k=self.batch_k, lr=self.lr, freeze_backbone=self.freeze_backbone,
-            seed=seed, num_workers=0, device="cpu",
+            seed=seed, num_workers=0, device="cpu", recipe="fine_tune",
         )
         return TrainParams(**{**base, **changes})
 
@@ -139,7 +139,7 @@ def run_row(name: str, settings: Settings, seed: int, annotated: pa.Table, work:
     if name == MEMORY_CHECK:
         # The demo's train stage: TrainParams defaults + DemoSize's backbone and 160 px.
         params = TrainParams(image_size=160, epochs=1, steps_per_epoch=settings.memory_check_steps,
-                             seed=seed, num_workers=0, device="cpu")
+                             seed=seed, num_workers=0, device="cpu", recipe="fine_tune")
     else:
         params = settings.params(seed, **ROWS[name])
     started = time.perf_counter()

@@ -229,6 +229,21 @@ def main(
         for row in rows:
             row["top20_delta_vs_eager"] = None if base is None else round(row["top20"] - base, 4)
 
+    if home:  # the evaluate stage's own figures of each precision (shop split and benchmarks), beside the speed
+        from street2shop.storage import names as N
+        from street2shop.storage.store import ArtifactStore
+
+        store = ArtifactStore(home)
+        evaluated = store.manifest(store.latest(N.EVALUATE, N.METRICS)).metrics
+        for row in rows:
+            for key, value in evaluated.items():
+                prefix = f"precision:{row['mode']}:"
+                if key.startswith(prefix) and key.endswith(("top1", "top20")):
+                    row["evaluated_" + key[len(prefix):]] = round(value, 4)
+        served = evaluated.get("served_precision")
+        for row in rows:
+            row["served"] = row["mode"] == served
+
     load_after = os.getloadavg()
     header = f"model: {description}; {preprocess.image_size} px; torch threads {torch.get_num_threads()}; "
     header += f"{len(set(paths))} photos; repeats {repeats} (median); "
@@ -236,11 +251,11 @@ def main(
         header += f"int8 calibrated on {len(calibration_images)} training photos; "
     header += f"load avg before {load_before[0]:.2f} after {load_after[0]:.2f}"
     print(header)
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    widths = [max(len(c), *(len(str(r.get(c, "-"))) for r in rows)) for c in columns]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in rows:
-        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
+        print("  ".join(str(row.get(c, "-")).ljust(w) for c, w in zip(columns, widths)))
     print(json.dumps({
         "bench": "embed",
         "model": description,

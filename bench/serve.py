@@ -108,6 +108,35 @@ def cpu_by_role(before: dict[int, float], after: dict[int, float], names: dict[i
     return {role: round(1000 * s / n, 2) for role, s in sorted(totals.items(), key=lambda kv: -kv[1]) if s > 0}
 
 
+def phone_photo(data: bytes) -> bytes:
+    """The photo upscaled to 4000 x 3000 (12 MP) and saved as a phone would (JPEG q90)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data)).convert("RGB").resize((3000, 4000), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def passes_per_query(home: Path, served: str | None, asked: str) -> int:
+    """Forward passes one query costs under the localisation served."""
+    if asked == "none" or served in (None, "none"):
+        return 1
+    from street2shop.models.localise import create_localiser
+    from street2shop.storage import names as N
+    from street2shop.storage.promotions import latest_index, serving_of
+    from street2shop.storage.store import ArtifactStore
+
+    store = ArtifactStore(home)
+    checkpoint = next(r for r in store.manifest(latest_index(store)).inputs if r.name == N.CHECKPOINT)
+    spec = serving_of(store, checkpoint).get("localise", {})
+    from PIL import Image
+
+    return len(create_localiser(spec["name"], **spec.get("options", {}))(Image.new("RGB", (300, 400))).boxes)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,12 +156,13 @@ def query_photo(home: Path, role: str) -> tuple[str, bytes]:
 
 
 def serve_forever(home: str, port: int, threads: int | None, inference_mode: str, batch_max: int, batch_wait_ms: float,
-                  streams: int) -> None:
+                  streams: int, localise: str = "served") -> None:
     import uvicorn
     from street2shop.service.app import create_app
 
-    app = create_app(home, torch_threads=threads, inference_mode=inference_mode, batch_max=batch_max,
-                     batch_wait_ms=batch_wait_ms, streams=streams)
+    app = create_app(home, torch_threads=threads, inference_mode=None if inference_mode == "served" else inference_mode,
+                     batch_max=batch_max, batch_wait_ms=batch_wait_ms, streams=streams,
+                     localise=None if localise == "served" else {"name": localise})
 
     @app.get("/_bench/threads", include_in_schema=False)
     def thread_names() -> dict[int, str]:  # for cpu_by_role: the benchmark's server only
@@ -148,7 +178,7 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float) -> dict:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
             health = httpx.get(f"{base}/health", timeout=2).json()
-            if health["street_photos"]["ready"]:
+            if health["street_photos"]["ready"] and health.get("status", "ok") == "ok":  # warm, too
                 return health
         except (httpx.HTTPError, KeyError, ValueError):
             pass
@@ -239,7 +269,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--role", default="street", choices=["street", "shop"], help="which kind of photo to send")
     parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
-    parser.add_argument("--inference-mode", default="openvino",
+    parser.add_argument("--localise", default="served",
+                        help="query localisation: 'served' (what the evaluate stage scored) or 'none' (the whole photo, one pass); comma-separated to compare")
+    parser.add_argument("--phone", action="store_true",
+                        help="upload the query photo upscaled to a 12-megapixel JPEG (4000 x 3000), as a phone sends it")
+    parser.add_argument("--inference-mode", default="served",
                         help="server's model backend (models/fast.py mode; the service default); comma-separated to compare")
     parser.add_argument("--batch-max", default="16", help="server's micro-batch size; comma-separated to compare, 1 = off")
     parser.add_argument("--streams", default="1", help="server's inference streams (OpenVINO modes); comma-separated to compare")
@@ -252,36 +286,39 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve_port:
         serve_forever(str(args.home), args.serve_port, args.threads, args.inference_mode, int(args.batch_max),
-                      args.batch_wait_ms, int(args.streams))
+                      args.batch_wait_ms, int(args.streams), args.localise)
         return
 
     image_id, data = query_photo(args.home, args.role)
+    if args.phone:
+        data = phone_photo(data)
     results = []
-    settings = [(m, s, int(b)) for m in args.inference_mode.split(",") for s in args.streams.split(",")
-                for b in args.batch_max.split(",")]
+    settings = [(m, s, int(b), loc) for m in args.inference_mode.split(",") for s in args.streams.split(",")
+                for b in args.batch_max.split(",") for loc in args.localise.split(",")]
     # Repeats are interleaved (every setting once, then again), so a slow spell of a shared
     # machine hits every setting alike; the summary gives each setting's medians.
     for repeat in range(args.repeats):
-        for mode, streams, batch_max in settings:
-            result = run_once(argparse.Namespace(**{**vars(args), "inference_mode": mode, "streams": streams}), batch_max, image_id, data)
-            result.update(repeat=repeat, setting=[mode, streams, batch_max])  # as asked (the server may fall back)
+        for mode, streams, batch_max, loc in settings:
+            result = run_once(argparse.Namespace(**{**vars(args), "inference_mode": mode, "streams": streams, "localise": loc}),
+                              batch_max, image_id, data)
+            result.update(repeat=repeat, setting=[mode, streams, batch_max, loc])  # as asked (the server may fall back)
             print(json.dumps(result, indent=2), flush=True)
             results.append(result)
-    keys = ["inference_mode", "streams", "batch_max", "repeat", "requests", "errors", "throughput_rps", "p50_ms", "p99_ms",
-            "server_cpu_ms_per_request", "client_cpu_ms_per_request", "rss_after_warmup_mb", "rss_end_mb"]
+    keys = ["inference_mode", "localise", "passes_per_query", "evaluated", "streams", "batch_max", "repeat", "requests", "errors", "throughput_rps", "p50_ms", "p99_ms",
+            "server_cpu_ms_per_request", "client_cpu_ms_per_request", "ready_s", "first_search_ms", "rss_after_warmup_mb", "rss_end_mb"]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in results:
         print("| " + " | ".join(str(r[key]) for key in keys) + " |")
     runs_of = {tuple(setting): [r for r in results if r["setting"] == list(setting)] for setting in settings}
     if args.repeats > 1:
         medians = ["throughput_rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request"]
-        print("\nmedians over repeats\n| inference_mode | streams | batch_max | errors | " + " | ".join(medians) + " |\n|"
-              + "---|" * (4 + len(medians)))
-        for (mode, streams, batch_max), runs in runs_of.items():
+        print("\nmedians over repeats\n| inference_mode | streams | batch_max | localise | errors | " + " | ".join(medians) + " |\n|"
+              + "---|" * (5 + len(medians)))
+        for (mode, streams, batch_max, loc), runs in runs_of.items():
             cells = [str(round(float(np.median([r[key] for r in runs])), 1)) for key in medians]
-            print(f"| {mode} | {streams} | {batch_max} | {sum(r['errors'] for r in runs)} | " + " | ".join(cells) + " |")
+            print(f"| {mode} | {streams} | {batch_max} | {loc} | {sum(r['errors'] for r in runs)} | " + " | ".join(cells) + " |")
     print("\nwhere the server's CPU went, ms a request (median over repeats)")
-    for (mode, streams, batch_max), runs in runs_of.items():
+    for (mode, streams, batch_max, _loc), runs in runs_of.items():
         roles = sorted({role for r in runs for role in r["server_cpu_ms_by_thread"]})
         parts = [f"{role} {np.median([r['server_cpu_ms_by_thread'].get(role, 0.0) for r in runs]):.2f}" for role in roles]
         print(f"  {mode}, {streams} stream(s), batch {batch_max}: " + "; ".join(parts))
@@ -295,12 +332,17 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, __file__, "--home", str(args.home), "--serve-port", str(port),
            "--inference-mode", args.inference_mode, "--batch-max", str(batch_max), "--batch-wait-ms", str(args.batch_wait_ms),
-           "--streams", str(args.streams)]
+           "--streams", str(args.streams), "--localise", args.localise]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    started = time.monotonic()
     server = subprocess.Popen(cmd)
     try:
         health = wait_ready(base, server, args.ready_timeout)
+        ready_s = time.monotonic() - started
+        t0 = time.perf_counter()  # the first search after /health said ok: warm, or not
+        httpx.post(f"{base}/search", files={"image": ("q.jpg", data, "image/jpeg")}, params={"k": args.k}, timeout=120).raise_for_status()
+        first_search_ms = 1000 * (time.perf_counter() - t0)
         rss_start = rss_mb(server.pid)
         load(base, data, min(args.clients, args.warmup), args.warmup, 120, args.k)
         rss_warm = rss_mb(server.pid)
@@ -316,8 +358,11 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
         result["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - client_cpu) / n, 2)
         result.update(
             home=str(args.home), index=health["index"], checkpoint=health["checkpoint"], vectors=health["vectors"],
-            clients=args.clients, inference_mode=health["inference_mode"], streams=health["streams"], batch_max=batch_max, batch_wait_ms=args.batch_wait_ms,
-            query=f"{args.role} photo {image_id[:12]} ({len(data)} bytes)",
+            clients=args.clients, inference_mode=health["inference_mode"], streams=health["streams"],
+            localise=health.get("localise"), passes_per_query=passes_per_query(args.home, health.get("localise"), args.localise),
+            evaluated={k: round(v, 3) for k, v in health.get("evaluated", {}).items() if "top" in k}, batch_max=batch_max, batch_wait_ms=args.batch_wait_ms,
+            query=f"{args.role} photo {image_id[:12]} ({len(data)} bytes)", ready_s=round(ready_s, 1),
+            first_search_ms=round(first_search_ms, 1),
             rss_ready_mb=round(rss_start, 1), rss_after_warmup_mb=round(rss_warm, 1), rss_end_mb=round(rss_mb(server.pid), 1),
         )
     finally:

@@ -179,6 +179,7 @@ class CnnExtractor(FeatureExtractor):
         self.backbone = backbone
         self.weights_path = weights_path
         self._model: Embedder | None = None
+        self._runner = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -195,9 +196,16 @@ class CnnExtractor(FeatureExtractor):
     @network.setter
     def network(self, model: Embedder) -> None:
         self._model = model.eval()
+        self._runner = None
 
     def features(self, images: Sequence[Image.Image]) -> np.ndarray:
         model = self.network
+        if self._runner is None:
+            # OpenVINO fp32: the network's features up to float rounding, several times
+            # eager PyTorch on CPU (eager where OpenVINO is missing)
+            from street2shop.models.fast import optimize_for_inference
+
+            self._runner = optimize_for_inference(model, "openvino", fallback="eager")
         batch = torch.stack([model.preprocess(image) for image in images])
         with torch.inference_mode():
-            return model(batch).float().numpy()
+            return self._runner(batch).float().numpy()

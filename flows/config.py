@@ -12,9 +12,11 @@ from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
+from street2shop.models.views import ViewParams
 from street2shop.retrieval.evaluation import EvaluateParams
 from street2shop.retrieval.index import IndexParams
 from street2shop.storage.names import CRAWL, SOURCE
+from street2shop.tasks.looks import LooksConfig
 from street2shop.tasks.outfits import OutfitConfig
 from street2shop.tasks.promote import PromoteParams
 from street2shop.tasks.source import SourceParams
@@ -35,6 +37,8 @@ class PipelineConfig(BaseModel):
     truth_items_csv: str | None = None
     noise: NoiseParams = Field(default_factory=NoiseParams)
     dedup: DedupParams = Field(default_factory=DedupParams)
+    #: the cached views a head trains on (used when ``train.recipe`` is "head")
+    views: ViewParams = Field(default_factory=ViewParams)
     train: TrainParams = Field(default_factory=TrainParams)
     #: offline re-mining rounds after the first (online-mining) training round
     rounds: int = Field(default=1, ge=0)
@@ -45,6 +49,8 @@ class PipelineConfig(BaseModel):
     promote: PromoteParams = Field(default_factory=PromoteParams)
     #: outfit compatibility ("complete the look") from the shop's outfits; None: not run
     outfits: OutfitConfig | None = None
+    #: shop the look from the shop's lookbook posts; None: not run
+    looks: LooksConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineConfig:

@@ -13,6 +13,7 @@ from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
+from street2shop.models.views import ViewParams
 from street2shop.retrieval.evaluation import EvaluateParams
 from street2shop.retrieval.index import IndexParams
 from street2shop.storage import names as N
@@ -27,6 +28,7 @@ from street2shop.tasks.noise import noise_filter_task
 from street2shop.tasks.source import SourceParams, source_task
 from street2shop.tasks.stage import StageResult
 from street2shop.tasks.train import train_task
+from street2shop.tasks.views import views_task
 
 
 def latest_photos(store: ArtifactStore, name: str = N.IMAGES) -> ArtifactRef:
@@ -76,6 +78,18 @@ def dedup_flow(
     return dedup_task(home, items, images, params, truth_items_csv)
 
 
+@flow(name="views", log_prints=True)
+def views_flow(home: str, params: ViewParams, data: DataRefs | None = None) -> StageResult:
+    return views_task(home, data or latest_data_refs(home), params)
+
+
+def _views_for(home: str, params: TrainParams, views: ArtifactRef | None) -> ArtifactRef | None:
+    """The cached views a head trains on (the newest, when run alone); none to fine-tune."""
+    if params.recipe != "head":
+        return None
+    return views or ArtifactStore(home).latest(N.VIEWS, N.VIEWS)
+
+
 @flow(name="train", log_prints=True)
 def train_flow(
     home: str,
@@ -84,14 +98,22 @@ def train_flow(
     data: DataRefs | None = None,
     init: ArtifactRef | None = None,
     triplets: ArtifactRef | None = None,
+    views: ArtifactRef | None = None,
 ) -> StageResult:
-    return train_task(home, data or latest_data_refs(home), params, round, init, triplets)
+    return train_task(home, data or latest_data_refs(home), params, round, init, triplets, _views_for(home, params, views))
 
 
 @flow(name="mine", log_prints=True)
-def mine_flow(home: str, params: MineParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None) -> StageResult:
+def mine_flow(
+    home: str, params: MineParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None,
+    views: ArtifactRef | None = None, train: TrainParams | None = None,
+) -> StageResult:
+    """A mining round with ``checkpoint``: over the cached views when ``train`` (the training
+    params of the rounds) is a head recipe, else over the training photos."""
     checkpoint = checkpoint or ArtifactStore(home).latest(N.TRAIN, N.CHECKPOINT)
-    return mine_task(home, data or latest_data_refs(home), checkpoint, params)
+    views = _views_for(home, train, views) if train is not None else views
+    street_crops = train.street_crops if train is not None else 3
+    return mine_task(home, data or latest_data_refs(home), checkpoint, params, views, street_crops)
 
 
 @flow(name="evaluate", log_prints=True)

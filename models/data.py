@@ -40,6 +40,7 @@ class ImageDataset(Dataset):
     ``crops``: a function photo -> boxes (fractions of the photo, see
     :mod:`street2shop.models.localise`); the image tensor is then ``(n_crops, 3, S, S)``, each
     crop preprocessed like a whole photo. Every photo must give the same number of crops.
+    ``flip`` mirrors every photo first.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class ImageDataset(Dataset):
         augment: bool = False,
         crops: Callable[[Image.Image], Sequence[tuple[float, float, float, float]]] | None = None,
         min_crop_side: float = 1.0,
+        flip: bool = False,
     ) -> None:
         for name, column in (("labels", labels), ("roles", roles)):
             if column is not None and len(column) != len(paths):
@@ -61,6 +63,7 @@ class ImageDataset(Dataset):
         self.roles = None if roles is None else torch.as_tensor(roles, dtype=torch.long)
         self.augment = augment
         self.crops = crops
+        self.flip = flip  # every photo mirrored (a shop photo's second view)
         # decode at reduced JPEG scale only as far as the smallest crop still gets its pixels
         self.min_size = math.ceil(preprocess.image_size / max(min_crop_side, 1e-3))
 
@@ -80,6 +83,8 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int):
         image = read_image(self.paths[index], min_size=self.min_size)
+        if self.flip:
+            image = TF.hflip(image)
         if self.augment:
             image = self._augment(image)
         if self.crops is None:

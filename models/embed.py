@@ -60,13 +60,15 @@ def embed_images(
     progress: bool = False,
     crops: Callable[[Image.Image], Sequence[tuple[float, float, float, float]]] | None = None,
     min_crop_side: float = 1.0,
+    flip: bool = False,
 ) -> np.ndarray:
     """Embeddings ``(len(paths), model.dim)`` float32, unit-norm rows, in ``paths`` order.
 
     With ``crops`` (photo -> boxes, the query-side localisation of
     :mod:`street2shop.models.localise`), every box of every photo is embedded: the result is
     ``(len(paths), n_crops, model.dim)``. ``min_crop_side``: the smallest box side, as a
-    fraction of the photo, so a large JPEG is decoded just large enough for it.
+    fraction of the photo, so a large JPEG is decoded just large enough for it. ``flip``
+    embeds every photo mirrored.
 
     An unreadable image raises :class:`~street2shop.models.preprocess.UnreadableImageError`
     naming the file (re-raised from the worker that hit it).
@@ -75,7 +77,7 @@ def embed_images(
     out: np.ndarray | None = None if crops is not None else np.empty((len(paths), model.dim), dtype=np.float32)
     if not len(paths):
         return out if out is not None else np.empty((0, 0, model.dim), dtype=np.float32)
-    dataset = ImageDataset(paths, model.preprocess, crops=crops, min_crop_side=min_crop_side)
+    dataset = ImageDataset(paths, model.preprocess, crops=crops, min_crop_side=min_crop_side, flip=flip)
     if num_workers > 0:
         loader = DataLoader(
             dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=False
@@ -100,7 +102,9 @@ def embed_images(
                     images = images.flatten(0, 1)
                 images = images.to(device, non_blocking=True, memory_format=memory_format)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    vectors = model(images)
+                    # at most batch_size images a pass, crops included: 32 photos x 11 crops
+                    # at once held several GB of activations
+                    vectors = torch.cat([model(chunk) for chunk in images.split(batch_size)])
                 # Renormalise in float32: half-precision outputs are only approximately unit-norm.
                 vectors = torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
                 if n_crops is not None:

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from street2shop.models.backbones import Backbone, create_backbone
-from street2shop.models.pooling import GlobalDescriptor, create_pooling
+from street2shop.models.pooling import GlobalDescriptor, ResidualDescriptor, create_pooling, parse_pooling
 from street2shop.models.preprocess import Preprocess
 
 CHECKPOINT_FORMAT = 1
@@ -30,6 +31,9 @@ class EmbedderConfig(BaseModel):
 
     ``mode="pretrained_features"`` is the no-training baseline: parameter-free pooling
     (GeM with p fixed at 3, or SPoC/MAC) of the pretrained backbone, no projection.
+    ``head="residual"``: that baseline's descriptor refined by a residual linear layer
+    (:class:`~street2shop.models.pooling.ResidualDescriptor`; ``dim`` is the descriptor's
+    width); ``"projection"``: each pooling branch projected to its share of ``dim``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -40,6 +44,10 @@ class EmbedderConfig(BaseModel):
     mode: Literal["trained", "pretrained_features"] = "trained"
     freeze_backbone: bool = False
     image_size: int | None = Field(default=None, gt=0)
+    head: Literal["projection", "residual"] = "projection"
+    #: the photo-to-square policy (:class:`~street2shop.models.preprocess.Preprocess`);
+    #: None: the backbone's own ("pad")
+    resize: Literal["pad", "squash", "centre"] | None = None
 
 
 class Embedder(nn.Module):
@@ -62,6 +70,22 @@ class Embedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.backbone.forward_features(x)), dim=-1)
+
+    @property
+    def refines_pretrained(self) -> bool:
+        """Whether this model is the pretrained descriptor of its (frozen, ImageNet) backbone
+        refined by a residual head: then its embeddings are :meth:`refine_descriptors` of
+        :func:`pretrained_features`' ones, and one backbone pass serves both."""
+        return self.config.freeze_backbone and isinstance(self.head, ResidualDescriptor)
+
+    @torch.no_grad()
+    def refine_descriptors(self, descriptors: np.ndarray) -> np.ndarray:
+        """This model's unit-norm embeddings from the pretrained descriptors ``(..., d)``."""
+        if not self.refines_pretrained:
+            raise ValueError("only a residual head on a frozen backbone refines pretrained descriptors")
+        shape = descriptors.shape
+        flat = torch.from_numpy(np.ascontiguousarray(descriptors.reshape(-1, shape[-1]), dtype=np.float32))
+        return F.normalize(self.head.refine(flat), dim=-1).numpy().reshape(shape)
 
     def train(self, mode: bool = True) -> Embedder:
         super().train(mode)
@@ -112,8 +136,12 @@ def _build(config: EmbedderConfig, pretrained: bool, weights_path: str | Path | 
     preprocess = backbone.preprocess
     if config.image_size is not None:
         preprocess = preprocess.model_copy(update={"image_size": config.image_size})
+    if config.resize is not None:
+        preprocess = preprocess.model_copy(update={"resize": config.resize})
     if config.mode == "pretrained_features":
         head = create_pooling(config.pool, backbone.num_features, None, gem_p=3.0, learnable_p=False)
+    elif config.head == "residual":
+        head = ResidualDescriptor(parse_pooling(config.pool), backbone.num_features, gem_p=3.0)
     else:
         head = create_pooling(config.pool, backbone.num_features, config.dim)
     return Embedder(backbone, head, preprocess, config)
@@ -127,11 +155,15 @@ def build_embedder(
     freeze_backbone: bool = False,
     image_size: int | None = None,
     weights_path: str | Path | None = None,
+    head: str = "projection",
+    resize: str | None = None,
 ) -> Embedder:
-    """A trainable embedder: pretrained backbone, pooling head projected to ``dim``."""
+    """A trainable embedder: pretrained backbone, pooling head projected to ``dim`` (or, with
+    ``head="residual"``, the pretrained descriptor refined by a residual layer)."""
     config = EmbedderConfig(
-        backbone=backbone, pool=pool, dim=dim, freeze_backbone=freeze_backbone, image_size=image_size
-    )
+        backbone=backbone, pool=pool, dim=dim if head == "projection" else None, freeze_backbone=freeze_backbone,
+        image_size=image_size, head=head, resize=resize,
+    )  # fmt: skip
     return _build(config, pretrained, weights_path)
 
 
@@ -140,8 +172,13 @@ def pretrained_features(
     pool: str = "gem",
     image_size: int | None = None,
     weights_path: str | Path | None = None,
+    pretrained: bool = True,
+    resize: str | None = None,
 ) -> Embedder:
-    """The "pretrained backbone" baseline: no training, GeM (p=3 fixed) or SPoC features."""
+    """The "pretrained backbone" baseline: no training, GeM (p=3 fixed) or SPoC features.
+
+    ``pretrained=False`` keeps the backbone's initial weights (torch's current random state:
+    seed it), for test backbones without pretrained weights."""
     config = EmbedderConfig(
         backbone=backbone,
         pool=pool,
@@ -149,8 +186,9 @@ def pretrained_features(
         mode="pretrained_features",
         freeze_backbone=True,
         image_size=image_size,
+        resize=resize,
     )
-    return _build(config, pretrained=True, weights_path=weights_path).eval()
+    return _build(config, pretrained=pretrained, weights_path=weights_path).eval()
 
 
 def save_checkpoint(

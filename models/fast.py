@@ -46,14 +46,18 @@ fallback mode.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import queue
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -329,8 +333,10 @@ def quantize_openvino(model: Embedder, calibration: torch.Tensor):
     """
     _import_openvino("openvino_int8")
     try:
-        import nncf
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        import importlib.util
+
+        if importlib.util.find_spec("nncf") is None:
+            raise ImportError("nncf")
     except ImportError as exc:
         raise BackendUnavailableError(
             "mode 'openvino_int8' needs NNCF to quantise: pip install nncf (or use mode 'openvino')"
@@ -348,16 +354,46 @@ def quantize_openvino(model: Embedder, calibration: torch.Tensor):
         raise ValueError("the network has no convolution to quantise")
     kept = [ops[convolutions[0]], *ops[convolutions[-1] :]]
     names = [op.get_friendly_name() for op in kept if op.get_type_name() not in ("Constant", "Result")]
-    samples = [image.unsqueeze(0).numpy() for image in calibration.detach().to("cpu", torch.float32)]
-    return nncf.quantize(
-        network,
-        nncf.Dataset(samples),
-        subset_size=len(samples),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        # Names of ops NNCF would not quantise anyway (a ReduceMax, say) are fine to list.
-        ignored_scope=nncf.IgnoredScope(names=names, validate=False),
-        advanced_parameters=AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
-    )
+    ov = _import_openvino("openvino_int8")
+    # NNCF runs in a child process: importing it patches torch and other libraries for its
+    # own backends, and a long-lived process that had quantised (a test session, the
+    # pipeline) crashed in a later, unrelated import. The child reads the fp32 network and
+    # the calibration photos from files and writes the int8 network back.
+    with tempfile.TemporaryDirectory(prefix="street2shop-int8-") as folder:
+        folder = Path(folder)
+        ov.save_model(network, folder / "fp32.xml", compress_to_fp16=False)
+        np.save(folder / "calibration.npy", calibration.detach().to("cpu", torch.float32).numpy())
+        (folder / "ignored.json").write_text(json.dumps(names))
+        done = subprocess.run([sys.executable, "-c", _QUANTIZE_CHILD, str(folder)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"int8 quantisation failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+        return ov.Core().read_model(folder / "int8.xml")
+
+
+#: the child of :func:`quantize_openvino`: NNCF post-training quantisation of a saved network
+_QUANTIZE_CHILD = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import nncf
+import openvino as ov
+from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+folder = Path(sys.argv[1])
+network = ov.Core().read_model(folder / "fp32.xml")
+calibration = np.load(folder / "calibration.npy")
+samples = [image[None] for image in calibration]
+quantized = nncf.quantize(
+    network,
+    nncf.Dataset(samples),
+    subset_size=len(samples),
+    preset=nncf.QuantizationPreset.PERFORMANCE,
+    # names of ops NNCF would not quantise anyway (a ReduceMax, say) are fine to list
+    ignored_scope=nncf.IgnoredScope(names=json.loads((folder / "ignored.json").read_text()), validate=False),
+    advanced_parameters=AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
+)
+ov.save_model(quantized, folder / "int8.xml", compress_to_fp16=False)
+"""
 
 
 @register_mode("openvino_int8")

@@ -82,27 +82,46 @@ def select_semi_hard(
 def mine_semi_hard(model: Embedder, images: pa.Table, params: MineParams) -> pa.Table:
     """One mining round over a seeded sample of items -> a ``schemas.TRIPLETS`` table.
 
-    ``images`` is shaped like ``schemas.IMAGES`` with absolute ``path``s.
+    ``images`` is shaped like ``schemas.IMAGES`` with absolute ``path``s; they are embedded
+    with ``model``.
     """
     missing = {"image_id", "item_id", "role", "path"} - set(images.column_names)
     if missing:
         raise ValueError(f"images table lacks columns {sorted(missing)}")
     rng = np.random.default_rng([params.seed, params.round])
+    rows = _sample(images, params, rng)
+    paths = images.column("path").to_pylist()
+    vectors = embed_images(model, [paths[r] for r in rows], batch_size=params.batch_size, num_workers=params.num_workers)
+    return _triplets(images, rows, vectors, params, rng)
+
+
+def mine_semi_hard_vectors(rows: pa.Table, vectors: np.ndarray, params: MineParams) -> pa.Table:
+    """The same round over rows that already have their vectors (``image_id``, ``item_id``,
+    ``role`` and one unit vector each; e.g. cached views refined by a head)."""
+    missing = {"image_id", "item_id", "role"} - set(rows.column_names)
+    if missing:
+        raise ValueError(f"rows table lacks columns {sorted(missing)}")
+    rng = np.random.default_rng([params.seed, params.round])
+    chosen = _sample(rows, params, rng)
+    return _triplets(rows, chosen, vectors[chosen], params, rng)
+
+
+def _sample(images: pa.Table, params: MineParams, rng: np.random.Generator) -> np.ndarray:
+    """Rows of a seeded sample of items that have both shop and street photos."""
     items = np.asarray(images.column("item_id").to_pylist(), dtype=object)
     roles = np.asarray(images.column("role").to_pylist(), dtype=object)
     eligible = sorted(set(items[roles == "shop"]) & set(items[roles == "street"]))
     if len(eligible) < 2:
         raise ValueError("mining needs at least 2 items with both shop and street photos")
-    sample = rng.choice(
-        np.asarray(eligible, dtype=object), size=min(params.sample_items, len(eligible)), replace=False
-    )
-    rows = np.flatnonzero(np.isin(items, sample))
+    sample = rng.choice(np.asarray(eligible, dtype=object), size=min(params.sample_items, len(eligible)), replace=False)
+    return np.flatnonzero(np.isin(items, sample))
+
+
+def _triplets(images: pa.Table, rows: np.ndarray, vectors: np.ndarray, params: MineParams, rng: np.random.Generator) -> pa.Table:
+    items = np.asarray(images.column("item_id").to_pylist(), dtype=object)
+    roles = np.asarray(images.column("role").to_pylist(), dtype=object)
     shop_rows = rows[roles[rows] == "shop"]
     street_rows = rows[roles[rows] == "street"]
-
-    paths = images.column("path").to_pylist()
-    vectors = embed_images(model, [paths[r] for r in rows], batch_size=params.batch_size,
-                           num_workers=params.num_workers)
     vector_of = dict(zip(rows.tolist(), vectors, strict=True))
     shop_emb = np.stack([vector_of[r] for r in shop_rows])
     street_emb = np.stack([vector_of[r] for r in street_rows])

@@ -122,6 +122,39 @@ class GlobalDescriptor(nn.Module):
         return F.normalize(torch.cat([F.normalize(b, dim=-1) for b in branches], dim=-1), dim=-1)
 
 
+class ResidualDescriptor(nn.Module):
+    """The pretrained descriptor, refined: ``v = normalise(pool(x))``, ``out = v + W v + b``.
+
+    The pooling is parameter-free (GeM with p fixed at 3, SPoC, MAC, or a ``+``-joined
+    combination), exactly the "pretrained features" baseline's; ``W`` and ``b`` start at zero,
+    so an untrained head *is* that baseline, and weight decay pulls a trained one back
+    towards it. On a frozen backbone this head trains on cached descriptors alone
+    (:mod:`street2shop.models.head_training`), and :meth:`refine` applies it to descriptors
+    computed once, so the trained model and the untrained baseline share one backbone pass.
+    """
+
+    def __init__(self, pools: list[str], in_dim: int, gem_p: float = 3.0) -> None:
+        super().__init__()
+        self.base = GlobalDescriptor(pools, in_dim, None, gem_p=gem_p, learnable_p=False)
+        self.names, self.pools, self.projections = self.base.names, self.base.pools, None
+        self.out_dim = self.base.out_dim
+        self.in_dim = in_dim
+        self.refine_layer = nn.Linear(self.out_dim, self.out_dim)
+        nn.init.zeros_(self.refine_layer.weight)
+        nn.init.zeros_(self.refine_layer.bias)
+
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        """The unit-norm pretrained descriptor of a feature map."""
+        return F.normalize(self.base(x), dim=-1)
+
+    def refine(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """The head on unit-norm descriptors (not normalised: the embedder normalises last)."""
+        return descriptors + self.refine_layer(descriptors)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.refine(self.descriptor(x))
+
+
 def create_pooling(
     name: str, in_dim: int, out_dim: int | None, gem_p: float = 3.0, learnable_p: bool = True
 ) -> GlobalDescriptor:

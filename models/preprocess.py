@@ -28,6 +28,9 @@ class Preprocess(BaseModel):
     ``resize="pad"`` letterboxes the whole photo into the square (filled with the mean
     colour, i.e. zeros after normalisation): a garment photographed in portrait keeps its
     shape and nothing of it is cropped away. ``"squash"`` stretches to the square instead.
+    ``"centre"`` scales the short side to the square and crops the centre: no padding, the
+    garment fills more of the input (on the real-photo benchmark hm-dev, 11 crops a query,
+    untrained: top-1 0.308 vs 0.257 padded; ``bench/localise.py``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -35,7 +38,7 @@ class Preprocess(BaseModel):
     image_size: int = Field(gt=0)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    resize: Literal["pad", "squash"] = "pad"
+    resize: Literal["pad", "squash", "centre"] = "pad"
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
 
     def resize_image(self, image: Image.Image) -> Image.Image:
@@ -45,6 +48,8 @@ class Preprocess(BaseModel):
         method = _RESAMPLE[self.interpolation]
         if self.resize == "squash":
             return image.resize(size, method)
+        if self.resize == "centre":
+            return ImageOps.fit(image, size, method=method)
         fill = tuple(round(m * 255) for m in self.mean)
         return ImageOps.pad(image, size, method=method, color=fill)
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from street2shop.models import losses as L
-from street2shop.models.data import AnchorDomain, PKBatchSampler, labelled_dataset, split_by_domain
+from street2shop.models.data import AnchorDomain, PKBatchSampler, encode_labels, encode_roles, labelled_dataset, split_by_domain
 from street2shop.models.embedder import (
     Embedder,
     build_embedder,
@@ -45,6 +45,10 @@ class TrainParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: "head": a residual head on the frozen pretrained backbone, trained on cached
+    #: descriptors of many views (:mod:`street2shop.models.views`), thousands of steps a
+    #: minute on CPU; "fine_tune": the whole network on photos (slow on CPU; for a GPU)
+    recipe: Literal["head", "fine_tune"] = "head"
     backbone: str = "efficientnet_lite0"
     pool: str = "gem"
     dim: int = Field(default=256, gt=0)
@@ -64,6 +68,9 @@ class TrainParams(BaseModel):
     epochs: int = Field(default=10, ge=1)
     steps_per_epoch: int | None = Field(default=None, ge=1)
     image_size: int | None = Field(default=None, gt=0)
+    #: photo-to-square policy of the model's preprocessing (None: the backbone's, "pad");
+    #: recipe "head": the same as the views' (``ViewParams.resize``)
+    resize: Literal["pad", "squash", "centre"] | None = None
     freeze_backbone: bool = False
     #: "pca": projections start at the PCA of the pretrained pooled features of up to
     #: ``head_init_images`` training photos (so training starts from the pretrained
@@ -71,6 +78,9 @@ class TrainParams(BaseModel):
     head_init: Literal["random", "pca"] = "pca"
     head_init_images: int = Field(default=512, ge=2)
     anchor_domain: AnchorDomain = "shop"
+    #: recipe "head": per training street photo, the localisation crops closest to its
+    #: item's shop photos that train as its views (the crops that show the garment)
+    street_crops: int = Field(default=3, ge=1)
     augment: bool = True
     seed: int = 0
     round: int = Field(default=0, ge=0)
@@ -146,20 +156,48 @@ def _triplet_indices(images: pa.Table, triplets: pa.Table) -> np.ndarray:
     return np.asarray([[row_of[i] for i in col] for col in ids], dtype=np.int64).T
 
 
+class DescriptorDataset(torch.utils.data.Dataset):
+    """``(descriptor, label index, role index)`` rows: what a head on a frozen backbone trains on."""
+
+    def __init__(self, descriptors: np.ndarray, labels: np.ndarray, roles: np.ndarray) -> None:
+        self.descriptors = torch.from_numpy(np.ascontiguousarray(descriptors, dtype=np.float32))
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.roles = torch.as_tensor(roles, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    def __getitem__(self, index: int):
+        return self.descriptors[index], self.labels[index], self.roles[index]
+
+
+def descriptor_dataset(views: pa.Table, descriptors: np.ndarray) -> tuple[DescriptorDataset, np.ndarray, list[str]]:
+    """``(dataset, labels, item vocabulary)`` of training views and their descriptors."""
+    if len(descriptors) != views.num_rows:
+        raise ValueError(f"{len(descriptors)} descriptors for {views.num_rows} views")
+    labels, vocabulary = encode_labels(views.column("item_id").to_pylist())
+    roles = encode_roles(views.column("role").to_pylist())
+    return DescriptorDataset(descriptors, labels, roles), labels, vocabulary
+
+
 class _Trainer:
     """One training run; the public entry point is :func:`train_embedder`."""
 
     def __init__(self, images: pa.Table, params: TrainParams, out_dir: Path,
-                 init_checkpoint: Path | None, triplets: pa.Table | None) -> None:
+                 init_checkpoint: Path | None, triplets: pa.Table | None, descriptors: np.ndarray | None = None) -> None:
         self.params, self.out_dir = params, Path(out_dir)
         self.images, self.init_checkpoint = images, init_checkpoint
         self.device = _device(params)
         self.cuda = self.device.type == "cuda"
         _seed_everything(params.seed)
+        on_descriptors = params.recipe == "head"
+        if on_descriptors != (descriptors is not None):
+            raise ValueError(f"recipe {params.recipe!r} trains on {'descriptors' if on_descriptors else 'photos'}")
         self.model = build_embedder(
             params.backbone, params.pool, params.dim,
             pretrained=params.pretrained and init_checkpoint is None,
-            freeze_backbone=params.freeze_backbone, image_size=params.image_size,
+            freeze_backbone=params.freeze_backbone or on_descriptors, image_size=params.image_size,
+            head="residual" if on_descriptors else "projection", resize=params.resize,
         )
         if init_checkpoint is not None:
             # Continue from an earlier round's weights (e.g. the previous mining round).
@@ -167,9 +205,13 @@ class _Trainer:
         self.model.to(self.device)
         if self.cuda and params.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.dataset, labels, _, vocabulary = labelled_dataset(
-            images, self.model.preprocess, augment=params.augment
-        )
+        if on_descriptors:
+            # the head alone learns, on descriptors the backbone made once (models/views.py)
+            self.dataset, labels, vocabulary = descriptor_dataset(images, descriptors)
+            self.forward = lambda x: torch.nn.functional.normalize(self.model.head.refine(x), dim=-1)
+        else:
+            self.dataset, labels, _, vocabulary = labelled_dataset(images, self.model.preprocess, augment=params.augment)
+            self.forward = self.model
         self.loss = L.create_loss(
             params.loss, margin=params.margin, distance=params.distance,
             num_classes=len(vocabulary), embedding_size=self.model.dim,
@@ -204,8 +246,8 @@ class _Trainer:
     def _load_init(self, path: Path) -> None:
         payload = read_checkpoint(path)
         saved = payload["embedder"]
-        wanted = self.model.config.model_dump(include={"backbone", "pool", "dim", "mode"})
-        differ = {k: (saved[k], v) for k, v in wanted.items() if saved[k] != v}
+        wanted = self.model.config.model_dump(include={"backbone", "pool", "dim", "mode", "head"})
+        differ = {k: (saved.get(k, "projection"), v) for k, v in wanted.items() if saved.get(k, "projection") != v}
         if differ:
             raise ValueError(f"init checkpoint {path} has another architecture: {differ} (saved, params)")
         self.model.load_state_dict(payload["state_dict"], strict=True)
@@ -250,17 +292,15 @@ class _Trainer:
 
     # ------------------------------------------------------------------ one step
     def _loader(self, batch_sampler) -> DataLoader:
-        return DataLoader(
-            self.dataset, batch_sampler=batch_sampler, num_workers=self.params.num_workers,
-            pin_memory=self.cuda, persistent_workers=False,
-        )
+        workers = 0 if isinstance(self.dataset, DescriptorDataset) else self.params.num_workers
+        return DataLoader(self.dataset, batch_sampler=batch_sampler, num_workers=workers, pin_memory=self.cuda, persistent_workers=False)
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         channels_last = self.cuda and self.params.channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         images = images.to(self.device, non_blocking=True, memory_format=memory_format)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.params.amp):
-            embeddings = self.model(images)
+            embeddings = self.forward(images)
         return embeddings.float()
 
     def _pk_step(self, images, labels, roles) -> tuple[torch.Tensor, int | None]:
@@ -329,8 +369,8 @@ class _Trainer:
         last, best = self.out_dir / LAST, self.out_dir / BEST
         if last.exists():
             self.resume(last)
-        elif self.params.head_init == "pca" and self.init_checkpoint is None:
-            self._init_head_from_pca()
+        elif self.params.head_init == "pca" and self.init_checkpoint is None and self.params.recipe != "head":
+            self._init_head_from_pca()  # a residual head starts as the pretrained descriptor itself
         stale = 0 if self.best_epoch is None else self.epoch - 1 - self.best_epoch
         while self.epoch < self.params.epochs:
             if self.params.patience is not None and stale >= self.params.patience:
@@ -360,12 +400,15 @@ def train_embedder(
     init_checkpoint: Path | None = None,
     triplets: pa.Table | None = None,
     val_fn: Callable[[Embedder], float] | None = None,
+    descriptors: np.ndarray | None = None,
 ) -> TrainResult:
     """Train (or resume training) an embedder; checkpoints land in ``out_dir``.
 
-    ``train_images`` is shaped like ``schemas.IMAGES`` with absolute ``path``s. ``val_fn``
-    scores the model after every epoch (higher is better, e.g. recall@k): the best epoch is
-    kept as ``best.pt`` and ``params.patience`` stops a run that no longer improves.
+    ``train_images`` is shaped like ``schemas.IMAGES`` with absolute ``path``s, or, for
+    ``recipe="head"``, the training views (``image_id`` = view id, ``item_id``, ``role``) with
+    their pretrained ``descriptors`` ``(n, d)`` row for row. ``val_fn`` scores the model after
+    every epoch (higher is better, e.g. recall@k): the best epoch is kept as ``best.pt`` and
+    ``params.patience`` stops a run that no longer improves.
     """
-    trainer = _Trainer(train_images, params, Path(out_dir), init_checkpoint, triplets)
+    trainer = _Trainer(train_images, params, Path(out_dir), init_checkpoint, triplets, descriptors)
     return trainer.run(val_fn)

@@ -27,6 +27,7 @@ themselves are defined in :mod:`street2shop.retrieval.metrics`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from street2shop.cleaning.selection import gallery_images, query_images
@@ -43,6 +45,9 @@ from street2shop.retrieval.metrics import RetrievalReport, evaluate_retrieval
 from street2shop.retrieval.ranking import parse_crop_scoring
 
 if TYPE_CHECKING:  # torch loads when a model is evaluated, not when this module is imported
+    import torch
+    from torch import nn
+
     from street2shop.models.embedder import Embedder
 
 #: paths -> ``(len(paths), dim)`` float32 vectors (``(len(paths), n_crops, dim)`` for localised queries)
@@ -102,6 +107,19 @@ class EvaluateParams(BaseModel):
     benchmarks: list[Benchmark] = []
     #: how street photos are searched: the same step in every evaluation and in the service
     localise: LocaliseParams = Field(default_factory=LocaliseParams)
+    #: how the models run while evaluated (a ``models/fast.py`` mode): OpenVINO fp32 gives
+    #: eager PyTorch's embeddings up to float rounding, several times faster, and is what
+    #: the service runs by default
+    inference_mode: str = "openvino"
+    #: further precisions of the served model to score (``models/fast.py`` modes, e.g.
+    #: "openvino_bf16", "openvino_int8"; one not runnable on this CPU is reported and skipped):
+    #: each is scored on the shop split and every benchmark, and the served variant is the
+    #: fastest whose ``serve_metric`` on ``judged_on`` is within ``precision_tolerance`` of
+    #: ``inference_mode``'s
+    precisions: list[str] = []
+    precision_tolerance: float = Field(default=0.01, ge=0)
+    #: training-split photos that calibrate quantised precisions (never evaluation photos)
+    calibration_photos: int = Field(default=64, ge=1)
     #: the served model is the better of trained / pretrained on this figure ...
     serve_metric: str = "top20"
     #: ... of this set (a benchmark's name, or "shop"; default: the first benchmark, else "shop")
@@ -113,6 +131,17 @@ class EvaluateParams(BaseModel):
         unknown = sorted(set(value) - set(EXPANSIONS))
         if unknown:
             raise ValueError(f"unknown expansion(s) {unknown}; known: {', '.join(EXPANSIONS)}")
+        return value
+
+    @field_validator("precisions", "inference_mode")
+    @classmethod
+    def _known_modes(cls, value):
+        from street2shop.models.fast import list_modes  # torch loads with the config, not the module
+
+        known = list_modes()
+        unknown = sorted(set([value] if isinstance(value, str) else value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown inference mode(s) {unknown}; known: {', '.join(known)}")
         return value
 
     @field_validator("serve_metric")
@@ -246,15 +275,56 @@ def candidate_models(model: Embedder, params: EvaluateParams) -> dict[str, Embed
 
     models = {TRAINED: model}
     if PRETRAINED in params.baselines:
-        models[PRETRAINED] = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size)
+        models[PRETRAINED] = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size,
+                                                resize=model.preprocess.resize)
     return models
 
 
+class _Memo:
+    """A feature function that computes each list of paths once (the shared backbone pass)."""
+
+    def __init__(self, fn: FeatureFn) -> None:
+        self.fn, self.seen = fn, {}
+
+    def __call__(self, paths: list[str]) -> np.ndarray:
+        key = tuple(paths)
+        if key not in self.seen:
+            self.seen[key] = self.fn(paths)
+        return self.seen[key]
+
+
 def feature_functions(models: Mapping[str, Embedder], params: EvaluateParams, num_workers: int = 0) -> dict[str, Features]:
-    """Each servable model under the configured localisation, then the white-box baselines."""
+    """Each servable model under the configured localisation (run by ``params.inference_mode``,
+    eager where its backend is missing), then the white-box baselines.
+
+    A trained model that refines the pretrained descriptor of its frozen backbone (a residual
+    head) reuses the pretrained baseline's backbone pass: its vectors are the head applied to
+    the baseline's, so the two cost one pass over the photos (and their crops).
+    """
+    from street2shop.models.fast import optimize_for_inference
     from street2shop.retrieval.baselines import baseline_features
 
-    fns = {name: localised_features(m, params.localise, params.batch_size, num_workers) for name, m in models.items()}
+    def fast(model: Embedder) -> Embedder:
+        return optimize_for_inference(model, params.inference_mode, fallback="eager")
+
+    fns: dict[str, Features] = {}
+    trained, pretrained = models[TRAINED], models.get(PRETRAINED)
+    shares_trunk = (
+        pretrained is not None and trained.refines_pretrained and trained.config.backbone == pretrained.config.backbone
+        and trained.preprocess == pretrained.preprocess
+    )  # fmt: skip
+    if shares_trunk:
+        base = localised_features(fast(pretrained), params.localise, params.batch_size, num_workers)
+        base = Features(_Memo(base.gallery), _Memo(base.queries), base.crop_scoring)
+        fns[TRAINED] = Features(
+            lambda paths: trained.refine_descriptors(base.gallery(paths)),
+            lambda paths: trained.refine_descriptors(base.queries(paths)),
+            base.crop_scoring,
+        )
+        fns[PRETRAINED] = base
+    else:
+        for name, model in models.items():
+            fns[name] = localised_features(fast(model), params.localise, params.batch_size, num_workers)
     for name in params.baselines:
         if name not in fns:
             fns[name] = Features.of(partial(baseline_features, name, image_size=params.baseline_image_size))
@@ -362,6 +432,120 @@ def choose_served(figures: Mapping[str, Any], params: EvaluateParams, candidates
     return best
 
 
+# --------------------------------------------------------------------------- precisions
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The served variant: its mode, and every scored mode's figures (``mode -> figures``:
+    ``images_per_s`` of the network on the calibration batch, and the headline figures)."""
+
+    mode: str
+    figures: dict[str, dict[str, float]]
+    rows: list[dict[str, Any]]
+    skipped: dict[str, str]
+    #: each scored precision's vectors of the shop split (the reference's are the evaluation's)
+    vectors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def calibration_sample(annotated: pa.Table, n: int, seed: int = 0) -> pa.Table:
+    """``n`` photos of the training split (shop and street alike), seeded: what a quantised
+    precision is calibrated on. Never a query photo: a store without a training split (a
+    catalogue scored with an imported model) calibrates on shop photos, which the service
+    indexes anyway."""
+    train = annotated.filter(pc.equal(annotated.column("split"), "train"))
+    if train.num_rows == 0:
+        train = annotated.filter(pc.equal(annotated.column("role"), "shop"))
+    if train.num_rows == 0:
+        raise ValueError("no training or shop photos to calibrate a quantised precision on")
+    order = np.random.default_rng(seed).permutation(train.num_rows)[:n]
+    return train.take(pa.array(np.sort(order)))
+
+
+def calibration_pixels(model: Embedder, paths: Sequence[str]) -> torch.Tensor:
+    """The preprocessed calibration photos ``(N, 3, S, S)`` (the service rebuilds the same
+    tensor from the same photos, so its int8 model is the one evaluated)."""
+    import torch
+
+    from street2shop.storage.images import open_image
+
+    return torch.stack([model.preprocess(open_image(path)) for path in paths])
+
+
+def _images_per_s(model: nn.Module, pixels: torch.Tensor, batch_size: int, repeats: int = 2) -> float:
+    """Throughput of the network alone over ``pixels`` (decode excluded; ``bench/embed.py``
+    measures it with decoding): the best of ``repeats`` passes after a warm-up batch."""
+    import torch
+
+    with torch.inference_mode():
+        model(pixels[:batch_size])
+        best = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for i in range(0, len(pixels), batch_size):
+                model(pixels[i : i + batch_size])
+            best = min(best, time.perf_counter() - started)
+    return len(pixels) / best
+
+
+def score_precisions(
+    model: Embedder,
+    annotated: pa.Table,
+    params: EvaluateParams,
+    benchmarks: Mapping[str, pa.Table],
+    baseline_figures: Mapping[str, Any],
+    calibration: torch.Tensor,
+    num_workers: int = 0,
+) -> PrecisionChoice:
+    """Score the served ``model`` in each of ``params.precisions`` through the one evaluation
+    path (shop split and every benchmark) beside ``params.inference_mode`` (whose figures,
+    ``baseline_figures``, the evaluation already has: ``served_*``), and choose the served
+    variant: the fastest whose ``serve_metric`` on ``judged_on`` is within
+    ``precision_tolerance`` of the reference's."""
+    from street2shop.models.fast import BackendUnavailableError, optimize_for_inference
+
+    reference = params.inference_mode
+    key = params.serve_metric
+    judged = "" if params.judged_on == SHOP else f"{params.judged_on}:"
+    figures: dict[str, dict[str, float]] = {}
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    vectors: dict[str, dict[str, np.ndarray]] = {}
+    runners: dict[str, nn.Module] = {}
+    for mode in [reference, *(m for m in params.precisions if m != reference)]:
+        try:
+            runners[mode] = optimize_for_inference(model, mode, calibration=calibration)
+        except (BackendUnavailableError, RuntimeError, ValueError) as exc:
+            if mode == reference:
+                raise
+            skipped[mode] = str(exc).splitlines()[0][:200]
+    for mode, runner in runners.items():
+        out = {"images_per_s": _images_per_s(runner, calibration, params.batch_size)}
+        if mode == reference:
+            out |= {f"{prefix}{k}": baseline_figures[f"{prefix}served_{k}"] for prefix in ["", *(f"{b.name}:" for b in params.benchmarks)]
+                    for k in HEADLINE_KEYS if f"{prefix}served_{k}" in baseline_figures}
+        else:
+            fn = localised_features(runner, params.localise, params.batch_size, num_workers)
+            report, vectors[mode] = evaluate_features(fn, annotated, params.split, ks=params.ks)
+            rows.extend(report.to_rows(f"served@{mode}", params.split))
+            out |= {k: report.overall[k] for k in HEADLINE_KEYS if k in report.overall}
+            for b in params.benchmarks:
+                report, _ = evaluate_features(fn, benchmarks[b.name], "test", ks=params.ks)
+                rows.extend(report.to_rows(f"served@{mode}", "test", benchmark=b.name))
+                out |= {f"{b.name}:{k}": report.overall[k] for k in HEADLINE_KEYS if k in report.overall}
+        figures[mode] = out
+    chosen = choose_precision(figures, reference, f"{judged}{key}", params.precision_tolerance)
+    return PrecisionChoice(chosen, figures, rows, skipped, vectors)
+
+
+def choose_precision(figures: Mapping[str, Mapping[str, float]], reference: str, key: str, tolerance: float) -> str:
+    """The fastest mode (``images_per_s``) whose ``key`` is within ``tolerance`` of the
+    ``reference`` mode's; the reference itself is always a candidate."""
+    floor = figures[reference].get(key, math.nan) - tolerance
+    good = [m for m in figures if m == reference or figures[m].get(key, -math.inf) >= floor]
+    return max(good, key=lambda m: (figures[m]["images_per_s"], m == reference))
+
+
 def _one_vector_per_query(query_vectors: np.ndarray) -> np.ndarray:
     """αQE/DBA expand one vector per query: the crops' mean direction for localised queries."""
     if query_vectors.ndim == 3:
@@ -426,7 +610,12 @@ __all__ = [
     "LocaliseParams",
     "ModelsEvaluation",
     "candidate_models",
+    "choose_precision",
     "choose_served",
+    "PrecisionChoice",
+    "calibration_pixels",
+    "calibration_sample",
+    "score_precisions",
     "evaluate_csvs",
     "evaluate_features",
     "evaluate_models",

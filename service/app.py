@@ -9,6 +9,20 @@ the crawl it indexes (:class:`~street2shop.service.engine.SearchEngine`) and ser
 * ``GET /health`` (versions served), ``POST /admin/reload`` (switch to the newest index);
 * ``GET /``: a page to upload a photo and browse the results (``service/static``).
 
+Defences, for a service that may face the internet (``tests/reliability`` attacks each):
+
+* request bodies are limited at the HTTP layer (:class:`BodyLimit`): a declared
+  ``Content-Length`` over the limit is refused before a byte of the body is read, and a
+  chunked body is cut off once the limit is read, so an oversized upload is never spooled
+  whole to disk; one photo per request;
+* ``/admin/reload`` takes a token compared in constant time (``street2shop serve`` refuses
+  to listen beyond loopback without one: :func:`check_exposure`);
+* every answer carries ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy
+  (``frame-ancestors 'none'``; the page loads only its own script, style and photos);
+* an unexpected error answers a bare 500 and is logged; no stack trace reaches a client;
+* no file path is built from request input: photos are served by id from the engine's
+  table of the store's own paths, ``/static`` by Starlette's checked lookup.
+
 Versions switch without a restart: a reload builds a complete new engine off to the side and
 then replaces one reference, so each request runs entirely on the engine it started with and
 never sees a half-loaded mix. Endpoints are plain ``def`` functions: FastAPI runs them in its
@@ -18,21 +32,26 @@ uploads are embedded together by the engine's micro-batcher (``batch_max``, ``ba
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime,
 # and they refer to the `Engine` alias defined inside create_app.
+import hmac
+import ipaddress
+import logging
 import mimetypes
 import threading
 import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Header, HTTPException, Path as PathParam, Query, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi import Depends, FastAPI, File, Header, HTTPException, Path as PathParam, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from street2shop.crawler.validate import ImageLimits
+from street2shop.retrieval.evaluation import LocaliseParams
 from street2shop.service.engine import (
     DEFAULT_BATCH_MAX,
     DEFAULT_BATCH_WAIT_MS,
-    DEFAULT_INFERENCE_MODE,
     DEFAULT_STREAMS,
     NotReady,
     SearchEngine,
@@ -50,13 +69,31 @@ from street2shop.service.schemas import (
     StreetResponse,
     StreetStatus,
 )
+from street2shop.service.looks import looks_router
 from street2shop.service.outfits import outfits_router
 from street2shop.service.uploads import BadImage
 from street2shop.storage.promotions import index_to_serve
 from street2shop.storage.store import ArtifactStore
 
+log = logging.getLogger(__name__)
+
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_K = 100
+
+#: What a request body may hold beyond the photo itself: multipart boundaries and headers.
+MULTIPART_OVERHEAD = 64 * 1024
+#: Shortest admin token accepted when the service listens beyond loopback.
+MIN_TOKEN_LENGTH = 16
+
+#: The page's policy: its own script, style and photos (and the preview of the photo being
+#: uploaded, a blob: URL); never framed. /docs loads Swagger UI from a CDN, so it keeps
+#: only the framing rule.
+CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_CSP = "frame-ancestors 'none'"
+_DOCS_PATHS = ("/docs", "/redoc")
 
 #: How long reverse search waits for street photos still being embedded before answering 503.
 STREET_WAIT_S = 2.0
@@ -67,6 +104,106 @@ _BAD_UPLOAD = {
     415: {"model": ErrorDetail, "description": "not an image, or an image format that is not accepted"},
 }
 _NOT_FOUND = {404: {"model": ErrorDetail, "description": "no such item or image"}}
+
+def check_exposure(host: str, admin_token: str | None) -> None:
+    """Refuse (ValueError, saying why) to serve beyond loopback without an admin token:
+    anyone who can reach the port could otherwise make the service reload."""
+    if _is_loopback(host):
+        return
+    if not admin_token:
+        raise ValueError(
+            f"listening on {host} exposes POST /admin/reload beyond this machine: set an admin token "
+            "(--admin-token or STREET2SHOP_ADMIN_TOKEN), or listen on 127.0.0.1"
+        )
+    if len(admin_token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the admin token is {len(admin_token)} characters; at least {MIN_TOKEN_LENGTH} are needed off loopback")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over ``max_bytes``, without reading it all.
+
+    A ``Content-Length`` over the limit is answered at once (the body is never read); a
+    body without one (chunked) is counted as it arrives and cut off at the limit: the
+    endpoint's body parser gets an HTTP 413 instead of the rest.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.max_bytes
+            except ValueError:
+                too_large = False  # the HTTP server refuses a malformed length itself
+            if too_large:
+                response = JSONResponse({"detail": self._why(int(declared))}, status_code=413, headers={"Connection": "close"})
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, self._why(seen, at_least=True), headers={"Connection": "close"})
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _why(self, size: int, at_least: bool = False) -> str:
+        return f"request body of {'more than ' if at_least else ''}{size} bytes; at most {self.max_bytes} are accepted"
+
+
+class SecurityHeaders:
+    """ASGI middleware: ``nosniff``, a Content-Security-Policy and no framing on every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"].startswith(_DOCS_PATHS) else CSP
+        extra = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"content-security-policy", csp.encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def _one_photo(request: Request) -> None:
+    """400 for a form with more than one file (the form is parsed once; this reads it back)."""
+    form = await request.form()
+    files = sum(isinstance(value, StarletteUploadFile) for _, value in form.multi_items())
+    if files > 1:
+        raise HTTPException(400, f"one photo per request: the form holds {files} files")
+
 
 class _Served:
     """The engine being served, swapped atomically by ``/admin/reload``."""
@@ -97,7 +234,8 @@ def create_app(
     admin_token: str | None = None,
     torch_threads: int | None = None,
     street_in_background: bool = True,
-    inference_mode: str = DEFAULT_INFERENCE_MODE,
+    inference_mode: str | None = None,
+    localise: dict | None = None,
     batch_max: int = DEFAULT_BATCH_MAX,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     streams: int = DEFAULT_STREAMS,
@@ -110,7 +248,10 @@ def create_app(
         torch_threads: intra-op threads for inference (default: the CPUs this process may use).
         street_in_background: embed street photos for reverse search in a background thread
             (default) rather than before the app is returned.
-        inference_mode: the model's inference backend (a ``models/fast.py`` mode name).
+        inference_mode: the model's inference backend (a ``models/fast.py`` mode name);
+            default: the precision the evaluate stage chose for the served checkpoint.
+        localise: the query-side localisation (``LocaliseParams`` fields); default: the one
+            the evaluate stage scored the served checkpoint with.
         batch_max, batch_wait_ms: micro-batching of concurrent searches (``batch_max=1``: off);
             see :class:`~street2shop.service.batching.MicroBatcher`.
         streams: forward passes that may run at once (OpenVINO modes), each with its own
@@ -126,26 +267,42 @@ def create_app(
             limits=limits,
             street_in_background=street_in_background,
             inference_mode=inference_mode,
+            localise=LocaliseParams(**localise) if localise is not None else None,
             batch_max=batch_max,
             batch_wait_ms=batch_wait_ms,
             streams=streams,
         )
 
     served = _Served(load(index_version))
+    # ready means warm: the first passes run before /health says ok (searches meanwhile wait)
+    threading.Thread(target=served.engine.warm, name="warm", daemon=True).start()
     app = FastAPI(
         title="street2shop search",
         summary="A shopper's photo of a garment in, the shop's matching items out.",
         version="1",
     )
     app.state.served = served
+    upload_limit = served.engine.limits.max_bytes
+    app.add_middleware(BodyLimit, max_bytes=upload_limit + MULTIPART_OVERHEAD)
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # The trace goes to the log, never to the client.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error; it was logged"}, status_code=500)
 
     def engine() -> SearchEngine:
         return served.engine  # read once per request: a reload cannot change it mid-request
 
     Engine = Annotated[SearchEngine, Depends(engine)]
     app.include_router(outfits_router(store, engine))  # complete the look
+    app.include_router(looks_router(store, engine))  # shop the look
 
-    @app.post("/search", response_model=SearchResponse, summary="Find shop items in a photo", responses=_BAD_UPLOAD)
+    @app.post(
+        "/search", response_model=SearchResponse, summary="Find shop items in a photo", responses=_BAD_UPLOAD,
+        dependencies=[Depends(_one_photo)],
+    )
     def search_photo(
         engine: Engine,
         image: Annotated[UploadFile, File(description="the shopper's photo (JPEG, PNG or WebP)")],
@@ -232,6 +389,9 @@ def create_app(
     def health(engine: Engine) -> Health:
         v = engine.versions
         return Health(
+            status="ok" if engine.warmed.is_set() else "warming",
+            evaluated=engine.precision_figures,
+            localise=engine.localise.name,
             index=v.index,
             checkpoint=v.checkpoint,
             crawl=v.crawl,
@@ -251,14 +411,16 @@ def create_app(
         responses={403: {"model": ErrorDetail, "description": "wrong or missing admin token"}},
     )
     def reload(x_admin_token: Annotated[str | None, Header()] = None) -> ReloadResponse:
-        if admin_token is not None and x_admin_token != admin_token:
+        if admin_token and not hmac.compare_digest((x_admin_token or "").encode(), admin_token.encode()):
             raise HTTPException(403, "reload needs the X-Admin-Token header")
         # One reload at a time; searches keep running on the current engine meanwhile.
         with served.reload_lock:
             previous = served.engine.versions.index
             latest = index_to_serve(store)
             if latest.version != previous:
-                old, served.engine = served.engine, load(latest.version)
+                fresh = load(latest.version)
+                fresh.warm()  # the old engine serves until the new one is warm
+                old, served.engine = served.engine, fresh
                 # Requests already holding the old engine still finish: its batcher drains
                 # its queue, and any later call on it embeds without batching.
                 old.close()
@@ -272,4 +434,4 @@ def create_app(
 
     return app
 
-__all__ = ["create_app"]
+__all__ = ["BodyLimit", "SecurityHeaders", "check_exposure", "create_app"]

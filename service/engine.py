@@ -45,6 +45,7 @@ from street2shop.service.batching import MicroBatcher
 from street2shop.service.uploads import decode_upload
 from street2shop.storage import names as N
 from street2shop.storage.promotions import serving_of
+from street2shop.storage.images import open_image
 from street2shop.storage.schemas import vectors_matrix
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 
@@ -105,18 +106,23 @@ class SearchEngine:
         *,
         limits: ImageLimits | None = None,
         street_in_background: bool = True,
-        inference_mode: str = DEFAULT_INFERENCE_MODE,
+        inference_mode: str | None = None,
         batch_max: int = DEFAULT_BATCH_MAX,
         batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
         streams: int = DEFAULT_STREAMS,
+        localise: LocaliseParams | None = None,
     ) -> None:
         """Load ``index_ref`` with its checkpoint and crawl.
 
         Args:
             inference_mode: how the checkpoint runs (a mode of ``models/fast.py``; eager is
-                the fallback when its backend is missing).
+                the fallback when its backend is missing). Default: the precision the
+                evaluate stage chose and scored for it (``serving.json``), else OpenVINO fp32.
             batch_max: most photos embedded in one forward pass; 1 turns micro-batching off.
             batch_wait_ms: how long an idle model waits for more photos before a pass.
+            localise: the query-side localisation; default: the one the evaluate stage scored
+                this model with (``serving.json``), so /search runs what was evaluated (an
+                override is for measuring the accuracy/latency trade, ``bench/serve.py``).
             streams: forward passes that may run at once, each on a share of the threads
                 (OpenVINO modes; others run one at a time). With batching on, one batching
                 thread per stream.
@@ -151,19 +157,24 @@ class SearchEngine:
         # (bench/embed.py); eager stays the fallback where the backend's library is missing.
         if streams > torch.get_num_threads():
             log.warning("%d streams asked for, but only %d threads: using %d", streams, torch.get_num_threads(), torch.get_num_threads())
+        # How street photos are searched and in which precision the model runs: what the
+        # evaluate stage scored this model with (serving.json beside the served checkpoint),
+        # so /search runs exactly what was evaluated; defaults for checkpoints from elsewhere.
+        self.serving = serving_of(store, inputs["checkpoint"])
+        mode = inference_mode or self.serving.get("inference_mode", DEFAULT_INFERENCE_MODE)
+        embedder = load_embedder(store.file(inputs["checkpoint"], N.CHECKPOINT_FILE))
         self.model: Embedder = optimize_for_inference(
-            load_embedder(store.file(inputs["checkpoint"], N.CHECKPOINT_FILE)),
-            inference_mode,
+            embedder,
+            mode,
             fallback="eager",
             streams=min(streams, torch.get_num_threads()),
+            calibration=self._calibration(store, images_ref, embedder) if "int8" in mode else None,
         )
         self.inference_mode = getattr(self.model, "mode", "eager")
         self.streams = getattr(self.model, "streams", 1)  # what the backend really runs
-        # How street photos are searched: the localisation the evaluate stage scored this
-        # model with (serving.json beside the served checkpoint), so /search runs exactly
-        # what was evaluated; none for checkpoints from elsewhere.
-        self.serving = serving_of(store, inputs["checkpoint"])
-        self.localise = LocaliseParams(**self.serving.get("localise", {}))
+        #: the served precision's figures from the evaluate stage (empty when none were scored)
+        self.precision_figures: dict = self.serving.get("precisions", {}).get(self.inference_mode, {})
+        self.localise = localise or LocaliseParams(**self.serving.get("localise", {}))
         self._localiser = None if self.localise.name == "none" else create_localiser(self.localise.name, **self.localise.options)
         self.crop_scoring = getattr(self._localiser, "scoring", "max")
         # As many forward passes at a time as the model has streams (one for eager: it
@@ -203,6 +214,8 @@ class SearchEngine:
             row["image_id"]: row["item_id"] for row in images.to_pylist() if row["role"] == "street"
         }
 
+        #: set once :meth:`warm` has run the query path (the service is ``warming`` until then)
+        self.warmed = threading.Event()
         self._gallery_matrix: np.ndarray | None = None
         known = _vectors_of(store, inputs.get("embeddings"))
         self.shop_vectors = {img: known[img] for img in self.row_image if img in known}
@@ -214,6 +227,33 @@ class SearchEngine:
             threading.Thread(target=self._embed_street, name="embed-street", daemon=True).start()
         else:
             self._embed_street()
+
+    def _calibration(self, store: ArtifactStore, images_ref: ArtifactRef, model: Embedder) -> torch.Tensor:
+        """The evaluate stage's calibration photos (training split), preprocessed: a
+        quantised precision calibrated on them is the one that was scored."""
+        wanted = self.serving.get("calibration") or []
+        if not wanted:
+            raise ArtifactNotFound("a quantised precision needs the evaluate stage's calibration photos (serving.json has none)")
+        table = store.read_table(images_ref, columns=["image_id", "path"])
+        path_of = dict(zip(table.column("image_id").to_pylist(), table.column("path").to_pylist()))
+        missing = [i for i in wanted if i not in path_of]
+        if missing:
+            raise ArtifactNotFound(f"{len(missing)} calibration photo(s) are not in {images_ref}, e.g. {missing[0]}")
+        paths = store.blobs.resolve_many([path_of[i] for i in wanted])
+        return torch.stack([model.preprocess(open_image(p)) for p in paths])
+
+    def warm(self) -> None:
+        """Run the query path once at each batch size a search can use (a first OpenVINO
+        inference compiles kernels for its shape: the first /search once took 17 s), then
+        mark the engine warm. The service says ``warming`` until this returns."""
+        try:
+            blank = Image.new("RGB", (self.model.preprocess.image_size,) * 2, (127, 127, 127))
+            for _ in range(2):  # the first pass compiles, the second runs as every later one
+                self.search_vector(self.embed(blank), 1)
+            size = self.model.preprocess.image_size
+            self._embed_pixels([torch.zeros(2 * len(self.embed(blank)), 3, size, size)])  # a micro-batch of two searches
+        finally:
+            self.warmed.set()
 
     # ------------------------------------------------------------------ search
 

@@ -60,13 +60,18 @@ class StreetStatus(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = "ok"
+    status: str = Field(default="ok", description="ok, or warming while the model runs its first passes (searches then wait)")
     index: str = Field(description="index_ids version served")
     checkpoint: str = Field(description="checkpoint version the index was built with")
     crawl: str = Field(description="crawl version indexed")
     factory: str = Field(description="faiss factory string of the index")
     inference_mode: str = Field(description="the model's inference backend actually serving (eager if the asked one is missing)")
     streams: int = Field(description="forward passes that may run at once")
+    evaluated: dict[str, float] = Field(
+        default_factory=dict,
+        description="the evaluate stage's figures of the served precision (top-1/top-20/mAP on the shop split and each benchmark, images/s)",
+    )
+    localise: str = Field(default="none", description="the query-side localisation served, as evaluated")
     vectors: int
     items: int
     categories: list[str]

@@ -11,13 +11,14 @@ from __future__ import annotations
 CRAWL = "crawl"
 NOISE = "noise"
 DEDUP = "dedup"
+VIEWS = "views"  # cached descriptors of training views (recipe "head")
 TRAIN = "train"
 MINE = "mine"
 EVALUATE = "evaluate"
 INDEX = "index"
 
 #: The pipeline's stages in the order they run (``street2shop run --stage``, ``status``).
-STAGE_ORDER: tuple[str, ...] = (CRAWL, NOISE, DEDUP, TRAIN, MINE, EVALUATE, INDEX)
+STAGE_ORDER: tuple[str, ...] = (CRAWL, NOISE, DEDUP, VIEWS, TRAIN, MINE, EVALUATE, INDEX)
 
 #: The crawl's alternative: a labelled dataset (publishes the same ``items`` and ``images``).
 SOURCE = "source"
@@ -28,8 +29,11 @@ FEATURES = "features"
 OUTFIT_TRAIN = "outfit_train"
 OUTFIT_EVALUATE = "outfit_evaluate"
 POLYVORE = "polyvore"
+#: Shop the look: lookbook posts and the items linked to them, in one space.
+LOOKS_TRAIN = "looks_train"
+LOOKS_EVALUATE = "looks_evaluate"
 #: Stages that run when the config asks for them (``street2shop run --stage``).
-OPTIONAL_STAGES: tuple[str, ...] = (FEATURES, OUTFIT_TRAIN, OUTFIT_EVALUATE)
+OPTIONAL_STAGES: tuple[str, ...] = (FEATURES, OUTFIT_TRAIN, OUTFIT_EVALUATE, LOOKS_TRAIN, LOOKS_EVALUATE)
 
 #: Stages outside the pipeline that publish into the same store.
 CATALOG = "catalog"  # an imported product feed (``street2shop index --catalog``)
@@ -58,6 +62,11 @@ OUTFIT_SPLITS = "outfit_splits"  # of outfit_train (and polyvore: the data set's
 OUTFIT_MODEL = "outfit_model"  # of outfit_train: the compatibility models (OUTFIT_MODEL_FILE)
 OUTFIT_QUESTIONS = "outfit_questions"  # of outfit_evaluate (and polyvore): compatibility and FITB questions
 OUTFIT_METRICS = "outfit_metrics"  # of outfit_evaluate
+SNAPS = "snaps"  # of the crawl: lookbook posts (snap_id, photo, style, tags)
+SNAP_ITEMS = "snap_items"  # of the crawl: the items each post links
+LOOKS_MODEL = "looks_model"  # of looks_train: the CGD heads (LOOKS_MODEL_FILE)
+LOOKS_SPLITS = "looks_splits"  # of looks_train: snap_id, split
+LOOKS_METRICS = "looks_metrics"  # of looks_evaluate
 
 # ---- files inside a version folder -----------------------------------------------------
 CHECKPOINT_FILE = "model.pt"  # of train/checkpoint (and import/checkpoint)
@@ -66,6 +75,8 @@ REPORT_FILE = "report.html"  # of evaluate/metrics
 SERVING_FILE = "serving.json"  # of evaluate/checkpoint: which model is served, how queries are localised
 OUTFIT_MODEL_FILE = "outfits.pt"  # of outfit_train/outfit_model
 OUTFIT_REPORT_FILE = "outfits.html"  # of outfit_evaluate/outfit_metrics
+LOOKS_MODEL_FILE = "looks.pt"  # of looks_train/looks_model
+LOOKS_REPORT_FILE = "looks.html"  # of looks_evaluate/looks_metrics
 
 # ---- folders of the store's home beside artifacts/ -------------------------------------
 PROMOTIONS_DIR = "promotions"  # the append-only promotion log

@@ -15,7 +15,7 @@ from street2shop.storage.store import ArtifactStore, Manifest
 KEY_FIGURES = (
     "items", "images", "rejected", "roc_auc", "kept", "merge_precision", "merge_recall", "groups",
     "round", "epochs", "last_loss", "triplets", "trained_top1", "trained_top20", "queries",
-    "served", "served_top1", "served_top20", "factory", "vectors", "recall@20_vs_exact",
+    "served", "served_precision", "served_top1", "served_top20", "factory", "vectors", "recall@20_vs_exact",
 )  # fmt: skip
 #: ... and per benchmark (``<benchmark>:<figure>``) these
 KEY_BENCHMARK_FIGURES = ("served_top1", "served_top20", "trained_top20", "pretrained_top20")

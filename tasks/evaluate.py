@@ -28,10 +28,13 @@ from street2shop.models.embedder import load_embedder, save_checkpoint
 from street2shop.retrieval.evaluation import (
     TRAINED,
     EvaluateParams,
+    calibration_pixels,
+    calibration_sample,
     candidate_models,
     evaluate_models,
     evaluated_vectors,
     feature_functions,
+    score_precisions,
 )
 from street2shop.retrieval.report import build_report_data, render_report
 from street2shop.sources.labelled import annotated_from_csvs, read_labelled_csv
@@ -42,7 +45,7 @@ from street2shop.tasks.data import DataRefs, load_annotated
 from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 
 STAGE = EVALUATE
-CODE_VERSION = "3"  # 3: benchmarks, localisation, the served model
+CODE_VERSION = "3"  # 3: benchmarks, localisation, the served model (and its precision)
 OUTPUTS = (METRICS, CHECKPOINT, EMBEDDINGS)
 
 
@@ -71,7 +74,18 @@ def run_evaluate(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, 
         }
         models = candidate_models(load_embedder(store.file(checkpoint, CHECKPOINT_FILE)), params)
         result = evaluate_models(annotated, feature_functions(models, params, LOADER_WORKERS), params, benchmarks)
-        metrics = pa.Table.from_pylist(result.rows)
+        # which precision of the served model the service runs (each scored like the rest)
+        choice, calibration = (
+            _choose_precision(models[result.served], annotated, benchmarks, result.figures, params)
+            if params.precisions else (None, [])
+        )  # fmt: skip
+        if choice is not None and choice.mode != params.inference_mode:
+            # "served" is what the service runs: the chosen precision's figures
+            for key, value in choice.figures[choice.mode].items():
+                prefix, _, name = key.rpartition(":")
+                if name in ("top1", "top20", "map"):
+                    result.figures[f"{prefix + ':' if prefix else ''}served_{name}"] = value
+        metrics = pa.Table.from_pylist(result.rows + (choice.rows if choice else []))
         writers[METRICS].write_table(metrics)
         writers[METRICS].metrics.update(result.figures)
         if params.report:
@@ -85,17 +99,42 @@ def run_evaluate(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, 
         else:
             save_checkpoint(served.path(CHECKPOINT_FILE), models[result.served])
         serving = {"model": result.served, "localise": params.localise.model_dump(mode="json"), "trained_checkpoint": str(checkpoint)}
+        served_figures = {k: v for k, v in result.figures.items() if k.startswith("served") or k.endswith(":served_top20")}
+        if choice is not None:
+            precision_figures = {f"precision:{mode}:{k}": v for mode, fig in choice.figures.items() for k, v in fig.items()}
+            writers[METRICS].metrics.update({**precision_figures, "served_precision": choice.mode})
+            serving |= {
+                "inference_mode": choice.mode,
+                "precisions": choice.figures,
+                "precisions_skipped": choice.skipped,
+                # the photos a quantised precision was calibrated on: the service rebuilds
+                # the same calibration from them, so it runs the model that was scored
+                "calibration": calibration,
+            }
+            served_figures["served_precision"] = choice.mode
         served.path(SERVING_FILE).write_text(json.dumps(serving, indent=2) + "\n")
-        served.metrics.update({k: v for k, v in result.figures.items() if k.startswith("served") or k.endswith(":served_top20")})
+        served.metrics.update(served_figures)
 
-        ids, matrix = evaluated_vectors(annotated, params.split, result.vectors[result.served])
+        # the index holds the served precision's vectors of the shop photos
+        vectors = choice.vectors.get(choice.mode, result.vectors[result.served]) if choice else result.vectors[result.served]
+        ids, matrix = evaluated_vectors(annotated, params.split, vectors)
         table = vectors_table(ids, matrix)
         writers[EMBEDDINGS].write_table(table, table.schema)
-        writers[EMBEDDINGS].metrics.update({"dim": int(matrix.shape[1]), "vectors": len(ids), "served": result.served})
+        writers[EMBEDDINGS].metrics.update({"dim": int(matrix.shape[1]), "vectors": len(ids), "served": result.served,
+                                            "precision": choice.mode if choice else params.inference_mode})
 
     inputs = {**data.as_inputs(), "checkpoint": checkpoint}
     version_params = {**params.model_dump(mode="json"), "benchmarks_sha256": fingerprints}
     return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs=inputs, params=version_params)
+
+
+def _choose_precision(model, annotated: pa.Table, benchmarks: dict, figures: dict, params: EvaluateParams):
+    """Score the served model in each configured precision; the chosen one and the image ids
+    of its calibration photos (training split only)."""
+    sample = calibration_sample(annotated, params.calibration_photos)
+    pixels = calibration_pixels(model, sample.column("path").to_pylist())
+    choice = score_precisions(model, annotated, params, benchmarks, figures, pixels, LOADER_WORKERS)
+    return choice, sample.column("image_id").to_pylist()
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)

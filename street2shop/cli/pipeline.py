@@ -2,16 +2,15 @@
 
 Both stop cleanly on SIGTERM or SIGINT (``kill``, ``timeout``, Ctrl-C, a container stop):
 the signal becomes an exception that unwinds the command, so the Prefect runs are marked
-crashed, the demo shop's server closes, nothing half-written becomes visible, and Prefect's
-temporary API server (a ``uvicorn`` subprocess it starts when no server is configured, and
-stops only from ``atexit``) is stopped rather than left running as an orphan. Re-running the
-same command resumes.
+crashed, the demo shop's server closes, nothing half-written becomes visible, and the process
+exits normally, which is what stops Prefect's temporary API server (a ``uvicorn`` subprocess
+it starts when no server is configured, stopped only from ``atexit``): dying of the signal,
+as before, left it running as an orphan. Re-running the same command resumes.
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,7 +70,8 @@ def _stops_cleanly() -> Iterator[None]:
     try:
         yield
     except _Stopped as exc:
-        _stop_temporary_prefect_server()
+        # Exiting normally (not dying of the signal) is what stops Prefect's temporary API
+        # server: its atexit hook runs, after Prefect's log and event workers have drained.
         console.print(
             f"stopped by {signal.Signals(exc.signum).name}: runs marked crashed, nothing half-written is "
             "published; run the same command again to resume", highlight=False,
@@ -82,22 +82,12 @@ def _stops_cleanly() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _stop_temporary_prefect_server() -> None:
-    """Stop the ephemeral Prefect API server this process started, if any, now: its own
-    ``atexit`` hook is all Prefect has, and a second signal could end the process first."""
-    server_module = sys.modules.get("prefect.server.api.server")
-    if server_module is None:
-        return
-    for server in list(server_module.SubprocessASGIServer._instances.values()):
-        server.stop()
-
-
 def demo(
     home: Optional[Path] = typer.Option(None, help="artifact store root (default: $STREET2SHOP_HOME or ./.street2shop)"),
     products: int = typer.Option(300, help="products in the generated demo shop"),
     garments: str = typer.Option("real", help="'real' (bundled CC0 photos) or 'procedural'"),
     backbone: str = typer.Option("efficientnet_lite0", help="backbone by name ('tiny' for a quick smoke run)"),
-    epochs: int = typer.Option(2),
+    epochs: Optional[int] = typer.Option(None, help="training epochs (default: the demo's, 10 of 50 steps)"),
     rounds: int = typer.Option(1, help="offline re-mining rounds"),
     seed: int = typer.Option(0),
     benchmark: Optional[Path] = typer.Option(
@@ -130,7 +120,8 @@ def _demo(
                 "no real-photo benchmark found (looked in " + ", ".join(str(p) for p in looked)
                 + "): the evaluate stage scores the generated demo shop only, which says how hard the generated task is"
             )
-    size = DemoSize(products=products, garments=garments, backbone=backbone, epochs=epochs, rounds=rounds, seed=seed, benchmark=found)
+    size = DemoSize(products=products, garments=garments, backbone=backbone, rounds=rounds, seed=seed, benchmark=found,
+                    **({"epochs": epochs} if epochs is not None else {}))
     if backbone == "tiny":
         size = size.model_copy(update={"train_image_size": 64})
     with serving_demo_shop(home, size) as (shop_dir, url):
@@ -173,18 +164,22 @@ def _run(config: Path, stage: str | None, home: Path | str) -> None:
         "noise": lambda: s.noise_filter_flow(h, cfg.labels_path, cfg.noise),
         "dedup": lambda: s.dedup_flow(h, cfg.dedup, truth_items_csv=cfg.truth_items_csv),
         "train": lambda: s.train_flow(h, cfg.train),
-        "mine": lambda: s.mine_flow(h, cfg.mine),
+        "views": lambda: s.views_flow(h, cfg.views),
+        "mine": lambda: s.mine_flow(h, cfg.mine, train=cfg.train),
         "evaluate": lambda: s.evaluate_flow(h, cfg.evaluate),
         "index": lambda: s.build_index_flow(h, cfg.index),
         **_outfit_runners(h, cfg),
+        **_looks_runners(h, cfg),
     }
     if stage not in runners:
-        raise typer.BadParameter(f"stage {stage!r} needs an outfits: section in {config}", param_hint="--stage")
+        section = "a looks:" if stage.startswith("looks") else "an outfits:"
+        raise typer.BadParameter(f"stage {stage!r} needs {section} section in {config}", param_hint="--stage")
     with ArtifactStore(home).lock():  # not beside a pipeline run on the same store
         result = runners[stage]()
     console.print(f"{stage}: version {result.version} ({'reused' if result.skipped else 'new'})")
     for key, value in sorted(result.metrics.items()):
         console.print(f"  {key}: {value}")
+
 
 def _outfit_runners(h: str, cfg) -> dict:
     """The outfit stages, when the config has an ``outfits:`` section."""
@@ -196,4 +191,16 @@ def _outfit_runners(h: str, cfg) -> dict:
         "features": lambda: o.features_flow(h, cfg.outfits.features),
         "outfit_train": lambda: o.outfit_train_flow(h, cfg.outfits),
         "outfit_evaluate": lambda: o.outfit_evaluate_flow(h, cfg.outfits),
+    }
+
+
+def _looks_runners(h: str, cfg) -> dict:
+    """The shop-the-look stages, when the config has a ``looks:`` section."""
+    if cfg.looks is None:
+        return {}
+    from street2shop.flows import looks as lk
+
+    return {
+        "looks_train": lambda: lk.looks_train_flow(h, cfg.looks),
+        "looks_evaluate": lambda: lk.looks_evaluate_flow(h, cfg.looks),
     }

@@ -11,7 +11,7 @@ from street2shop.storage.store import ArtifactStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
-ALL = ["crawl", "noise", "dedup", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+ALL = ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_first_run_publishes_every_stage(demo) -> None:
 def test_sql_answers_from_the_artifacts(demo) -> None:
     home, _, _ = demo
     rows = query(ArtifactStore(home), "select stage, count(*) as n from versions group by stage order by stage").to_pylist()
-    assert {r["stage"] for r in rows} == {"crawl", "noise", "dedup", "train", "mine", "evaluate", "index"}
+    assert {r["stage"] for r in rows} == {"crawl", "noise", "dedup", "views", "train", "mine", "evaluate", "index"}
     n_items = query(ArtifactStore(home), "select count(*) as n from latest_items").to_pylist()[0]["n"]
     assert n_items >= TINY.products
 

@@ -24,7 +24,7 @@ from street2shop.storage.store import MANIFEST, ArtifactRef, ArtifactStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
-ALL = ["crawl", "noise", "dedup", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+ALL = ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
 CRAWL_KILLED_AFTER = 20  # images
 
 
@@ -115,7 +115,7 @@ def test_failed_training_round_reruns_from_that_round(demo, monkeypatch) -> None
     again = pipeline(str(demo.home), cfg)
     assert again.ran == ["train[1]", "evaluate", "index"]
     before, after = versions(demo.first), versions(again)
-    assert all(after[s] == before[s] for s in ["crawl", "noise", "dedup", "train[0]"])
+    assert all(after[s] == before[s] for s in ["crawl", "noise", "dedup", "views", "train[0]"])
     assert after["mine[1]"] != before["mine[1]"]  # published by the failed run, reused now
     assert len(demo.store.manifests("train", "checkpoint")) == trains_before // 2 + 1
     assert_only_complete_versions(demo.store)

@@ -91,6 +91,20 @@ def test_preprocess_pads_with_the_mean_and_keeps_aspect_ratio():
     assert squash.min() == pytest.approx(1.0)
 
 
+def test_preprocess_centre_crops_the_long_side_and_checkpoints_keep_the_policy(tmp_path):
+    from street2shop.models.embedder import load_embedder, pretrained_features, save_checkpoint
+
+    preprocess = Preprocess(image_size=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="centre")
+    tall = Image.new("RGB", (8, 16), (0, 0, 0))
+    tall.paste((255, 255, 255), (0, 4, 8, 12))  # white in the middle half, black top and bottom
+    x = preprocess(tall)
+    assert x.shape == (3, 8, 8) and x.min() == pytest.approx(1.0)  # only the white middle is kept: no padding
+    model = pretrained_features("tiny", image_size=16, pretrained=False, resize="centre")
+    assert model.preprocess.resize == "centre"
+    again = load_embedder(save_checkpoint(tmp_path / "m.pt", model))
+    assert again.preprocess == model.preprocess
+
+
 @pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 def test_to_tensor_equals_torchvision_bit_for_bit(mean, std):
     from torchvision.transforms import functional as TF

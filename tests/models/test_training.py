@@ -11,7 +11,7 @@ from street2shop.models.embedder import load_embedder, read_checkpoint
 from street2shop.models.training import TrainParams, train_embedder
 from street2shop.storage.schemas import TRAIN_LOG, TRIPLETS
 
-TINY = dict(backbone="tiny", pretrained=False, dim=16, batch_p=4, batch_k=4, num_workers=0, augment=False)
+TINY = dict(recipe="fine_tune", backbone="tiny", pretrained=False, dim=16, batch_p=4, batch_k=4, num_workers=0, augment=False)
 
 
 def mean_loss(log: pa.Table, epoch: int) -> float:

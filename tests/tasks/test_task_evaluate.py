@@ -87,3 +87,62 @@ def test_a_benchmark_is_scored_beside_the_shop_and_versioned_by_its_content(tmp_
     missing = params.model_copy(update={"benchmarks": [bench.model_copy(update={"gallery": str(tmp_path_factory.mktemp("x") / "none.csv")})]})
     with pytest.raises(DataError, match="CSV not found"):
         run_evaluate(store, data, checkpoint, missing)
+
+
+def test_each_precision_is_scored_and_the_fastest_within_tolerance_is_served(tmp_path_factory, tiny_checkpoint, photo_set):
+    """fp32 and int8 (calibrated on training photos) of the served model through the one
+    evaluation path, on the shop split and the benchmark; serving.json names the chosen one
+    with its calibration photos, and the engine built on that checkpoint runs it."""
+    import json
+
+    pytest.importorskip("openvino")
+    from isolated import in_child, run_in_child
+
+    if not in_child():
+        return run_in_child(f"{__file__}::test_each_precision_is_scored_and_the_fastest_within_tolerance_is_served")
+    from street2shop.retrieval.evaluation import Benchmark
+    from street2shop.storage.names import SERVING_FILE
+
+    store, data, checkpoint = publish_shop(tmp_path_factory.mktemp("home"), tiny_checkpoint)
+    bench = Benchmark(name="real", gallery=str(photo_set["gallery"]), queries=str(photo_set["queries"]))
+    params = EvaluateParams.model_construct(**{
+        **EvaluateParams(baselines=[], expansions=[], report=False, benchmarks=[bench], calibration_photos=8,
+                         precision_tolerance=1.0).__dict__,  # any int8 accuracy passes: the faster one must win
+        "precisions": ["openvino_int8", "no_such_mode_is_skipped"],
+    })
+    with pytest.raises(ValueError, match="no_such_mode_is_skipped"):
+        EvaluateParams.model_validate(params.model_dump())  # an unknown mode fails in the config
+    params = params.model_copy(update={"precisions": ["openvino_int8"]})
+    result = run_evaluate(store, data, checkpoint, params)
+    figures = store.manifest(result["metrics"]).metrics
+    for mode in ("openvino", "openvino_int8"):
+        assert figures[f"precision:{mode}:images_per_s"] > 0
+        assert 0 <= figures[f"precision:{mode}:real:top20"] <= 1 and 0 <= figures[f"precision:{mode}:top20"] <= 1
+    # "served" figures are the served precision's
+    assert figures["real:served_top20"] == figures[f"precision:{figures['served_precision']}:real:top20"]
+    faster = max(("openvino", "openvino_int8"), key=lambda m: figures[f"precision:{m}:images_per_s"])
+    assert figures["served_precision"] == faster
+    rows = store.read_table(result["metrics"]).to_pylist()
+    assert {("real", "served@openvino_int8"), ("shop", "served@openvino_int8")} <= {(r["benchmark"], r["model"]) for r in rows}
+    serving = json.loads(store.file(result["checkpoint"], SERVING_FILE).read_text())
+    assert serving["inference_mode"] == faster and len(serving["calibration"]) == 8
+    from street2shop.tasks.data import load_annotated
+
+    annotated = load_annotated(store, data).to_pylist()
+    queries = {r["image_id"] for r in annotated if r["role"] == "street"}
+    assert not set(serving["calibration"]) & queries  # never a query (this store has no train split)
+
+
+def test_the_served_precision_is_the_fastest_within_tolerance_of_the_reference():
+    from street2shop.retrieval.evaluation import choose_precision
+
+    figures = {
+        "openvino": {"images_per_s": 100.0, "real:top20": 0.70},
+        "openvino_bf16": {"images_per_s": 150.0, "real:top20": 0.695},
+        "openvino_int8": {"images_per_s": 200.0, "real:top20": 0.68},
+    }
+    assert choose_precision(figures, "openvino", "real:top20", 0.01) == "openvino_bf16"
+    assert choose_precision(figures, "openvino", "real:top20", 0.05) == "openvino_int8"
+    assert choose_precision(figures, "openvino", "real:top20", 0.0) == "openvino"
+    # a faster reference stays served whatever the others score
+    assert choose_precision({**figures, "openvino": {"images_per_s": 300.0, "real:top20": 0.1}}, "openvino", "real:top20", 0.0) == "openvino"
