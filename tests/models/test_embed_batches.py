@@ -38,6 +38,10 @@ def test_a_failing_item_raises_in_the_caller() -> None:
 
 
 def test_threads_and_worker_processes_give_the_same_vectors(synthetic_images, tmp_path) -> None:
+    from isolated import in_child, run_in_child
+
+    if not in_child():  # a forked DataLoader worker of a long test session that ran OpenVINO died at start-up
+        return run_in_child(f"{__file__}::test_threads_and_worker_processes_give_the_same_vectors")
     torch.manual_seed(0)
     model = build_embedder(backbone="tiny", dim=8, pretrained=False, image_size=32).eval()
     paths = synthetic_images.column("path").to_pylist()

@@ -31,9 +31,11 @@ def test_upload_shows_a_results_grid_and_an_items_reverse_search(chromium, live_
     page.wait_for_selector("#category option[value='tops']", state="attached")
     page.set_input_files("#file", str(query))
     page.wait_for_selector("#results .card img")
-    page.wait_for_function(
-        "[...document.querySelectorAll('#results .card img')].every(i => i.complete && i.naturalWidth > 0)"
-    )
+    # every photo decoded (polled: the page's CSP forbids wait_for_function's string eval)
+    for _ in range(200):
+        if page.eval_on_selector_all("#results .card img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"):
+            break
+        page.wait_for_timeout(50)
     cards = page.locator("#results .card")
     assert cards.count() == 6  # every item of the tiny catalogue, k=20 by default
     assert cards.nth(0).inner_text().splitlines()[:2] == ["#1 1.000", "blue top p2"]
