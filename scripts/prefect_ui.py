@@ -64,6 +64,9 @@ def summary(api: str) -> dict:
         "artifacts": sorted(a["key"] for a in artifacts if a.get("key")),
         "pipeline_run": next((r["id"] for name, r in named if name == "street2shop"), None),
         "evaluate_run": next((r["id"] for name, r in named if name == "evaluate"), None),
+        # the newest evaluate figures artifact: its own page renders the markdown table
+        "evaluate_artifact": next((a["id"] for a in sorted(artifacts, key=lambda a: a.get("created") or "", reverse=True)
+                                   if a.get("key") == "evaluate-figures"), None),
     }
 
 
@@ -75,7 +78,7 @@ def screenshots(ui: str, found: dict, out: Path) -> list[str]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        pages = {"prefect-run-graph.png": f"{ui}/runs/flow-run/{found['pipeline_run']}", "prefect-evaluate-figures.png": f"{ui}/artifacts/key/evaluate-figures"}
+        pages = {"prefect-run-graph.png": f"{ui}/runs/flow-run/{found['pipeline_run']}", "prefect-evaluate-figures.png": f"{ui}/artifacts/artifact/{found['evaluate_artifact']}"}
         for name, url in pages.items():
             page.goto(url, wait_until="networkidle")
             time.sleep(3)  # the graph lays itself out after the data arrives

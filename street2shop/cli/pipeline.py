@@ -124,6 +124,8 @@ def _demo(
                     **({"epochs": epochs} if epochs is not None else {}))
     if backbone == "tiny":
         size = size.model_copy(update={"train_image_size": 64})
+    if products < 2 * size.batch_p:  # a small shop has fewer training items than a P x K batch needs
+        size = size.model_copy(update={"batch_p": max(4, products // 2)})
     with serving_demo_shop(home, size) as (shop_dir, url):
         console.print(f"demo shop [bold]{shop_dir}[/] served at {url}")
         cfg = demo_config(shop_dir, url, size)
