@@ -47,6 +47,7 @@ from torch import nn
 from torchvision.ops import generalized_box_iou_loss
 
 from street2shop.registry import Registry
+from street2shop.retrieval.ranking import combine_crop_scores, parse_crop_scoring
 
 #: (x0, y0, x1, y1) as fractions of the photo's width and height; may reach past the edges.
 Box = tuple[float, float, float, float]
@@ -102,34 +103,10 @@ def create_localiser(name: str, **params) -> Localiser:
 
 
 # ----------------------------------------------------------------------------- scoring
-def parse_scoring(scoring: str) -> int | None:
-    """``"max"`` -> 1, ``"topK"`` -> K, ``"mean"`` -> None (all); anything else raises."""
-    if scoring == "max":
-        return 1
-    if scoring == "mean":
-        return None
-    if scoring.startswith("top") and scoring[3:].isdigit() and int(scoring[3:]) >= 1:
-        return int(scoring[3:])
-    raise ValueError(f"unknown scoring {scoring!r}; use 'max', 'mean' or 'topK' (e.g. 'top2')")
-
-
-def combine_scores(scores: np.ndarray, scoring: str = "max") -> np.ndarray:
-    """Crop x gallery similarities ``(n_crops, n_gallery)`` -> one score per gallery photo.
-
-    A stack ``(n_queries, n_crops, n_gallery)`` combines each query's crops alike. ``topK``
-    with K at least the number of crops is the mean.
-    """
-    scores = np.asarray(scores)
-    if scores.ndim not in (2, 3) or scores.shape[-2] == 0:
-        raise ValueError(f"scores must be (n_crops, n_gallery) or (n_q, n_crops, n_gallery), got {scores.shape}")
-    k = parse_scoring(scoring)
-    axis = scores.ndim - 2
-    if k == 1:
-        return scores.max(axis=axis)
-    if k is None or k >= scores.shape[axis]:
-        return scores.mean(axis=axis)
-    best = -np.partition(-scores, k - 1, axis=axis)
-    return np.take(best, np.arange(k), axis=axis).mean(axis=axis)
+# How a gallery photo's crop scores combine is the ranking's rule (retrieval/ranking.py), named
+# here too because a localiser says which one its crops want.
+parse_scoring = parse_crop_scoring
+combine_scores = combine_crop_scores
 
 
 # ------------------------------------------------------------------------------- boxes
