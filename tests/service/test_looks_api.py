@@ -10,22 +10,15 @@ import time
 
 import numpy as np
 import pytest
+from crawled_testing import crawled_shop
 from fastapi.testclient import TestClient
 from PIL import Image
 from service_testing import publish_index
-
-from street2shop.cleaning.dedup import DedupParams
-from street2shop.crawler.core import CrawlParams
 from street2shop.models.features import FeatureParams
 from street2shop.models.looks import LooksTrainParams
 from street2shop.service.app import create_app
 from street2shop.service.look_engine import LookEngine, find_looks_model
-from street2shop.shop.generator import ShopParams, generate_shop
-from street2shop.shop.server import ShopServer
 from street2shop.storage import names as N
-from street2shop.storage.store import ArtifactStore
-from street2shop.tasks.crawl import run_crawl
-from street2shop.tasks.dedup import run_dedup
 from street2shop.tasks.features import run_features
 from street2shop.tasks.looks import LooksConfig, LooksRefs, run_looks_train
 
@@ -35,12 +28,7 @@ CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=
 @pytest.fixture(scope="module")
 def looks_home(tmp_path_factory):
     root = tmp_path_factory.mktemp("looks-api")
-    shop = generate_shop(root / "shop", ShopParams(seed=1, n_products=30, garments="real", image_size=48,
-                                                   reviews_per_item=(0, 1)), workers=1)
-    store = ArtifactStore(root / "home")
-    with ShopServer(shop) as server:
-        crawl = run_crawl(store, CrawlParams(base_url=server.url, progress=False, rate_limit_rps=None))
-    dedup = run_dedup(store, crawl["items"], crawl["images"], DedupParams(methods=["hash"]))
+    store, crawl, dedup = crawled_shop(root, 30)
     items = run_features(store, crawl["images"], CFG.features)
     snaps = run_features(store, crawl[N.SNAPS], CFG.features)
     refs = LooksRefs(items=crawl["items"], images=crawl["images"], snaps=crawl[N.SNAPS], snap_items=crawl[N.SNAP_ITEMS],

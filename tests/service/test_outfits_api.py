@@ -6,22 +6,15 @@ from __future__ import annotations
 import io
 
 import pytest
+from crawled_testing import crawled_shop
 from fastapi.testclient import TestClient
 from PIL import Image
 from service_testing import publish_index
-
-from street2shop.cleaning.dedup import DedupParams
-from street2shop.crawler.core import CrawlParams
 from street2shop.flows.outfits import _refs
 from street2shop.models.features import FeatureParams
 from street2shop.models.outfits import OutfitTrainParams
 from street2shop.service.app import create_app
-from street2shop.shop.generator import ShopParams, generate_shop
-from street2shop.shop.server import ShopServer
 from street2shop.storage import names as N
-from street2shop.storage.store import ArtifactStore
-from street2shop.tasks.crawl import run_crawl
-from street2shop.tasks.dedup import run_dedup
 from street2shop.tasks.features import run_features
 from street2shop.tasks.outfits import OutfitConfig, run_outfit_train
 
@@ -31,12 +24,7 @@ CFG = OutfitConfig(features=FeatureParams(backbone="tiny", image_size=32), train
 @pytest.fixture(scope="module")
 def outfit_home(tmp_path_factory):
     root = tmp_path_factory.mktemp("outfit-api")
-    shop = generate_shop(root / "shop", ShopParams(seed=1, n_products=24, garments="real", image_size=48,
-                                                   reviews_per_item=(0, 1)), workers=1)
-    store = ArtifactStore(root / "home")
-    with ShopServer(shop) as server:
-        crawl = run_crawl(store, CrawlParams(base_url=server.url, progress=False, rate_limit_rps=None))
-    dedup = run_dedup(store, crawl["items"], crawl["images"], DedupParams(methods=["hash"]))
+    store, crawl, dedup = crawled_shop(root, 24)
     features = run_features(store, crawl["images"], CFG.features)
     run_outfit_train(store, _refs(str(store.home), crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES]), CFG.split, CFG.train)
     publish_index(store, crawl["images"])

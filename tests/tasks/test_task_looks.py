@@ -8,18 +8,11 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-
-from street2shop.cleaning.dedup import DedupParams
-from street2shop.crawler.core import CrawlParams
+from crawled_testing import crawled_shop
 from street2shop.models.features import FeatureParams
 from street2shop.models.looks import LooksTrainParams, load_looks
-from street2shop.shop.generator import ShopParams, generate_shop
-from street2shop.shop.server import ShopServer
 from street2shop.storage import names as N
-from street2shop.storage.store import ArtifactStore
 from street2shop.tasks.catalog import resolve_checkpoint
-from street2shop.tasks.crawl import run_crawl
-from street2shop.tasks.dedup import run_dedup
 from street2shop.tasks.features import run_features
 from street2shop.tasks.looks import (
     LooksConfig,
@@ -36,12 +29,7 @@ CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=
 @pytest.fixture(scope="module")
 def crawled(tmp_path_factory):
     root = tmp_path_factory.mktemp("looks-stages")
-    shop = generate_shop(root / "shop", ShopParams(seed=1, n_products=40, garments="real", image_size=48,
-                                                   reviews_per_item=(0, 1)), workers=1)
-    store = ArtifactStore(root / "home")
-    with ShopServer(shop) as server:
-        crawl = run_crawl(store, CrawlParams(base_url=server.url, progress=False, rate_limit_rps=None))
-    dedup = run_dedup(store, crawl["items"], crawl["images"], DedupParams(methods=["hash"]))
+    store, crawl, dedup = crawled_shop(root, 40)
     items = run_features(store, crawl["images"], CFG.features)
     snaps = run_features(store, crawl[N.SNAPS], CFG.features)
     refs = LooksRefs(items=crawl["items"], images=crawl["images"], snaps=crawl[N.SNAPS], snap_items=crawl[N.SNAP_ITEMS],
