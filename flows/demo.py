@@ -78,6 +78,8 @@ class DemoSize(BaseModel):
 #: (hm-dev top-1 0.215 vs the untrained 0.308); at 1e-4 it gained on both sets over 3 seeds
 #: (bench/head_ablation.py, README)
 HEAD_TRAINING = dict(lr=1e-4, head_lr_mult=1.0, margin=0.1, batch_k=4, weight_decay=1e-4, patience=3)
+#: the demo's training settings per recipe, over ``TrainParams``' defaults
+RECIPE_TRAINING = {"head": HEAD_TRAINING}
 
 #: what the tests and CI use: procedural garments, a tiny CNN, seconds not minutes
 TINY = DemoSize(
@@ -163,7 +165,7 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
             steps_per_epoch=size.steps_per_epoch,
             batch_p=size.batch_p,
             seed=size.seed,
-            **(HEAD_TRAINING if size.recipe == "head" else {}),
+            **RECIPE_TRAINING.get(size.recipe, {}),
         ),
         rounds=size.rounds,
         mine=MineParams(seed=size.seed),

@@ -32,42 +32,40 @@ from street2shop.tasks.outfits import (
 from street2shop.tasks.stage import StageResult
 
 
-def _sibling(ref: ArtifactRef, name: str) -> ArtifactRef:
-    return ArtifactRef(stage=ref.stage, name=name, version=ref.version)
-
-
 def latest_outfit_inputs(home: str) -> tuple[ArtifactRef, ArtifactRef | None]:
     """(images, groups) the outfit stages use by default: the newest crawl (or Polyvore)
     that published outfits, and for a crawl the newest dedup groups of it."""
     store = ArtifactStore(home)
-    found = [m for stage in (N.CRAWL, N.POLYVORE) for m in store.manifests(stage, N.OUTFITS) if (m.rows or 0) > 0]
-    if not found:
-        raise ArtifactNotFound("no crawl or data set with outfits is published: crawl a shop with outfits first")
-    outfits = max(found, key=lambda m: m.created_at).ref
-    images = _sibling(outfits, N.IMAGES)
-    groups = None
-    if outfits.stage == N.CRAWL:
-        runs = [m for m in store.manifests(N.DEDUP, N.GROUPS) if images in m.inputs]
-        groups = max(runs, key=lambda m: m.created_at).ref if runs else None
+    outfits = store.newest((N.CRAWL, N.POLYVORE), N.OUTFITS, nonempty=True,
+                           missing="no crawl or data set with outfits is published: crawl a shop with outfits first")
+    images = outfits.sibling(N.IMAGES)
+    groups = store.newest(N.DEDUP, N.GROUPS, with_input=images) if outfits.stage == N.CRAWL else None
     return images, groups
 
 
-def _refs(home: str, images: ArtifactRef, groups: ArtifactRef | None, features: ArtifactRef) -> OutfitRefs:
+def outfit_refs(images: ArtifactRef, groups: ArtifactRef | None, features: ArtifactRef) -> OutfitRefs:
+    """The outfit stages' inputs: the photos' items and outfits beside ``images``, and a data
+    set's own split and questions."""
     given = images.stage == N.POLYVORE  # the data set brings its own split and questions
     return OutfitRefs(
-        items=_sibling(images, N.ITEMS), images=images, outfits=_sibling(images, N.OUTFITS), features=features,
-        groups=groups, splits=_sibling(images, N.OUTFIT_SPLITS) if given else None,
-        questions=_sibling(images, N.OUTFIT_QUESTIONS) if given else None,
+        items=images.sibling(N.ITEMS), images=images, outfits=images.sibling(N.OUTFITS), features=features,
+        groups=groups, splits=images.sibling(N.OUTFIT_SPLITS) if given else None,
+        questions=images.sibling(N.OUTFIT_QUESTIONS) if given else None,
     )
 
 
-def _latest_features(home: str, images: ArtifactRef, params: FeatureParams) -> ArtifactRef:
-    # the version the features stage gives these photos and params (run_stage's rule)
+def features_of(home: str, photos: ArtifactRef, params: FeatureParams) -> ArtifactRef:
+    """The features of ``photos`` with these params (the version run_stage gives them)."""
     ref = ArtifactRef(stage=N.FEATURES, name=N.PHOTO_FEATURES,
-                      version=version_id(N.FEATURES, F.CODE_VERSION, {"images": images}, params))
+                      version=version_id(N.FEATURES, F.CODE_VERSION, {"images": photos}, params))
     if not ArtifactStore(home).exists(ref):
-        raise ArtifactNotFound(f"no features of {images} with these parameters: run the features stage first")
+        raise ArtifactNotFound(f"no features of {photos} with these parameters: run the features stage first")
     return ref
+
+
+def _latest_refs(home: str, params: FeatureParams) -> OutfitRefs:
+    images, groups = latest_outfit_inputs(home)
+    return outfit_refs(images, groups, features_of(home, images, params))
 
 
 @flow(name="features", log_prints=True)
@@ -78,30 +76,23 @@ def features_flow(home: str, params: FeatureParams, images: ArtifactRef | None =
 
 @flow(name="outfit-train", log_prints=True)
 def outfit_train_flow(home: str, cfg: OutfitConfig, refs: OutfitRefs | None = None) -> StageResult:
-    if refs is None:
-        images, groups = latest_outfit_inputs(home)
-        refs = _refs(home, images, groups, _latest_features(home, images, cfg.features))
+    refs = refs or _latest_refs(home, cfg.features)
     return outfit_train_task(home, refs, cfg.split, cfg.train)
 
 
 @flow(name="outfit-evaluate", log_prints=True)
 def outfit_evaluate_flow(home: str, cfg: OutfitConfig, refs: OutfitRefs | None = None,
                          model: ArtifactRef | None = None) -> StageResult:
-    if refs is None:
-        images, groups = latest_outfit_inputs(home)
-        refs = _refs(home, images, groups, _latest_features(home, images, cfg.features))
-    if model is None:
-        runs = [m for m in ArtifactStore(home).manifests(N.OUTFIT_TRAIN, N.OUTFIT_MODEL) if refs.features in m.inputs]
-        if not runs:
-            raise ArtifactNotFound("no outfit model trained on these features: run outfit_train first")
-        model = max(runs, key=lambda m: m.created_at).ref
+    refs = refs or _latest_refs(home, cfg.features)
+    model = model or ArtifactStore(home).newest(N.OUTFIT_TRAIN, N.OUTFIT_MODEL, with_input=refs.features,
+                                                missing="no outfit model trained on these features: run outfit_train first")
     return outfit_evaluate_task(home, refs, model, cfg.evaluate)
 
 
 def outfit_stages(home: str, cfg: OutfitConfig, images: ArtifactRef, groups: ArtifactRef | None) -> list[tuple[str, StageResult]]:
-    """The three stages in order, for the pipeline: (label, result) each."""
+    """The three stages in order, on one set of photos: (label, result) each."""
     features = features_flow(home, cfg.features, images)
-    refs = _refs(home, images, groups, features[N.PHOTO_FEATURES])
+    refs = outfit_refs(images, groups, features[N.PHOTO_FEATURES])
     trained = outfit_train_flow(home, cfg, refs)
     evaluated = outfit_evaluate_flow(home, cfg, refs, trained[N.OUTFIT_MODEL])
     return [(N.FEATURES, features), (N.OUTFIT_TRAIN, trained), (N.OUTFIT_EVALUATE, evaluated)]

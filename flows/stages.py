@@ -12,6 +12,7 @@ from street2shop.cleaning.dedup import DedupParams
 from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.models.mining import MineParams
+from street2shop.models.recipes import recipe_of
 from street2shop.models.training import TrainParams
 from street2shop.models.views import ViewParams
 from street2shop.retrieval.evaluation import EvaluateParams
@@ -33,10 +34,7 @@ from street2shop.tasks.views import views_task
 
 def latest_photos(store: ArtifactStore, name: str = N.IMAGES) -> ArtifactRef:
     """The newest ``images`` (or ``items``) of a crawl or a dataset source, whichever is newer."""
-    found = [m for stage in (N.CRAWL, N.SOURCE) for m in store.manifests(stage, name)]
-    if not found:
-        return store.latest(N.CRAWL, name)  # the usual "run that stage first" error
-    return max(found, key=lambda m: m.created_at).ref
+    return store.newest((N.CRAWL, N.SOURCE), name) or store.latest(N.CRAWL, name)  # latest: the usual error
 
 
 def latest_data_refs(home: str) -> DataRefs:
@@ -85,7 +83,7 @@ def views_flow(home: str, params: ViewParams, data: DataRefs | None = None) -> S
 
 def _views_for(home: str, params: TrainParams, views: ArtifactRef | None) -> ArtifactRef | None:
     """The cached views a head trains on (the newest, when run alone); none to fine-tune."""
-    if params.recipe != "head":
+    if not recipe_of(params).uses_views:
         return None
     return views or ArtifactStore(home).latest(N.VIEWS, N.VIEWS)
 
@@ -109,10 +107,10 @@ def mine_flow(
     views: ArtifactRef | None = None, train: TrainParams | None = None,
 ) -> StageResult:
     """A mining round with ``checkpoint``: over the cached views when ``train`` (the training
-    params of the rounds) is a head recipe, else over the training photos."""
+    params of the rounds) is a recipe that trains on them, else over the training photos."""
     checkpoint = checkpoint or ArtifactStore(home).latest(N.TRAIN, N.CHECKPOINT)
     views = _views_for(home, train, views) if train is not None else views
-    street_crops = train.street_crops if train is not None else 3
+    street_crops = (train or TrainParams()).street_crops
     return mine_task(home, data or latest_data_refs(home), checkpoint, params, views, street_crops)
 
 

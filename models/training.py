@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from street2shop.models import losses as L
 from street2shop.models.data import AnchorDomain, PKBatchSampler, encode_labels, encode_roles, labelled_dataset, split_by_domain
+from street2shop.models.recipes import RECIPES, recipe_of
 from street2shop.models.embedder import (
     Embedder,
     build_embedder,
@@ -40,21 +41,26 @@ LAST = "last.pt"
 BEST = "best.pt"
 
 
+#: the names the registries hold, as the types of the params that choose among them
+RecipeName = Literal[tuple(RECIPES.names())]
+LossName = Literal[tuple(L.LOSSES.names())]
+MinerName = Literal[tuple(L.MINERS.names())]
+
+
 class TrainParams(BaseModel):
     """Everything that decides what a training run computes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: "head": a residual head on the frozen pretrained backbone, trained on cached
-    #: descriptors of many views (:mod:`street2shop.models.views`), thousands of steps a
-    #: minute on CPU; "fine_tune": the whole network on photos (slow on CPU; for a GPU)
-    recipe: Literal["head", "fine_tune"] = "head"
+    #: a registered recipe (:mod:`street2shop.models.recipes`): "head", a residual head on the
+    #: frozen backbone trained on cached views; "fine_tune", the whole network on photos
+    recipe: RecipeName = "head"
     backbone: str = "efficientnet_lite0"
     pool: str = "gem"
     dim: int = Field(default=256, gt=0)
     pretrained: bool = True
-    loss: Literal["triplet", "contrastive", "arcface", "softmax"] = "triplet"
-    miner: Literal["semihard", "hard", "all", "batch_hard", "random", "none"] = "semihard"
+    loss: LossName = "triplet"
+    miner: MinerName = "semihard"
     distance: Literal["euclidean", "cosine"] = "euclidean"
     margin: float = Field(default=0.2, gt=0)
     lr: float = Field(default=1e-4, gt=0)
@@ -190,14 +196,15 @@ class _Trainer:
         self.device = _device(params)
         self.cuda = self.device.type == "cuda"
         _seed_everything(params.seed)
-        on_descriptors = params.recipe == "head"
+        recipe = recipe_of(params)
+        on_descriptors = recipe.uses_views
         if on_descriptors != (descriptors is not None):
             raise ValueError(f"recipe {params.recipe!r} trains on {'descriptors' if on_descriptors else 'photos'}")
         self.model = build_embedder(
             params.backbone, params.pool, params.dim,
             pretrained=params.pretrained and init_checkpoint is None,
-            freeze_backbone=params.freeze_backbone or on_descriptors, image_size=params.image_size,
-            head="residual" if on_descriptors else "projection", resize=params.resize,
+            freeze_backbone=params.freeze_backbone or recipe.frozen_backbone, image_size=params.image_size,
+            head=recipe.head, resize=params.resize,
         )
         if init_checkpoint is not None:
             # Continue from an earlier round's weights (e.g. the previous mining round).
@@ -369,7 +376,7 @@ class _Trainer:
         last, best = self.out_dir / LAST, self.out_dir / BEST
         if last.exists():
             self.resume(last)
-        elif self.params.head_init == "pca" and self.init_checkpoint is None and self.params.recipe != "head":
+        elif self.params.head_init == "pca" and self.init_checkpoint is None and recipe_of(self.params).head != "residual":
             self._init_head_from_pca()  # a residual head starts as the pretrained descriptor itself
         stale = 0 if self.best_epoch is None else self.epoch - 1 - self.best_epoch
         while self.epoch < self.params.epochs:

@@ -17,8 +17,7 @@ MINE = "mine"
 EVALUATE = "evaluate"
 INDEX = "index"
 
-#: The pipeline's stages in the order they run (``street2shop run --stage``, ``status``).
-STAGE_ORDER: tuple[str, ...] = (CRAWL, NOISE, DEDUP, VIEWS, TRAIN, MINE, EVALUATE, INDEX)
+# (their order, what each reads and publishes: ``storage/stages.py``, the one declaration)
 
 #: The crawl's alternative: a labelled dataset (publishes the same ``items`` and ``images``).
 SOURCE = "source"
@@ -32,8 +31,6 @@ POLYVORE = "polyvore"
 #: Shop the look: lookbook posts and the items linked to them, in one space.
 LOOKS_TRAIN = "looks_train"
 LOOKS_EVALUATE = "looks_evaluate"
-#: Stages that run when the config asks for them (``street2shop run --stage``).
-OPTIONAL_STAGES: tuple[str, ...] = (FEATURES, OUTFIT_TRAIN, OUTFIT_EVALUATE, LOOKS_TRAIN, LOOKS_EVALUATE)
 
 #: Stages outside the pipeline that publish into the same store.
 CATALOG = "catalog"  # an imported product feed (``street2shop index --catalog``)

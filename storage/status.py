@@ -7,17 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from street2shop.storage.names import STAGE_ORDER
 from street2shop.storage.promotions import PromotionDecision, current_promotion, promotion_log
+from street2shop.storage.stages import KEY_FIGURES, STAGE_NAMES
 from street2shop.storage.store import ArtifactStore, Manifest
 
-#: the figures ``status`` (and the pipeline's summary) show per stage, where a stage has them
-KEY_FIGURES = (
-    "items", "images", "rejected", "roc_auc", "kept", "merge_precision", "merge_recall", "groups",
-    "round", "epochs", "last_loss", "triplets", "trained_top1", "trained_top20", "queries",
-    "served", "served_precision", "served_top1", "served_top20", "factory", "vectors", "recall@20_vs_exact",
-)  # fmt: skip
-#: ... and per benchmark (``<benchmark>:<figure>``) these
+#: the figures ``status`` (and the pipeline's summary) show per stage are those the stages
+#: declare (``storage/stages.py``), and per benchmark (``<benchmark>:<figure>``) these
 KEY_BENCHMARK_FIGURES = ("served_top1", "served_top20", "trained_top20", "pretrained_top20")
 
 
@@ -51,7 +46,7 @@ def collect_status(store: ArtifactStore) -> Status:
     by_stage: dict[str, list[Manifest]] = {}
     for m in manifests:
         by_stage.setdefault(m.stage, []).append(m)
-    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    order = {s: i for i, s in enumerate(STAGE_NAMES)}
     stages = []
     for stage in sorted(by_stage, key=lambda s: (order.get(s, len(order)), s)):
         found = by_stage[stage]

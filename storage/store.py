@@ -103,6 +103,10 @@ class ArtifactRef(BaseModel):
     def __str__(self) -> str:  # e.g. "crawl/items@3f2a..."
         return f"{self.stage}/{self.name}@{self.version}"
 
+    def sibling(self, name: str) -> ArtifactRef:
+        """The artifact ``name`` the same stage published in the same version."""
+        return ArtifactRef(stage=self.stage, name=name, version=self.version)
+
 
 class Manifest(BaseModel):
     stage: str
@@ -228,6 +232,15 @@ class VersionWriter:
         if "/" in filename or filename.startswith(".") or filename == MANIFEST:
             raise ValueError(f"invalid artifact file name {filename!r}")
         return self.dir / filename
+
+
+def _made_from(manifest: Manifest, wanted: ArtifactRef | tuple[str, str] | None) -> bool:
+    if wanted is None:
+        return True
+    if isinstance(wanted, ArtifactRef):
+        return wanted in manifest.inputs
+    name, version = wanted
+    return any(r.name == name and r.version == version for r in manifest.inputs)
 
 
 class ArtifactStore:
@@ -388,6 +401,27 @@ class ArtifactStore:
         if not found:
             raise ArtifactNotFound(f"no published version of {stage}/{name}: run that stage first")
         return found[-1].ref
+
+    def newest(
+        self,
+        stage: str | Sequence[str],
+        name: str,
+        *,
+        with_input: ArtifactRef | tuple[str, str] | None = None,
+        nonempty: bool = False,
+        missing: str | None = None,
+    ) -> ArtifactRef | None:
+        """The newest published ``name`` of ``stage`` (or of any of several stages) that
+        matches: made from ``with_input`` (a ref, or ``(name, version)`` of any stage), with
+        rows when ``nonempty``. None when nothing matches, or :class:`ArtifactNotFound` with
+        the message ``missing`` when one is given."""
+        stages = (stage,) if isinstance(stage, str) else tuple(stage)
+        found = [m for s in stages for m in self.manifests(s, name) if (not nonempty or (m.rows or 0) > 0) and _made_from(m, with_input)]
+        if found:
+            return max(found, key=lambda m: m.created_at).ref
+        if missing is not None:
+            raise ArtifactNotFound(missing)
+        return None
 
     def latest_or_none(self, stage: str, name: str) -> ArtifactRef | None:
         try:

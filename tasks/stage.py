@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from street2shop.storage.faults import fault_point
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.storage.store import ArtifactRef, ArtifactStore, VersionWriter, version_id
 
 log = logging.getLogger("street2shop")
@@ -91,7 +92,9 @@ def report_to_prefect(result: StageResult, title: str | None = None) -> None:
         "| figure | value |",
         "| --- | --- |",
     ]
-    for key, value in sorted(result.metrics.items()):
+    # the figures the stage declares (storage/stages.py) first, then the rest by name
+    declared = STAGES_BY_NAME[result.stage].figures if result.stage in STAGES_BY_NAME else ()
+    for key, value in sorted(result.metrics.items(), key=lambda kv: (kv[0] not in declared, kv[0])):
         if isinstance(value, float):
             value = f"{value:.4g}"
         if not isinstance(value, (dict, list)):

@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from street2shop.cleaning.selection import training_images
 from street2shop.models.embed import embed_images
+from street2shop.models.recipes import recipe_of
 from street2shop.models.training import TrainParams, train_embedder
 from street2shop.models.views import head_training_rows, validation_fn
 from street2shop.retrieval.evaluation import evaluate_features
@@ -41,8 +42,9 @@ def run_train(
     views: ArtifactRef | None = None,
 ) -> StageResult:
     params = params.model_copy(update={"round": round, "num_workers": LOADER_WORKERS})
-    if (params.recipe == "head") != (views is not None):
-        raise ValueError(f"recipe {params.recipe!r} {'needs' if params.recipe == 'head' else 'takes no'} cached views (the views stage)")
+    uses_views = recipe_of(params).uses_views
+    if uses_views != (views is not None):
+        raise ValueError(f"recipe {params.recipe!r} {'needs' if uses_views else 'takes no'} cached views (the views stage)")
     inputs = data.as_inputs()
     if init is not None:
         inputs["init"] = init

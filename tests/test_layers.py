@@ -100,3 +100,31 @@ def test_the_walker_sees_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from street2shop.tasks.stage import run_stage\n")
     assert [_layer_of(m) for _, m in _imports(bad)] == [("tasks", 2)]
+
+
+#: what the service may not import: the orchestration that builds what it serves
+NOT_IN_SERVICE = ("tasks", "flows")
+
+
+def test_the_service_imports_neither_tasks_nor_flows_nor_prefect():
+    offenders = [
+        f"{path}:{line} imports {module}"
+        for path, layer in MODULES
+        if layer == "service"
+        for line, module in _imports(REPO / path)
+        if (found := _layer_of(module)) is not None and found[0] in NOT_IN_SERVICE or module.split(".")[0] == "prefect"
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_api_process_never_imports_prefect():
+    """Importing the app (and the engines it loads) pulls in no Prefect, directly or not."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import street2shop.service.app, street2shop.service.outfit_engine, street2shop.service.look_engine; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect' or m.startswith(('street2shop.tasks', 'street2shop.flows'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 
 from street2shop.cli._common import HOME_HELP, console, resolve_home
-from street2shop.storage.names import OPTIONAL_STAGES, STAGE_ORDER
+from street2shop.storage.stages import STAGE_NAMES
 
 
 def _headline(result) -> None:
@@ -139,70 +139,35 @@ def _demo(
 def run(
     config: Path = typer.Option(..., exists=True, help="pipeline config (YAML), e.g. the demo's demo-config.yaml"),
     stage: Optional[str] = typer.Option(
-        None, help=f"run only this stage from the latest upstream versions: {', '.join(STAGE_ORDER + OPTIONAL_STAGES)} (crawl: the config's dataset source, if it has one)"
+        None, help=f"run only this stage from the latest upstream versions: {', '.join(STAGE_NAMES)} (crawl: the config's dataset source, if it has one)"
     ),
     home: Optional[str] = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Run the pipeline (skipping stages already published for these inputs), or one stage."""
-    if stage is not None and stage not in STAGE_ORDER + OPTIONAL_STAGES:
-        raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGE_ORDER + OPTIONAL_STAGES)}")
+    if stage is not None and stage not in STAGE_NAMES:
+        raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGE_NAMES)}")
     with _stops_cleanly():
         _run(config, stage, resolve_home(home))
 
 
 def _run(config: Path, stage: str | None, home: Path | str) -> None:
-    from street2shop.flows import stages as s
     from street2shop.flows.config import PipelineConfig
     from street2shop.flows.pipeline import pipeline
+    from street2shop.flows.runners import Run, StageNotConfigured, run_stages
+    from street2shop.storage.stages import STAGES_BY_NAME
     from street2shop.storage.store import ArtifactStore
 
     cfg = PipelineConfig.from_file(config)
     if stage is None:
         _headline(pipeline(str(home), cfg))  # the flow holds the store's lock
         return
-    h = str(home)
-    runners = {
-        "crawl": lambda: s.crawl_flow(h, cfg.crawl) if cfg.crawl is not None else s.source_flow(h, cfg.source),
-        "noise": lambda: s.noise_filter_flow(h, cfg.labels_path, cfg.noise),
-        "dedup": lambda: s.dedup_flow(h, cfg.dedup, truth_items_csv=cfg.truth_items_csv),
-        "train": lambda: s.train_flow(h, cfg.train),
-        "views": lambda: s.views_flow(h, cfg.views),
-        "mine": lambda: s.mine_flow(h, cfg.mine, train=cfg.train),
-        "evaluate": lambda: s.evaluate_flow(h, cfg.evaluate),
-        "index": lambda: s.build_index_flow(h, cfg.index),
-        **_outfit_runners(h, cfg),
-        **_looks_runners(h, cfg),
-    }
-    if stage not in runners:
-        section = "a looks:" if stage.startswith("looks") else "an outfits:"
-        raise typer.BadParameter(f"stage {stage!r} needs {section} section in {config}", param_hint="--stage")
-    with ArtifactStore(home).lock():  # not beside a pipeline run on the same store
-        result = runners[stage]()
+    run = Run(str(home), cfg, alone=True)
+    try:
+        with ArtifactStore(home).lock():  # not beside a pipeline run on the same store
+            run_stages(run, (STAGES_BY_NAME[stage],))
+    except StageNotConfigured as exc:
+        raise typer.BadParameter(f"{exc} {config}", param_hint="--stage") from None
+    _, result = run.steps[-1]
     console.print(f"{stage}: version {result.version} ({'reused' if result.skipped else 'new'})")
     for key, value in sorted(result.metrics.items()):
         console.print(f"  {key}: {value}")
-
-
-def _outfit_runners(h: str, cfg) -> dict:
-    """The outfit stages, when the config has an ``outfits:`` section."""
-    if cfg.outfits is None:
-        return {}
-    from street2shop.flows import outfits as o
-
-    return {
-        "features": lambda: o.features_flow(h, cfg.outfits.features),
-        "outfit_train": lambda: o.outfit_train_flow(h, cfg.outfits),
-        "outfit_evaluate": lambda: o.outfit_evaluate_flow(h, cfg.outfits),
-    }
-
-
-def _looks_runners(h: str, cfg) -> dict:
-    """The shop-the-look stages, when the config has a ``looks:`` section."""
-    if cfg.looks is None:
-        return {}
-    from street2shop.flows import looks as lk
-
-    return {
-        "looks_train": lambda: lk.looks_train_flow(h, cfg.looks),
-        "looks_evaluate": lambda: lk.looks_evaluate_flow(h, cfg.looks),
-    }

@@ -28,7 +28,7 @@ import psutil
 import pytest
 
 from street2shop.storage import faults
-from street2shop.storage.names import STAGE_ORDER
+from street2shop.storage.stages import STAGE_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ STOP_WITHIN_S = 120
 def store_before(reference_home: Path, home: Path, stage: str) -> None:
     """``home``: the reference store as it was before ``stage`` ran (it and later stages removed)."""
     shutil.copytree(reference_home, home)
-    for later in STAGE_ORDER[STAGE_ORDER.index(stage):]:
+    for later in STAGE_NAMES[STAGE_NAMES.index(stage):]:
         shutil.rmtree(home / "artifacts" / later, ignore_errors=True)
 
 

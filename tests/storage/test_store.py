@@ -51,6 +51,26 @@ def test_publish_read_and_latest(tmp_path) -> None:
     assert store.latest("dedup", "splits").version == "v2"
 
 
+def test_newest_matches_stages_inputs_and_rows(tmp_path) -> None:
+    store = ArtifactStore(tmp_path)
+    a = ArtifactRef(stage="crawl", name="splits", version="a")
+    b = ArtifactRef(stage="source", name="splits", version="b")
+    for ref, n in ((a, 3), (b, 0)):
+        with store.publish(ref.stage, ["splits"], ref.version) as w:
+            w["splits"].write_table(_splits(n))
+    with store.publish("dedup", ["splits"], "d1", inputs={"x": a}) as w:
+        w["splits"].write_table(_splits())
+    with store.publish("dedup", ["splits"], "d2", inputs={"x": b}) as w:
+        w["splits"].write_table(_splits())
+    assert store.newest(("crawl", "source"), "splits") == b  # the newer of the two stages
+    assert store.newest(("crawl", "source"), "splits", nonempty=True) == a  # b has no rows
+    assert store.newest("dedup", "splits", with_input=a).version == "d1"
+    assert store.newest("dedup", "splits", with_input=("splits", "b")).version == "d2"
+    assert store.newest("dedup", "splits", with_input=a.sibling("items")) is None
+    with pytest.raises(ArtifactNotFound, match="run dedup on it first"):
+        store.newest("dedup", "splits", with_input=a.sibling("items"), missing="run dedup on it first")
+
+
 def test_failed_write_publishes_nothing(tmp_path) -> None:
     store = ArtifactStore(tmp_path)
     with pytest.raises(RuntimeError):

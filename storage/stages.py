@@ -1,0 +1,107 @@
+"""The pipeline's stages, each declared once: what it is called, the pure core it wraps, where
+its parameters sit in the pipeline config, what it reads and publishes, and its key figures.
+
+Everything else is read from :data:`STAGES` (the way a Dagster ``Definitions`` or a kedro
+``register_pipelines()`` holds every node): the pipeline flow runs the stages in this order
+(``flows/pipeline.py`` calls each entry's runner), ``street2shop run --stage`` accepts these
+names and calls the same runner alone, ``street2shop status`` orders the store by them and
+shows their figures, and the Prefect figures artifact of a stage lists its figures first.
+Strings name the core and the runner (a registry by string) so this module stays on the
+ground floor; ``tests/storage/test_stages.py`` resolves every one of them.
+
+How to add a stage (three files):
+
+1. Write the stage: a pure core function with a typed params model in its core package, and a
+   module ``tasks/<stage>.py`` whose task is ``run_stage(...)`` around it (copy
+   ``tasks/views.py``: it publishes ``STAGES_BY_NAME[<stage>].outputs``).
+2. Add the stage's name and its artifacts' names to ``storage/names.py``, and its entry to
+   :data:`STAGES` below, in pipeline order: ``core`` and ``runner`` by dotted name, ``section``
+   the config field of its params, ``inputs`` as ``"stage/name"``, ``outputs``, ``figures``.
+3. Add its runner to ``flows/runners.py`` (a Prefect flow around the task and one function
+   ``<stage>(run)`` that reads its inputs from the run, ``run.ref(stage, name)``, and adds its
+   result with ``run.add``) and, when its params are new, their field to ``flows/config.py``'s
+   ``PipelineConfig``.
+
+The pipeline, ``run --stage``, ``status`` and the figures artifact then know it; the tests of
+``tests/storage/test_stages.py`` check that the entry's core and runner resolve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from street2shop.storage import names as N
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline, declared once."""
+
+    name: str
+    #: the pure function that does the work, ``module:function``
+    core: str
+    #: the flow-layer function that runs it inside a pipeline run (or alone), ``module:function``
+    runner: str
+    #: the ``PipelineConfig`` field of its params (dotted for a nested one)
+    section: str
+    #: what it reads, ``"stage/name"`` (``crawl/...`` is the crawl's, or the dataset source's)
+    inputs: tuple[str, ...]
+    #: the artifacts it publishes, all under one version
+    outputs: tuple[str, ...]
+    #: its key figures (what ``status`` and the pipeline's summary show)
+    figures: tuple[str, ...] = ()
+    #: the config section without which it does not run (None: it always can)
+    needs: str | None = None
+
+
+_RUNNERS = "street2shop.flows.runners"
+
+STAGES: tuple[Stage, ...] = (
+    Stage(N.CRAWL, "street2shop.crawler.core:crawl", f"{_RUNNERS}:crawl", "crawl", (),
+          (N.ITEMS, N.IMAGES, N.CRAWL_REJECTS, N.OUTFITS, N.SNAPS, N.SNAP_ITEMS), ("items", "images", "rejected")),
+    Stage(N.NOISE, "street2shop.cleaning.noise:train_and_score", f"{_RUNNERS}:noise", "noise", (f"{N.CRAWL}/{N.IMAGES}",),
+          (N.NOISE_SCORES, N.NOISE_LABELS, N.NOISE_MODEL), ("roc_auc", "kept")),
+    Stage(N.DEDUP, "street2shop.cleaning.dedup:merge_near_duplicates", f"{_RUNNERS}:dedup", "dedup",
+          (f"{N.CRAWL}/{N.ITEMS}", f"{N.CRAWL}/{N.IMAGES}"), (N.GROUPS, N.SPLITS), ("merge_precision", "merge_recall", "groups")),
+    Stage(N.VIEWS, "street2shop.models.views:view_features", f"{_RUNNERS}:views", "views",
+          (f"{N.CRAWL}/{N.IMAGES}", f"{N.DEDUP}/{N.SPLITS}"), (N.VIEWS,)),
+    Stage(N.TRAIN, "street2shop.models.training:train_embedder", f"{_RUNNERS}:train", "train",
+          (f"{N.CRAWL}/{N.IMAGES}", f"{N.DEDUP}/{N.SPLITS}", f"{N.VIEWS}/{N.VIEWS}", f"{N.MINE}/{N.TRIPLETS}"),
+          (N.CHECKPOINT, N.TRAIN_LOG), ("round", "epochs", "last_loss")),
+    Stage(N.MINE, "street2shop.models.mining:mine_semi_hard", f"{_RUNNERS}:mine", "mine",
+          (f"{N.TRAIN}/{N.CHECKPOINT}", f"{N.DEDUP}/{N.SPLITS}", f"{N.VIEWS}/{N.VIEWS}"), (N.TRIPLETS,), ("triplets",)),
+    Stage(N.EVALUATE, "street2shop.retrieval.evaluation:evaluate_features", f"{_RUNNERS}:evaluate", "evaluate",
+          (f"{N.TRAIN}/{N.CHECKPOINT}", f"{N.DEDUP}/{N.SPLITS}"), (N.METRICS, N.CHECKPOINT, N.EMBEDDINGS),
+          ("trained_top1", "trained_top20", "queries", "served", "served_precision", "served_top1", "served_top20")),
+    Stage(N.INDEX, "street2shop.retrieval.index:build_index", f"{_RUNNERS}:index", "index",
+          (f"{N.EVALUATE}/{N.EMBEDDINGS}", f"{N.EVALUATE}/{N.CHECKPOINT}", f"{N.CRAWL}/{N.IMAGES}"), (N.INDEX_IDS,),
+          ("factory", "vectors", "recall@20_vs_exact")),
+    # beside train <-> mine: outfit compatibility, then shop the look (run when configured)
+    Stage(N.FEATURES, "street2shop.models.features:photo_features", f"{_RUNNERS}:features", "outfits.features",
+          (f"{N.CRAWL}/{N.IMAGES}",), (N.PHOTO_FEATURES,), needs="outfits"),
+    Stage(N.OUTFIT_TRAIN, "street2shop.models.outfits:train_variant", f"{_RUNNERS}:outfit_train", "outfits",
+          (f"{N.CRAWL}/{N.OUTFITS}", f"{N.FEATURES}/{N.PHOTO_FEATURES}", f"{N.DEDUP}/{N.GROUPS}"),
+          (N.OUTFIT_MODEL, N.OUTFIT_SPLITS), needs="outfits"),
+    Stage(N.OUTFIT_EVALUATE, "street2shop.retrieval.outfit_metrics:score_questions", f"{_RUNNERS}:outfit_evaluate", "outfits",
+          (f"{N.OUTFIT_TRAIN}/{N.OUTFIT_MODEL}", f"{N.FEATURES}/{N.PHOTO_FEATURES}"), (N.OUTFIT_METRICS, N.OUTFIT_QUESTIONS),
+          needs="outfits"),
+    Stage(N.LOOKS_TRAIN, "street2shop.models.looks:train_looks", f"{_RUNNERS}:looks_train", "looks",
+          (f"{N.CRAWL}/{N.SNAPS}", f"{N.CRAWL}/{N.SNAP_ITEMS}", f"{N.FEATURES}/{N.PHOTO_FEATURES}", f"{N.DEDUP}/{N.GROUPS}"),
+          (N.LOOKS_MODEL, N.LOOKS_SPLITS), needs="looks"),
+    Stage(N.LOOKS_EVALUATE, "street2shop.retrieval.look_metrics:rank_metrics", f"{_RUNNERS}:looks_evaluate", "looks",
+          (f"{N.LOOKS_TRAIN}/{N.LOOKS_MODEL}", f"{N.EVALUATE}/{N.CHECKPOINT}"), (N.LOOKS_METRICS,), needs="looks"),
+)  # fmt: skip
+
+STAGES_BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+#: the stage names, in pipeline order (``run --stage``, ``status``)
+STAGE_NAMES: tuple[str, ...] = tuple(STAGES_BY_NAME)
+#: every stage's key figures
+KEY_FIGURES: frozenset[str] = frozenset(f for s in STAGES for f in s.figures)
+
+
+def stage(name: str) -> Stage:
+    """The declaration of stage ``name``; a one-line error names the valid ones."""
+    try:
+        return STAGES_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; one of {', '.join(STAGE_NAMES)}") from None
