@@ -39,7 +39,8 @@ from street2shop.flows.looks import latest_looks_refs
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 from street2shop.tasks.features import run_features
-from street2shop.tasks.looks import LooksConfig, LooksRefs, run_looks_evaluate, run_looks_train
+from street2shop.models.looks_view import LooksRefs
+from street2shop.tasks.looks import LooksConfig, run_looks_evaluate, run_looks_train
 
 ORDER = ["backbone", "street2shop", "cgd_softmax", "cgd_arcface"]
 EXPANSIONS = ["none", "qe", "dba", "dba+qe"]

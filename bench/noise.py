@@ -25,8 +25,7 @@ import pyarrow.compute as pc
 from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 from street2shop.cleaning.labels import validate_labels
 from street2shop.cleaning.noise import NoiseParams, train_noise_filter
-from street2shop.storage.store import ArtifactStore
-from street2shop.tasks.stage import images_with_paths
+from street2shop.storage.store import ArtifactStore, images_with_paths
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -35,15 +35,16 @@ import numpy as np
 from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 
 from street2shop.cleaning.outfits import OutfitSplitParams
-from street2shop.flows.outfits import latest_outfit_inputs, outfit_refs
+from street2shop.flows.outfits import latest_outfit_inputs
+from street2shop.models.outfit_view import OutfitRefs
 from street2shop.models.features import FeatureParams
 from street2shop.retrieval.outfit_metrics import score_questions
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.features import run_features
+from street2shop.sources.polyvore import PolyvoreParams
 from street2shop.tasks.outfits import (
     OutfitConfig,
-    PolyvoreParams,
     run_outfit_evaluate,
     run_outfit_train,
     run_polyvore,
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     features = run_features(store, images, cfg.features)
     print(f"features {features.version} ({'reused' if features.skipped else f'{time.perf_counter() - started:.1f} s'}): "
           f"{features.metrics.get('photos')} photos, dim {features.metrics.get('dim')}")
-    refs = outfit_refs(images, groups, features[N.PHOTO_FEATURES])
+    refs = OutfitRefs.of_photos(images, groups, features[N.PHOTO_FEATURES])
     records = []
     kinds = ["given"] if args.polyvore is not None else args.splits.split(",")
     for kind in kinds:

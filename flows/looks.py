@@ -15,7 +15,8 @@ from street2shop.models.features import FeatureParams
 from street2shop.storage import names as N
 from street2shop.flows.outfits import features_of
 from street2shop.storage.store import ArtifactRef, ArtifactStore
-from street2shop.tasks.looks import LooksConfig, LooksRefs, looks_evaluate_task, looks_train_task
+from street2shop.models.looks_view import LooksRefs
+from street2shop.tasks.looks import LooksConfig, looks_evaluate_task, looks_train_task
 from street2shop.tasks.stage import StageResult
 
 

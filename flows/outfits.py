@@ -12,6 +12,8 @@ from __future__ import annotations
 from prefect import flow
 
 from street2shop.models.features import FeatureParams
+from street2shop.models.outfit_view import OutfitRefs
+from street2shop.sources.polyvore import PolyvoreParams
 from street2shop.storage import names as N
 from street2shop.storage.store import (
     ArtifactNotFound,
@@ -21,14 +23,7 @@ from street2shop.storage.store import (
 )
 from street2shop.tasks import features as F
 from street2shop.tasks.features import features_task
-from street2shop.tasks.outfits import (
-    OutfitConfig,
-    OutfitRefs,
-    PolyvoreParams,
-    outfit_evaluate_task,
-    outfit_train_task,
-    polyvore_task,
-)
+from street2shop.tasks.outfits import OutfitConfig, outfit_evaluate_task, outfit_train_task, polyvore_task
 from street2shop.tasks.stage import StageResult
 
 
@@ -43,17 +38,6 @@ def latest_outfit_inputs(home: str) -> tuple[ArtifactRef, ArtifactRef | None]:
     return images, groups
 
 
-def outfit_refs(images: ArtifactRef, groups: ArtifactRef | None, features: ArtifactRef) -> OutfitRefs:
-    """The outfit stages' inputs: the photos' items and outfits beside ``images``, and a data
-    set's own split and questions."""
-    given = images.stage == N.POLYVORE  # the data set brings its own split and questions
-    return OutfitRefs(
-        items=images.sibling(N.ITEMS), images=images, outfits=images.sibling(N.OUTFITS), features=features,
-        groups=groups, splits=images.sibling(N.OUTFIT_SPLITS) if given else None,
-        questions=images.sibling(N.OUTFIT_QUESTIONS) if given else None,
-    )
-
-
 def features_of(home: str, photos: ArtifactRef, params: FeatureParams) -> ArtifactRef:
     """The features of ``photos`` with these params (the version run_stage gives them)."""
     ref = ArtifactRef(stage=N.FEATURES, name=N.PHOTO_FEATURES,
@@ -65,7 +49,7 @@ def features_of(home: str, photos: ArtifactRef, params: FeatureParams) -> Artifa
 
 def _latest_refs(home: str, params: FeatureParams) -> OutfitRefs:
     images, groups = latest_outfit_inputs(home)
-    return outfit_refs(images, groups, features_of(home, images, params))
+    return OutfitRefs.of_photos(images, groups, features_of(home, images, params))
 
 
 @flow(name="features", log_prints=True)
@@ -92,7 +76,7 @@ def outfit_evaluate_flow(home: str, cfg: OutfitConfig, refs: OutfitRefs | None =
 def outfit_stages(home: str, cfg: OutfitConfig, images: ArtifactRef, groups: ArtifactRef | None) -> list[tuple[str, StageResult]]:
     """The three stages in order, on one set of photos: (label, result) each."""
     features = features_flow(home, cfg.features, images)
-    refs = outfit_refs(images, groups, features[N.PHOTO_FEATURES])
+    refs = OutfitRefs.of_photos(images, groups, features[N.PHOTO_FEATURES])
     trained = outfit_train_flow(home, cfg, refs)
     evaluated = outfit_evaluate_flow(home, cfg, refs, trained[N.OUTFIT_MODEL])
     return [(N.FEATURES, features), (N.OUTFIT_TRAIN, trained), (N.OUTFIT_EVALUATE, evaluated)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from street2shop.flows.config import PipelineConfig
 from street2shop.flows.looks import looks_evaluate_flow, looks_train_flow
-from street2shop.flows.outfits import features_flow, outfit_evaluate_flow, outfit_refs, outfit_train_flow
+from street2shop.flows.outfits import features_flow, outfit_evaluate_flow, outfit_train_flow
 from street2shop.flows.stages import (
     build_index_flow,
     crawl_flow,
@@ -27,12 +27,13 @@ from street2shop.flows.stages import (
     train_flow,
     views_flow,
 )
+from street2shop.models.looks_view import LooksRefs
+from street2shop.models.outfit_view import OutfitRefs
 from street2shop.models.recipes import recipe_of
 from street2shop.storage import names as N
 from street2shop.storage.stages import STAGES, Stage
 from street2shop.storage.store import ArtifactRef
 from street2shop.tasks.data import DataRefs
-from street2shop.tasks.looks import LooksRefs
 from street2shop.tasks.stage import StageResult
 
 
@@ -157,10 +158,10 @@ def features(run: Run) -> None:
     run.add(N.FEATURES, N.FEATURES, features_flow(run.home, run.cfg.outfits.features, run.ref(N.CRAWL, N.IMAGES)))
 
 
-def _outfit_refs(run: Run):
+def _outfit_refs(run: Run) -> OutfitRefs | None:
     if run.alone:
         return None
-    return outfit_refs(run.ref(N.CRAWL, N.IMAGES), run.ref(N.DEDUP, N.GROUPS), run.ref(N.FEATURES, N.PHOTO_FEATURES))
+    return OutfitRefs.of_photos(run.ref(N.CRAWL, N.IMAGES), run.ref(N.DEDUP, N.GROUPS), run.ref(N.FEATURES, N.PHOTO_FEATURES))
 
 
 def outfit_train(run: Run) -> None:

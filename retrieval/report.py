@@ -22,13 +22,10 @@ bring-your-own dataset.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +33,7 @@ import pyarrow as pa
 from street2shop.cleaning.selection import gallery_images, query_images
 from street2shop.retrieval.evaluation import SHOP
 from street2shop.retrieval.metrics import ALL_CATEGORIES, RetrievalReport
-from street2shop.storage.images import UnreadableImageError, open_image
+from street2shop.retrieval.thumbnails import thumbnail_data_uri
 
 #: Models in the order the comparison reads: white-box, pretrained, trained, post-processed.
 MODEL_ORDER = ("colour_histogram", "hog", "pretrained", "trained", "trained+qe", "trained+dba", "trained+dba+qe")
@@ -353,18 +350,6 @@ def scatter_svg(xy: np.ndarray, labels: Sequence[str], title: str, width: int = 
     return "".join(parts)
 
 
-def thumbnail_data_uri(path: str | Path, size: int = THUMB_PX) -> str:
-    """A ``data:image/jpeg;base64`` URI of a small JPEG thumbnail of the photo at ``path``."""
-    try:
-        image = open_image(path)
-    except UnreadableImageError as exc:
-        raise ValueError(f"cannot read image for the report: {path}: {exc}") from exc
-    image.thumbnail((size, size))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _example_grids(examples: list[Example]) -> str:
     if not examples:
         return "<p class='note'>No example queries.</p>"
@@ -372,7 +357,7 @@ def _example_grids(examples: list[Example]) -> str:
 
     def img(path: str, alt: str) -> str:
         if path not in cache:
-            cache[path] = thumbnail_data_uri(path)
+            cache[path] = thumbnail_data_uri(path, THUMB_PX)[0]
         return f"<img src='{cache[path]}' alt='{_e(alt)}'>"
 
     out = []

@@ -3,7 +3,7 @@ indexes, found by its lineage, with the embeddings of every item and every lookb
 
 :func:`find_looks_model` looks for the newest ``looks_train`` version whose inputs include the
 served crawl's ``images``; :class:`LookEngine` loads its served head (``serve`` of its
-parameters), the posts and items it was trained from (``tasks/looks.load_looks_view``) and
+parameters), the posts and items it was trained from (``models/looks_view.load_looks_view``) and
 the frozen feature extractor their features were made with, so an uploaded photo is
 featurised exactly as the posts were. Plain Python, no HTTP; the router is
 :mod:`street2shop.service.looks`.
@@ -11,35 +11,26 @@ featurised exactly as the posts were. Plain Python, no HTTP; the router is
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-from street2shop.models.features import FeatureParams, feature_extractor, image_features
+from street2shop.models.features import FeatureParams
 from street2shop.models.looks import embed, load_looks
+from street2shop.models.looks_view import load_looks_view, refs_of_model
+from street2shop.service.side_engine import EngineInputError, SideEngine, find_model
 from street2shop.storage import names as N
-from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
-from street2shop.tasks.looks import load_looks_view, refs_of_model
+from street2shop.storage.store import ArtifactRef, ArtifactStore
 
 
-class LooksInputError(ValueError):
-    """A request the engine cannot answer: the message says why (the API answers 4xx)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class LooksInputError(EngineInputError):
+    """A request the looks engine cannot answer (the API answers 4xx)."""
 
 
 def find_looks_model(store: ArtifactStore, crawl_version: str) -> ArtifactRef:
-    """The newest looks model trained on the posts and items of crawl ``crawl_version``."""
-    runs = [m for m in store.manifests(N.LOOKS_TRAIN, N.LOOKS_MODEL)
-            if any(r.name == N.IMAGES and r.version == crawl_version for r in m.inputs)]
-    if not runs:
-        raise ArtifactNotFound(f"no looks model is published for crawl {crawl_version}: run looks_train on it")
-    return max(runs, key=lambda m: m.created_at).ref
+    """The newest looks model trained on the crawl (or data set) ``crawl_version``."""
+    return find_model(store, N.LOOKS_TRAIN, N.LOOKS_MODEL, crawl_version)
 
 
 @dataclass(frozen=True)
@@ -48,7 +39,7 @@ class Hit:
     score: float  # cosine in the looks space
 
 
-class LookEngine:
+class LookEngine(SideEngine):
     """Posts and items of one crawl in the served looks space."""
 
     def __init__(self, store: ArtifactStore, model_ref: ArtifactRef) -> None:
@@ -57,7 +48,7 @@ class LookEngine:
         self.crawl = refs.images.version
         loaded = load_looks(store.file(model_ref, N.LOOKS_MODEL_FILE))
         self.served = f"cgd_{loaded.params.serve}"
-        self.feature_params = FeatureParams(**loaded.features)
+        super().__init__(FeatureParams(**loaded.features))
         self.view = load_looks_view(store, refs)
         self._head = loaded.served
         self.item_ids = sorted(self.view.items)
@@ -75,8 +66,6 @@ class LookEngine:
         self.styles_of_item = dict(styles_of_item)
         self.categories = sorted({c for i, c in self.view.category_of.items() if i in self.item_row and c})
         self.image_of_snap = {r: self.view.snap_photo[r] for r in self.snap_ids if r in self.view.snap_photo}
-        self._extractor = None
-        self._extractor_lock = threading.Lock()
 
     # -- checks ------------------------------------------------------------------------------
     def _style(self, style: str | None) -> str | None:
@@ -88,13 +77,6 @@ class LookEngine:
         if category and category not in self.categories:
             raise LooksInputError(f"no item of category {category!r}; categories: {self.categories}")
         return category or None
-
-    # -- photos ------------------------------------------------------------------------------
-    def photo_features(self, image: Image.Image) -> np.ndarray:
-        with self._extractor_lock:
-            if self._extractor is None:
-                self._extractor = feature_extractor(self.feature_params)
-            return image_features(self._extractor, image, self.feature_params)
 
     # -- answers -----------------------------------------------------------------------------
     def related(self, features: np.ndarray, k: int = 6, style: str | None = None,

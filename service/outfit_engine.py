@@ -10,36 +10,27 @@ so a photo is featurised exactly as the catalogue was. Plain Python, no HTTP; th
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
-from street2shop.models.features import FeatureParams, feature_extractor, image_features
+from street2shop.models.features import FeatureParams
+from street2shop.models.outfit_view import OutfitRefs, load_view
 from street2shop.models.outfits import OutfitScorer, load_outfit_models
+from street2shop.service.side_engine import EngineInputError, SideEngine, find_model
 from street2shop.storage import names as N
-from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
-from street2shop.tasks.outfits import OutfitRefs, load_view
+from street2shop.storage.store import ArtifactRef, ArtifactStore
 
 
-class OutfitInputError(ValueError):
-    """A request the engine cannot answer: the message says why (the API answers 4xx)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class OutfitInputError(EngineInputError):
+    """A request the outfits engine cannot answer (the API answers 4xx)."""
 
 
 def find_outfit_model(store: ArtifactStore, crawl_version: str) -> ArtifactRef:
-    """The newest outfit model trained on the crawl (or data set) version ``crawl_version``."""
-    runs = [m for m in store.manifests(N.OUTFIT_TRAIN, N.OUTFIT_MODEL)
-            if any(r.name == N.IMAGES and r.version == crawl_version for r in m.inputs)]
-    if not runs:
-        raise ArtifactNotFound(f"no outfit model is published for crawl {crawl_version}: run outfit_train on it")
-    return max(runs, key=lambda m: m.created_at).ref
+    """The newest outfits model trained on the crawl (or data set) ``crawl_version``."""
+    return find_model(store, N.OUTFIT_TRAIN, N.OUTFIT_MODEL, crawl_version)
 
 
 @dataclass(frozen=True)
@@ -48,15 +39,11 @@ class Completion:
     score: float
 
 
-class OutfitEngine:
+class OutfitEngine(SideEngine):
     """Compatibility of items (and photos) of one crawl, by the served outfit model."""
 
     def __init__(self, store: ArtifactStore, model_ref: ArtifactRef) -> None:
-        manifest = store.manifest(model_ref)
-        inputs = {r.name: r for r in manifest.inputs}
-        refs = OutfitRefs(**{k: inputs[v] for k, v in (("items", N.ITEMS), ("images", N.IMAGES), ("outfits", N.OUTFITS),
-                                                       ("features", N.PHOTO_FEATURES)) },
-                          groups=inputs.get(N.GROUPS), splits=inputs.get(N.OUTFIT_SPLITS), questions=inputs.get(N.OUTFIT_QUESTIONS))
+        refs = OutfitRefs.of_model(store, model_ref)
         self.version = model_ref.version
         self.crawl = refs.images.version
         self.models = load_outfit_models(store.file(model_ref, N.OUTFIT_MODEL_FILE))
@@ -65,9 +52,7 @@ class OutfitEngine:
         self.types = sorted(set(self.view.type_of.values()))
         self.by_type = {t: sorted(i for i, ty in self.view.type_of.items() if ty == t) for t in self.types}
         self.product_of = {i: i.split(":")[0] for i in self.view.type_of}
-        self.feature_params = FeatureParams(**self.models.features)
-        self._extractor = None
-        self._extractor_lock = threading.Lock()
+        super().__init__(FeatureParams(**self.models.features))
 
     # -- checks ------------------------------------------------------------------------------
     def _known(self, items: Sequence[str]) -> list[str]:
@@ -84,13 +69,6 @@ class OutfitEngine:
         if wanted not in self.by_type:
             raise OutfitInputError(f"the shop has no items of type {wanted!r}; its types: {self.types}")
         return wanted
-
-    # -- photos ------------------------------------------------------------------------------
-    def photo_features(self, image: Image.Image) -> np.ndarray:
-        with self._extractor_lock:
-            if self._extractor is None:
-                self._extractor = feature_extractor(self.feature_params)
-            return image_features(self._extractor, image, self.feature_params)
 
     # -- answers -----------------------------------------------------------------------------
     def score(self, items: Sequence[str]) -> float:

@@ -29,9 +29,14 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
 
 from street2shop.sources.labelled import DataError
+from street2shop.storage import names as N
+from street2shop.storage.images import open_image
+from street2shop.storage.schemas import IMAGES as IMAGES_SCHEMA
 from street2shop.storage.schemas import ITEMS, OUTFIT_QUESTIONS, OUTFIT_SPLITS, OUTFITS
+from street2shop.storage.store import ArtifactStore
 
 Version = Literal["nondisjoint", "disjoint"]
 #: the data set's file names per split -> ours
@@ -152,3 +157,27 @@ def _fitb(path: Path, slots: dict[str, str], split: str, sizes: dict[str, int]) 
                      "candidates": [_item(t, slots, where) for t in answers], "label": right[0],
                      "size": sizes.get(next(iter(own)), len(question) + 1)})
     return rows
+
+
+class PolyvoreParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    version: Version = "nondisjoint"
+
+
+def polyvore_tables(store: ArtifactStore, params: PolyvoreParams) -> tuple[PolyvoreOutfits, dict[str, pa.Table]]:
+    """A Polyvore Outfits folder as the tables the polyvore stage publishes (``items``,
+    ``images``, ``outfits``, its own ``outfit_splits`` and ``outfit_questions``), its photos
+    put in the store's blobs."""
+    data = read_polyvore(params.path, params.version)
+    images = []
+    for item, path in sorted(data.image_paths.items()):
+        blob = Path(path).read_bytes()
+        sha, rel = store.blobs.put(blob, "jpg")
+        photo = open_image(blob)
+        images.append({"image_id": sha, "item_id": item, "role": "shop", "path": rel, "width": photo.width,
+                       "height": photo.height, "source_url": Path(path).resolve().as_uri(), "review_id": None})
+    tables = {N.ITEMS: data.items, N.IMAGES: pa.Table.from_pylist(images, schema=IMAGES_SCHEMA), N.OUTFITS: data.outfits,
+              N.OUTFIT_SPLITS: data.splits, N.OUTFIT_QUESTIONS: data.questions}
+    return data, tables

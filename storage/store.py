@@ -603,3 +603,11 @@ class ArtifactStore:
                 self.remote.remove_prefix(folder)
                 n += 1
         return n
+
+
+def images_with_paths(store: ArtifactStore, ref: ArtifactRef) -> pa.Table:
+    """The ``images`` table with ``path`` resolved to absolute local paths for the cores."""
+    table = store.read_table(ref)
+    # one batch: a store on S3 downloads the photos its mirror lacks together
+    paths = pa.array([str(p) for p in store.blobs.resolve_many(table.column("path").to_pylist())], pa.string())
+    return table.set_column(table.schema.get_field_index("path"), "path", paths)

@@ -6,8 +6,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from street2shop.cleaning.selection import annotate
-from street2shop.storage.store import ArtifactRef, ArtifactStore
-from street2shop.tasks.stage import images_with_paths
+from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
 
 
 class DataRefs(BaseModel):

@@ -18,8 +18,8 @@ from prefect.cache_policies import NO_CACHE
 
 from street2shop.cleaning.dedup import DedupParams, make_splits, merge_near_duplicates, merge_quality
 from street2shop.storage.names import DEDUP, GROUPS, SPLITS
-from street2shop.storage.store import ArtifactRef, ArtifactStore
-from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
+from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = DEDUP
 CODE_VERSION = "2"  # 2: embedding pass; truth groups by any shared design

@@ -9,23 +9,16 @@ second model stage, or a re-run, reuses it.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
-import numpy as np
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from street2shop.models.features import FeatureParams, feature_extractor, photo_features
 from street2shop.storage.names import FEATURES, PHOTO_FEATURES
-from street2shop.storage.schemas import embeddings_schema, vectors_matrix, vectors_table
-from street2shop.storage.store import ArtifactRef, ArtifactStore
-from street2shop.tasks.stage import (
-    StageResult,
-    images_with_paths,
-    report_to_prefect,
-    run_stage,
-)
+from street2shop.storage.schemas import embeddings_schema, vectors_table
+from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = FEATURES
 CODE_VERSION = "1"
@@ -52,26 +45,6 @@ def run_features(store: ArtifactStore, images: ArtifactRef, params: FeatureParam
                           "photos_per_s": round(len(ids) / max(seconds, 1e-9), 2)})
 
     return run_stage(store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs={"images": images}, params=params)
-
-
-def item_features(store: ArtifactStore, images: ArtifactRef, features: ArtifactRef) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """(item id -> the normalised mean feature of its shop photos, item id -> one shop photo's path)."""
-    table = store.read_table(features)
-    vectors = dict(zip(table.column("image_id").to_pylist(), vectors_matrix(table)))
-    photos = images_with_paths(store, images)
-    shop = photos.filter(pc.equal(photos.column("role"), "shop"))
-    per_item: dict[str, list[np.ndarray]] = defaultdict(list)
-    photo_of: dict[str, str] = {}
-    for image_id, item, path in zip(shop.column("image_id").to_pylist(), shop.column("item_id").to_pylist(),
-                                    shop.column("path").to_pylist()):
-        if image_id in vectors:
-            per_item[item].append(vectors[image_id])
-            photo_of.setdefault(item, path)
-    out = {}
-    for item, vs in per_item.items():
-        v = np.mean(vs, axis=0)
-        out[item] = (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-    return out, photo_of
 
 
 @task(name="features", cache_policy=NO_CACHE)

@@ -8,8 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from street2shop.storage.names import CRAWL, IMAGES, NOISE, NOISE_LABELS, NOISE_MODEL, NOISE_SCORES
-from street2shop.storage.store import ArtifactStore
-from street2shop.tasks.stage import images_with_paths
+from street2shop.storage.store import ArtifactStore, images_with_paths
 
 
 def street_photos(store: ArtifactStore) -> pa.Table:

@@ -18,8 +18,8 @@ from street2shop.cleaning.labels import validate_labels
 from street2shop.cleaning.noise import NoiseParams, train_and_score
 from street2shop.storage.names import ITEMS, NOISE, NOISE_LABELS, NOISE_MODEL, NOISE_SCORES
 from street2shop.storage.schemas import NOISE_LABELS as NOISE_LABELS_SCHEMA
-from street2shop.storage.store import ArtifactRef, ArtifactStore
-from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
+from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = NOISE
 CODE_VERSION = "2"

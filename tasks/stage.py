@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from street2shop.storage.faults import fault_point
 from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.storage.store import ArtifactRef, ArtifactStore, VersionWriter, version_id
@@ -101,11 +99,3 @@ def report_to_prefect(result: StageResult, title: str | None = None) -> None:
             lines.append(f"| {key} | {value} |")
     key = f"{result.stage}-figures".replace("_", "-")
     create_markdown_artifact(markdown="\n".join(lines), key=key, description=f"{result.stage} key figures")
-
-
-def images_with_paths(store: ArtifactStore, ref: ArtifactRef) -> pa.Table:
-    """The ``images`` table with ``path`` resolved to absolute local paths for core functions."""
-    table = store.read_table(ref)
-    # one batch: a store on S3 downloads the photos its mirror lacks together
-    paths = pa.array([str(p) for p in store.blobs.resolve_many(table.column("path").to_pylist())], pa.string())
-    return table.set_column(table.schema.get_field_index("path"), "path", paths)

@@ -20,7 +20,8 @@ from street2shop.service.app import create_app
 from street2shop.service.look_engine import LookEngine, find_looks_model
 from street2shop.storage import names as N
 from street2shop.tasks.features import run_features
-from street2shop.tasks.looks import LooksConfig, LooksRefs, run_looks_train
+from street2shop.models.looks_view import LooksRefs
+from street2shop.tasks.looks import LooksConfig, run_looks_train
 
 CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=LooksTrainParams(epochs=3, dim=16))
 

@@ -10,8 +10,8 @@ from crawled_testing import crawled_shop
 from fastapi.testclient import TestClient
 from PIL import Image
 from service_testing import publish_index
-from street2shop.flows.outfits import _refs
 from street2shop.models.features import FeatureParams
+from street2shop.models.outfit_view import OutfitRefs
 from street2shop.models.outfits import OutfitTrainParams
 from street2shop.service.app import create_app
 from street2shop.storage import names as N
@@ -26,7 +26,7 @@ def outfit_home(tmp_path_factory):
     root = tmp_path_factory.mktemp("outfit-api")
     store, crawl, dedup = crawled_shop(root, 24)
     features = run_features(store, crawl["images"], CFG.features)
-    run_outfit_train(store, _refs(str(store.home), crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES]), CFG.split, CFG.train)
+    run_outfit_train(store, OutfitRefs.of_photos(crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES]), CFG.split, CFG.train)
     publish_index(store, crawl["images"])
     outfits = store.read_table(crawl["outfits"]).to_pylist()
     return store.home, outfits

@@ -14,14 +14,8 @@ from street2shop.models.looks import LooksTrainParams, load_looks
 from street2shop.storage import names as N
 from street2shop.tasks.catalog import resolve_checkpoint
 from street2shop.tasks.features import run_features
-from street2shop.tasks.looks import (
-    LooksConfig,
-    LooksRefs,
-    load_looks_view,
-    refs_of_model,
-    run_looks_evaluate,
-    run_looks_train,
-)
+from street2shop.models.looks_view import LooksRefs, load_looks_view, refs_of_model
+from street2shop.tasks.looks import LooksConfig, run_looks_evaluate, run_looks_train
 
 CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=LooksTrainParams(epochs=3, dim=16))
 

@@ -8,19 +8,14 @@ import pytest
 from crawled_testing import crawled_shop
 from polyvore_testing import write_polyvore
 from street2shop.cleaning.outfits import leaks
-from street2shop.flows.outfits import _refs
 from street2shop.models.features import FeatureParams
+from street2shop.models.outfit_view import OutfitRefs
 from street2shop.models.outfits import OutfitTrainParams, load_outfit_models
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactStore
 from street2shop.tasks.features import run_features
-from street2shop.tasks.outfits import (
-    OutfitConfig,
-    PolyvoreParams,
-    run_outfit_evaluate,
-    run_outfit_train,
-    run_polyvore,
-)
+from street2shop.sources.polyvore import PolyvoreParams
+from street2shop.tasks.outfits import OutfitConfig, run_outfit_evaluate, run_outfit_train, run_polyvore
 
 CFG = OutfitConfig(features=FeatureParams(backbone="tiny", image_size=32),
                    train=OutfitTrainParams(epochs=3, pca=8, hidden=16, dim=8))
@@ -31,7 +26,7 @@ def crawled(tmp_path_factory):
     root = tmp_path_factory.mktemp("outfit-stages")
     store, crawl, dedup = crawled_shop(root, 30)
     features = run_features(store, crawl["images"], CFG.features)
-    return store, _refs(str(store.home), crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES])
+    return store, OutfitRefs.of_photos(crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES])
 
 
 def test_train_and_evaluate_publish_and_rerun_skips(crawled):
@@ -73,7 +68,7 @@ def test_polyvore_trains_on_its_split_and_scores_its_questions(tmp_path):
     source = run_polyvore(store, PolyvoreParams(path=str(write_polyvore(tmp_path / "pv"))))
     assert run_polyvore(store, PolyvoreParams(path=str(tmp_path / "pv"))).skipped  # same content, same version
     features = run_features(store, source[N.IMAGES], CFG.features)
-    refs = _refs(str(store.home), source[N.IMAGES], None, features[N.PHOTO_FEATURES])
+    refs = OutfitRefs.of_photos(source[N.IMAGES], None, features[N.PHOTO_FEATURES])
     trained = run_outfit_train(store, refs, CFG.split, CFG.train)
     assert trained.metrics["split"] == "given" and trained.metrics["outfits_test"] == 4
     evaluated = run_outfit_evaluate(store, refs, trained[N.OUTFIT_MODEL], CFG.evaluate)
