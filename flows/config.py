@@ -11,6 +11,7 @@ from street2shop.cleaning.dedup import DedupParams
 from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.models.mining import MineParams
+from street2shop.models.recipes import recipe_of
 from street2shop.models.training import TrainParams
 from street2shop.models.views import ViewParams
 from street2shop.retrieval.evaluation import EvaluateParams
@@ -56,6 +57,27 @@ class PipelineConfig(BaseModel):
     def _one_source(self) -> PipelineConfig:
         if (self.crawl is None) == (self.source is None):
             raise ValueError("give exactly one of crawl (a shop to crawl) and source (a labelled dataset)")
+        return self
+
+    @model_validator(mode="after")
+    def _one_input_spec(self) -> PipelineConfig:
+        """A recipe that trains on the views' cached descriptors needs the photos seen the same
+        way by the views, the training and the localised search: one field that disagrees
+        with its twin is named, with the twin."""
+        if not recipe_of(self.train).uses_views:
+            return self
+        twins = [(f"views.{f}", getattr(self.views, f), f"train.{f}", getattr(self.train, f)) for f in ("backbone", "pretrained", "resize")]
+        if self.train.image_size is not None:  # None: the backbone's own size
+            twins.append(("views.image_size", self.views.image_size, "train.image_size", self.train.image_size))
+        localise = self.evaluate.localise
+        if localise.name == "multicrop":  # street photos searched as the crops the head trained on
+            for option, field in (("scales", "crop_scales"), ("positions", "crop_positions")):
+                if option in localise.options:
+                    twins.append((f"evaluate.localise.options.{option}", localise.options[option], f"views.{field}", getattr(self.views, field)))
+        for a, va, b, vb in twins:
+            if va != vb:
+                raise ValueError(f"{a}={va!r} and {b}={vb!r} disagree: recipe {self.train.recipe!r} trains on the views' "
+                                 f"descriptors, so give both the same value")
         return self
 
     @property
