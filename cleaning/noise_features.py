@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from street2shop.cleaning.images import open_rgb
 from street2shop.models.embedder import Embedder, pretrained_features
+from street2shop.models.fast import optimize_for_inference
 from street2shop.registry import Registry
 
 
@@ -203,8 +204,6 @@ class CnnExtractor(FeatureExtractor):
         if self._runner is None:
             # OpenVINO fp32: the network's features up to float rounding, several times
             # eager PyTorch on CPU (eager where OpenVINO is missing)
-            from street2shop.models.fast import optimize_for_inference
-
             self._runner = optimize_for_inference(model, "openvino", fallback="eager")
         batch = torch.stack([model.preprocess(image) for image in images])
         with torch.inference_mode():

@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import functional as TF
 
+from street2shop.models.localise import crop
 from street2shop.models.preprocess import Preprocess, read_image
 
 AnchorDomain = Literal["shop", "street", "any"]
@@ -90,8 +91,6 @@ class ImageDataset(Dataset):
         if self.crops is None:
             tensor = self.preprocess(image)
         else:
-            from street2shop.models.localise import crop
-
             tensor = torch.stack([self.preprocess(crop(image, box)) for box in self.crops(image)])
         label = self.labels[index] if self.labels is not None else torch.tensor(-1)
         role = self.roles[index] if self.roles is not None else torch.tensor(-1)

@@ -28,7 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from street2shop.cleaning.selection import gallery_images, query_images, training_images
 from street2shop.models.embed import embed_images
-from street2shop.models.embedder import Embedder
+from street2shop.models.embedder import Embedder, pretrained_features
+from street2shop.models.localise import grid_boxes
+from street2shop.retrieval.metrics import evaluate_retrieval
+from street2shop.storage.schemas import vectors_matrix
 
 WHOLE, MIRROR, CROP = "whole", "mirror", "crop"
 
@@ -72,16 +75,12 @@ def view_model(params: ViewParams) -> Embedder:
     """The pretrained descriptor the views are made with."""
     import torch
 
-    from street2shop.models.embedder import pretrained_features
-
     if not params.pretrained:
         torch.manual_seed(params.seed)
     return pretrained_features(params.backbone, image_size=params.image_size, pretrained=params.pretrained, resize=params.resize)
 
 
 def crop_boxes(params: ViewParams) -> tuple:
-    from street2shop.models.localise import grid_boxes
-
     return grid_boxes(tuple(params.crop_scales), params.crop_positions, include_whole=True)
 
 
@@ -124,8 +123,6 @@ def view_features(annotated: pa.Table, model: Embedder, params: ViewParams) -> p
 def training_views(views: pa.Table, street_crops: int) -> pa.Table:
     """The rows a head trains on: train-split shop views (whole and mirror) and, per train
     street photo, the ``street_crops`` crops closest to its item's shop photos."""
-    from street2shop.storage.schemas import vectors_matrix
-
     train = views.filter(pc.equal(views.column("split"), "train"))
     roles = np.asarray(train.column("role").to_pylist(), dtype=object)
     kinds = np.asarray([v.split(":")[0] for v in train.column("view").to_pylist()], dtype=object)
@@ -152,8 +149,6 @@ def training_views(views: pa.Table, street_crops: int) -> pa.Table:
 def validation_views(views: pa.Table) -> tuple[pa.Table, np.ndarray, pa.Table, np.ndarray]:
     """``(queries, query crop vectors (n, K, d), gallery, gallery vectors)`` of the validation
     split: every crop of every val street photo against every shop photo of the catalogue."""
-    from street2shop.storage.schemas import vectors_matrix
-
     whole = views.filter(pc.equal(views.column("view"), WHOLE))
     val = views.filter(pc.and_(pc.equal(views.column("split"), "val"), pc.equal(views.column("role"), "street")))
     if val.num_rows == 0:
@@ -171,8 +166,6 @@ def validation_views(views: pa.Table) -> tuple[pa.Table, np.ndarray, pa.Table, n
 def head_training_rows(views: pa.Table, street_crops: int) -> tuple[pa.Table, np.ndarray]:
     """What a head trains on: the :func:`training_views` as trainer rows (``image_id`` = the
     view id, which triplets and logs name; ``photo_id`` = the photo) and their descriptors."""
-    from street2shop.storage.schemas import vectors_matrix
-
     train = training_views(views, street_crops)
     train = train.rename_columns(
         ["image_id" if c == "view_id" else ("photo_id" if c == "image_id" else c) for c in train.column_names]
@@ -183,8 +176,6 @@ def head_training_rows(views: pa.Table, street_crops: int) -> tuple[pa.Table, np
 def validation_fn(views: pa.Table, k: int) -> Callable[[Embedder], float]:
     """A head's validation top-``k`` on the cached validation views (every crop of every val
     street photo, scored as ``/search`` does, against every shop photo); NaN without any."""
-    from street2shop.retrieval.metrics import evaluate_retrieval
-
     queries, query_crops, gallery, gallery_vectors = validation_views(views)
     query_items, gallery_items = queries.column("item_id").to_pylist(), gallery.column("item_id").to_pylist()
 

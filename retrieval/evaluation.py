@@ -40,15 +40,20 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from street2shop.cleaning.selection import gallery_images, query_images
+from street2shop.models.embed import embed_images
+from street2shop.models.embedder import Embedder, pretrained_features
+from street2shop.models.fast import BackendUnavailableError, list_modes, optimize_for_inference
+from street2shop.models.localise import create_localiser
+from street2shop.retrieval.baselines import baseline_features
 from street2shop.retrieval.expansion import EXPANSIONS, expand
 from street2shop.retrieval.metrics import RetrievalReport, evaluate_retrieval
 from street2shop.retrieval.ranking import parse_crop_scoring
+from street2shop.sources.labelled import SPLIT, annotated_from_csvs, read_labelled_csv
+from street2shop.storage.images import open_image
 
-if TYPE_CHECKING:  # torch loads when a model is evaluated, not when this module is imported
+if TYPE_CHECKING:  # annotations only
     import torch
     from torch import nn
-
-    from street2shop.models.embedder import Embedder
 
 #: paths -> ``(len(paths), dim)`` float32 vectors (``(len(paths), n_crops, dim)`` for localised queries)
 FeatureFn = Callable[[list[str]], np.ndarray]
@@ -136,8 +141,6 @@ class EvaluateParams(BaseModel):
     @field_validator("precisions", "inference_mode")
     @classmethod
     def _known_modes(cls, value):
-        from street2shop.models.fast import list_modes  # torch loads with the config, not the module
-
         known = list_modes()
         unknown = sorted(set([value] if isinstance(value, str) else value) - set(known))
         if unknown:
@@ -250,9 +253,6 @@ def _has_values(table: pa.Table, column: str) -> bool:
 
 def localised_features(model: Embedder, localise: LocaliseParams, batch_size: int = 32, num_workers: int = 0) -> Features:
     """A model's features with the query-side localisation ``localise`` (what ``/search`` runs)."""
-    from street2shop.models.embed import embed_images
-    from street2shop.models.localise import create_localiser
-
     gallery = partial(embed_images, model, batch_size=batch_size, num_workers=num_workers)
     if localise.name == "none":
         return Features(gallery, gallery)
@@ -271,8 +271,6 @@ def localised_features(model: Embedder, localise: LocaliseParams, batch_size: in
 def candidate_models(model: Embedder, params: EvaluateParams) -> dict[str, Embedder]:
     """The servable models: the trained one and, when asked for as a baseline, its backbone
     with ImageNet weights and a parameter-free head at the same input size."""
-    from street2shop.models.embedder import pretrained_features
-
     models = {TRAINED: model}
     if PRETRAINED in params.baselines:
         models[PRETRAINED] = pretrained_features(model.config.backbone, image_size=model.preprocess.image_size,
@@ -301,9 +299,6 @@ def feature_functions(models: Mapping[str, Embedder], params: EvaluateParams, nu
     head) reuses the pretrained baseline's backbone pass: its vectors are the head applied to
     the baseline's, so the two cost one pass over the photos (and their crops).
     """
-    from street2shop.models.fast import optimize_for_inference
-    from street2shop.retrieval.baselines import baseline_features
-
     def fast(model: Embedder) -> Embedder:
         return optimize_for_inference(model, params.inference_mode, fallback="eager")
 
@@ -467,8 +462,6 @@ def calibration_pixels(model: Embedder, paths: Sequence[str]) -> torch.Tensor:
     tensor from the same photos, so its int8 model is the one evaluated)."""
     import torch
 
-    from street2shop.storage.images import open_image
-
     return torch.stack([model.preprocess(open_image(path)) for path in paths])
 
 
@@ -502,8 +495,6 @@ def score_precisions(
     ``baseline_figures``, the evaluation already has: ``served_*``), and choose the served
     variant: the fastest whose ``serve_metric`` on ``judged_on`` is within
     ``precision_tolerance`` of the reference's."""
-    from street2shop.models.fast import BackendUnavailableError, optimize_for_inference
-
     reference = params.inference_mode
     key = params.serve_metric
     judged = "" if params.judged_on == SHOP else f"{params.judged_on}:"
@@ -588,8 +579,6 @@ def evaluate_csvs(
     """Score ``model`` on a labelled set of CSVs (:mod:`street2shop.sources.labelled`), with
     the query-side localisation ``localise``; returns the report, the vectors and the
     annotated table."""
-    from street2shop.sources.labelled import SPLIT, annotated_from_csvs, read_labelled_csv
-
     annotated = annotated_from_csvs(read_labelled_csv(gallery_csv), read_labelled_csv(queries_csv))
     features = localised_features(model, localise or LocaliseParams(), batch_size=batch_size)
     report, vectors = evaluate_features(features, annotated, SPLIT, ks=ks)
