@@ -90,13 +90,8 @@ def _views_for(home: str, params: TrainParams, views: ArtifactRef | None) -> Art
 
 @flow(name="train", log_prints=True)
 def train_flow(
-    home: str,
-    params: TrainParams,
-    round: int = 0,
-    data: DataRefs | None = None,
-    init: ArtifactRef | None = None,
-    triplets: ArtifactRef | None = None,
-    views: ArtifactRef | None = None,
+    home: str, params: TrainParams, round: int = 0, data: DataRefs | None = None, init: ArtifactRef | None = None,
+    triplets: ArtifactRef | None = None, views: ArtifactRef | None = None,
 ) -> StageResult:
     return train_task(home, data or latest_data_refs(home), params, round, init, triplets, _views_for(home, params, views))
 

@@ -12,6 +12,7 @@ featurised exactly as the posts were. Plain Python, no HTTP; the router is
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,13 +25,10 @@ from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 
 
-class LooksInputError(EngineInputError):
-    """A request the looks engine cannot answer (the API answers 4xx)."""
-
-
-def find_looks_model(store: ArtifactStore, crawl_version: str) -> ArtifactRef:
-    """The newest looks model trained on the crawl (or data set) ``crawl_version``."""
-    return find_model(store, N.LOOKS_TRAIN, N.LOOKS_MODEL, crawl_version)
+#: a request the looks engine cannot answer (the API answers 4xx)
+LooksInputError = EngineInputError
+#: ``(store, crawl_version)`` -> the newest looks model trained on that crawl
+find_looks_model = partial(find_model, N.LOOKS_TRAIN, N.LOOKS_MODEL)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -24,13 +25,10 @@ from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 
 
-class OutfitInputError(EngineInputError):
-    """A request the outfits engine cannot answer (the API answers 4xx)."""
-
-
-def find_outfit_model(store: ArtifactStore, crawl_version: str) -> ArtifactRef:
-    """The newest outfits model trained on the crawl (or data set) ``crawl_version``."""
-    return find_model(store, N.OUTFIT_TRAIN, N.OUTFIT_MODEL, crawl_version)
+#: a request the outfit engine cannot answer (the API answers 4xx)
+OutfitInputError = EngineInputError
+#: ``(store, crawl_version)`` -> the newest outfit model trained on that crawl (or data set)
+find_outfit_model = partial(find_model, N.OUTFIT_TRAIN, N.OUTFIT_MODEL)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ class EngineInputError(ValueError):
         self.status = status
 
 
-def find_model(store: ArtifactStore, stage: str, name: str, crawl_version: str) -> ArtifactRef:
+def find_model(stage: str, name: str, store: ArtifactStore, crawl_version: str) -> ArtifactRef:
     """The newest ``name`` of ``stage`` trained on the crawl (or data set) ``crawl_version``."""
     return store.newest(stage, name, with_input=(N.IMAGES, crawl_version),
                         missing=f"no {name.replace('_', ' ')} is published for crawl {crawl_version}: run {stage} on it")

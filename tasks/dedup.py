@@ -60,12 +60,7 @@ def run_dedup(
         writers["splits"].metrics.update(figures)
 
     return run_stage(
-        store,
-        STAGE,
-        CODE_VERSION,
-        OUTPUTS,
-        compute,
-        inputs={"items": items_ref, "images": images_ref},
+        store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs={"items": items_ref, "images": images_ref},
         params={**params.model_dump(mode="json"), "truth": bool(truth_items_csv)},
     )
 

@@ -13,12 +13,24 @@ import time
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
 
+from street2shop.cleaning.outfits import OutfitSplitParams
 from street2shop.models.features import FeatureParams, feature_extractor, photo_features
 from street2shop.storage.names import FEATURES, PHOTO_FEATURES
 from street2shop.storage.schemas import embeddings_schema, vectors_table
 from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
+
+class FeaturesConfig(BaseModel):
+    """A config section of stages on frozen photo features (``outfits:``, ``looks:``): the
+    features, the split, and (in the subclass) the training and evaluation params."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: FeatureParams = Field(default_factory=FeatureParams)
+    split: OutfitSplitParams = Field(default_factory=OutfitSplitParams)
+
 
 STAGE = FEATURES
 CODE_VERSION = "1"

@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from street2shop.cleaning.outfits import OutfitSplitParams, leaks, split_outfits
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import load_embedder
-from street2shop.models.features import FeatureParams
 from street2shop.models.looks import LooksTrainParams, embed, load_looks, save_looks, train_looks
 from street2shop.models.looks_view import LooksRefs, layout_of, load_looks_view, posts_table
 from street2shop.retrieval.expansion import EXPANSIONS
@@ -35,6 +34,7 @@ from street2shop.retrieval.looks_report import BACKBONE, looks_report
 from street2shop.storage import names as N
 from street2shop.storage.schemas import LOOKS_METRICS, LOOKS_SPLITS
 from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.tasks.features import FeaturesConfig
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 TRAIN_CODE_VERSION = "1"
@@ -50,13 +50,9 @@ class LooksEvaluateParams(BaseModel):
     examples: int = Field(6, ge=0)
 
 
-class LooksConfig(BaseModel):
+class LooksConfig(FeaturesConfig):
     """The pipeline's ``looks:`` section."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    features: FeatureParams = Field(default_factory=FeatureParams)
-    split: OutfitSplitParams = Field(default_factory=OutfitSplitParams)
     train: LooksTrainParams = Field(default_factory=LooksTrainParams)
     evaluate: LooksEvaluateParams = Field(default_factory=LooksEvaluateParams)
 

@@ -49,12 +49,7 @@ def run_noise_filter(store: ArtifactStore, images_ref: ArtifactRef, labels_path:
         writers["noise_model"].metrics.update(figures)
 
     return run_stage(
-        store,
-        STAGE,
-        CODE_VERSION,
-        OUTPUTS,
-        compute,
-        inputs={"images": images_ref},
+        store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs={"images": images_ref},
         params={**params.model_dump(mode="json"), "labels_sha256": labels_sha},
     )
 

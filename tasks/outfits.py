@@ -28,7 +28,6 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from street2shop.cleaning.outfits import OutfitSplitParams, largest_unit_share, leaks, split_outfits
-from street2shop.models.features import FeatureParams
 from street2shop.models.outfit_view import OutfitRefs, load_view, outfit_data
 from street2shop.models.outfits import (
     VARIANTS,
@@ -43,6 +42,7 @@ from street2shop.retrieval.outfit_report import RANDOM, outfit_report
 from street2shop.sources.polyvore import PolyvoreParams, polyvore_tables
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
+from street2shop.tasks.features import FeaturesConfig
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 TRAIN_CODE_VERSION = "1"
@@ -62,13 +62,9 @@ class OutfitEvaluateParams(BaseModel):
     examples: int = Field(8, ge=0)
 
 
-class OutfitConfig(BaseModel):
+class OutfitConfig(FeaturesConfig):
     """The pipeline's ``outfits:`` section: features, split, training and evaluation."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    features: FeatureParams = Field(default_factory=FeatureParams)
-    split: OutfitSplitParams = Field(default_factory=OutfitSplitParams)
     train: OutfitTrainParams = Field(default_factory=OutfitTrainParams)
     evaluate: OutfitEvaluateParams = Field(default_factory=OutfitEvaluateParams)
 

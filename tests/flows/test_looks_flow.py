@@ -1,12 +1,9 @@
-"""The shop-the-look stages in the pipeline of a demo shop of real garments (tiny backbone),
-and ``street2shop run --stage`` for each of them."""
+"""The shop-the-look stages in the pipeline of a demo shop of real garments (tiny backbone)."""
 
 from __future__ import annotations
 
 import pytest
 
-from street2shop.flows.demo import TINY, demo_config
-from street2shop.flows.pipeline import pipeline
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactStore
 
@@ -31,34 +28,3 @@ def test_the_pipeline_runs_the_looks_stages_last(real_tiny_demo):
     outfit_model = store.latest(N.OUTFIT_TRAIN, N.OUTFIT_MODEL)
     shared = {r for r in store.manifest(outfit_model).inputs if r.name == N.PHOTO_FEATURES}
     assert shared <= set(store.manifest(model).inputs)
-
-
-def test_a_rerun_skips_them_and_run_stage_runs_each_alone(real_tiny_demo, tmp_path):
-    from typer.testing import CliRunner
-
-    from street2shop.cli import app
-
-    home, cfg, _ = real_tiny_demo
-    assert pipeline(str(home), cfg).ran == []
-    config = tmp_path / "pipeline.yaml"
-    cfg.to_file(config)
-    store = ArtifactStore(home)
-    before = len(store.manifests())
-    for stage in ("looks_train", "looks_evaluate"):
-        result = CliRunner().invoke(app, ["run", "--config", str(config), "--stage", stage, "--home", str(home)])
-        assert result.exit_code == 0, result.output
-        assert "reused" in result.output
-    assert len(store.manifests()) == before
-
-
-def test_a_config_without_looks_has_no_looks_stages(tmp_path):
-    from typer.testing import CliRunner
-
-    from street2shop.cli import app
-
-    cfg = demo_config(tmp_path, "http://127.0.0.1:1", TINY, progress=False)
-    assert cfg.looks is None
-    config = tmp_path / "pipeline.yaml"
-    cfg.to_file(config)
-    result = CliRunner().invoke(app, ["run", "--config", str(config), "--stage", "looks_train", "--home", str(tmp_path)])
-    assert result.exit_code != 0 and "needs a looks: section" in result.output
