@@ -105,3 +105,13 @@ def stage(name: str) -> Stage:
         return STAGES_BY_NAME[name]
     except KeyError:
         raise KeyError(f"unknown stage {name!r}; one of {', '.join(STAGE_NAMES)}") from None
+
+
+def stage_table() -> str:
+    """The declaration as a markdown table (``docs/stages.md`` is this, kept current by a test)."""
+    rows = ["| stage | core | params | reads | publishes | key figures |", "| --- | --- | --- | --- | --- | --- |"]
+    for s in STAGES:
+        section = f"`{s.section}`" + (f" (when `{s.needs}:` is set)" if s.needs and s.needs != s.section else "")
+        rows.append(f"| {s.name} | `{s.core}` | {section} | {', '.join(s.inputs) or '(the shop)'} | {', '.join(s.outputs)} "
+                    f"| {', '.join(s.figures)} |")
+    return "\n".join(rows) + "\n"

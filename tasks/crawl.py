@@ -14,13 +14,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from street2shop.crawler.core import CrawlParams, RobotsDisallowed, crawl
-from street2shop.storage.names import CRAWL, CRAWL_REJECTS, IMAGES, ITEMS, OUTFITS, SNAP_ITEMS, SNAPS
+from street2shop.storage.names import CRAWL, ITEMS
 from street2shop.storage.store import ArtifactStore, content_version
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = CRAWL
 CODE_VERSION = "1"
-OUTPUTS = (ITEMS, IMAGES, CRAWL_REJECTS, OUTFITS, SNAPS, SNAP_ITEMS)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def crawl_state_key(params: CrawlParams) -> str:
@@ -47,7 +48,7 @@ def run_crawl(store: ArtifactStore, params: CrawlParams) -> StageResult:
     def compute(writers) -> None:
         for name, table in tables.items():
             writers[name].write_table(table)
-        writers["items"].metrics.update(
+        writers[ITEMS].metrics.update(
             {
                 "items": result.items.num_rows,
                 "images": result.images.num_rows,

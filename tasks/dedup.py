@@ -19,11 +19,12 @@ from prefect.cache_policies import NO_CACHE
 from street2shop.cleaning.dedup import DedupParams, make_splits, merge_near_duplicates, merge_quality
 from street2shop.storage.names import DEDUP, GROUPS, SPLITS
 from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = DEDUP
 CODE_VERSION = "2"  # 2: embedding pass; truth groups by any shared design
-OUTPUTS = (GROUPS, SPLITS)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def read_truth_design_ids(truth_items_csv: str | Path) -> dict[str, str]:
@@ -44,8 +45,8 @@ def run_dedup(
         shop = images.filter(pc.equal(images.column("role"), "shop"))
         result = merge_near_duplicates(items, shop, params)
         splits = make_splits(result.groups, items, params)
-        writers["groups"].write_table(result.groups)
-        writers["splits"].write_table(splits)
+        writers[GROUPS].write_table(result.groups)
+        writers[SPLITS].write_table(splits)
         figures = {k: v for k, v in dict(result.stats).items() if isinstance(v, (int, float, str))}
         figures["groups"] = len(set(result.groups.column("group_id").to_pylist()))
         for split in ("train", "val", "test"):
@@ -56,8 +57,8 @@ def run_dedup(
             figures.update({f"merge_{k}": v for k, v in merge_quality(result.groups, truth, product).items()})
             for method, groups in result.groups_by_method.items():
                 figures.update({f"merge_{method}_{k}": v for k, v in merge_quality(groups, truth, product).items()})
-        writers["groups"].metrics.update(figures)
-        writers["splits"].metrics.update(figures)
+        writers[GROUPS].metrics.update(figures)
+        writers[SPLITS].metrics.update(figures)
 
     return run_stage(
         store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs={"items": items_ref, "images": images_ref},

@@ -41,12 +41,13 @@ from street2shop.sources.labelled import annotated_from_csvs, read_labelled_csv
 from street2shop.storage.names import CHECKPOINT, CHECKPOINT_FILE, EMBEDDINGS, EVALUATE, METRICS, REPORT_FILE, SERVING_FILE
 from street2shop.storage.schemas import vectors_table
 from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.data import DataRefs, load_annotated
 from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 
 STAGE = EVALUATE
 CODE_VERSION = "3"  # 3: benchmarks, localisation, the served model (and its precision)
-OUTPUTS = (METRICS, CHECKPOINT, EMBEDDINGS)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def benchmark_fingerprint(params: EvaluateParams) -> dict[str, str]:

@@ -20,6 +20,7 @@ from street2shop.models.features import FeatureParams, feature_extractor, photo_
 from street2shop.storage.names import FEATURES, PHOTO_FEATURES
 from street2shop.storage.schemas import embeddings_schema, vectors_table
 from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 class FeaturesConfig(BaseModel):
@@ -34,7 +35,7 @@ class FeaturesConfig(BaseModel):
 
 STAGE = FEATURES
 CODE_VERSION = "1"
-OUTPUTS = (PHOTO_FEATURES,)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def run_features(store: ArtifactStore, images: ArtifactRef, params: FeatureParams) -> StageResult:

@@ -17,11 +17,12 @@ from street2shop.retrieval.index import IndexParams, build_index, recall_at_k_vs
 from street2shop.storage.names import INDEX, INDEX_FILE, INDEX_IDS
 from street2shop.storage.schemas import vectors_matrix
 from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = INDEX
 CODE_VERSION = "1"
-OUTPUTS = (INDEX_IDS,)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def run_build_index(

@@ -14,12 +14,13 @@ from street2shop.models.views import training_views
 from street2shop.storage.schemas import vectors_matrix
 from street2shop.storage.names import CHECKPOINT_FILE, MINE, TRIPLETS
 from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.data import DataRefs, load_annotated
 from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 
 STAGE = MINE
 CODE_VERSION = "1"
-OUTPUTS = (TRIPLETS,)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def run_mine(

@@ -19,11 +19,12 @@ from street2shop.cleaning.noise import NoiseParams, train_and_score
 from street2shop.storage.names import ITEMS, NOISE, NOISE_LABELS, NOISE_MODEL, NOISE_SCORES
 from street2shop.storage.schemas import NOISE_LABELS as NOISE_LABELS_SCHEMA
 from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = NOISE
 CODE_VERSION = "2"
-OUTPUTS = (NOISE_SCORES, NOISE_LABELS, NOISE_MODEL)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def run_noise_filter(store: ArtifactStore, images_ref: ArtifactRef, labels_path: str | Path, params: NoiseParams) -> StageResult:
@@ -36,17 +37,17 @@ def run_noise_filter(store: ArtifactStore, images_ref: ArtifactRef, labels_path:
         images = images_with_paths(store, images_ref)
         street = images.filter(pc.equal(images.column("role"), "street"))
         labels = validate_labels(labels_path, set(street.column("image_id").to_pylist()))
-        model_dir = writers["noise_model"].dir
+        model_dir = writers[NOISE_MODEL].dir
         # the crawl publishes items and images under one version id: the items of these images
         items = store.read_table(ArtifactRef(stage=images_ref.stage, name=ITEMS, version=images_ref.version))
         report, scores = train_and_score(street, labels, params, model_dir, items)
-        writers["noise_labels"].write_table(labels)
-        writers["noise_scores"].write_table(scores)
+        writers[NOISE_LABELS].write_table(labels)
+        writers[NOISE_SCORES].write_table(scores)
         figures = report.model_dump() if hasattr(report, "model_dump") else dict(report)
         kept = pc.sum(scores.column("keep")).as_py() or 0
         figures.update({"scored": scores.num_rows, "kept": kept, "rejected": scores.num_rows - kept})
-        writers["noise_scores"].metrics.update(figures)
-        writers["noise_model"].metrics.update(figures)
+        writers[NOISE_SCORES].metrics.update(figures)
+        writers[NOISE_MODEL].metrics.update(figures)
 
     return run_stage(
         store, STAGE, CODE_VERSION, OUTPUTS, compute, inputs={"images": images_ref},

@@ -23,12 +23,13 @@ from street2shop.models.views import head_training_rows, validation_fn
 from street2shop.retrieval.evaluation import evaluate_features
 from street2shop.storage.names import CHECKPOINT, CHECKPOINT_FILE, TRAIN, TRAIN_LOG
 from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.data import DataRefs, load_annotated
 from street2shop.tasks.stage import LOADER_WORKERS, StageResult, report_to_prefect, run_stage
 
 STAGE = TRAIN
 CODE_VERSION = "1"
-OUTPUTS = (CHECKPOINT, TRAIN_LOG)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 VAL_K = 20
 
 

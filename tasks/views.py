@@ -14,12 +14,13 @@ from street2shop.models.fast import optimize_for_inference
 from street2shop.models.views import ViewParams, view_features, view_model
 from street2shop.storage.names import VIEWS
 from street2shop.storage.store import ArtifactStore
+from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.data import DataRefs, load_annotated
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = VIEWS
 CODE_VERSION = "1"
-OUTPUTS = (VIEWS,)
+OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 
 def run_views(store: ArtifactStore, data: DataRefs, params: ViewParams) -> StageResult:

@@ -128,3 +128,24 @@ def test_the_api_process_never_imports_prefect():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+CORES = ("models", "cleaning", "retrieval")
+
+
+def test_the_cores_import_each_other_at_the_top_of_the_module():
+    """No import of one core inside a function (what hid a cycle between them): each core
+    module's imports of street2shop.models/cleaning/retrieval sit at module level."""
+    hidden = []
+    for path, layer in MODULES:
+        if layer not in CORES:
+            continue
+        tree = ast.parse((REPO / path).read_text())
+        top = {id(node) for node in tree.body}
+        hidden += [
+            f"{path}:{node.lineno} imports {node.module} inside a function"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and id(node) not in top
+            and (found := _layer_of(node.module)) is not None and found[0] in CORES
+        ]
+    assert not hidden, "\n".join(hidden)
