@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+
+from prefect import flow
 
 from street2shop.flows.config import PipelineConfig
 from street2shop.flows.looks import looks_evaluate_flow, looks_train_flow
@@ -32,7 +35,7 @@ from street2shop.models.outfit_view import OutfitRefs
 from street2shop.models.recipes import recipe_of
 from street2shop.storage import names as N
 from street2shop.storage.stages import STAGES, Stage
-from street2shop.storage.store import ArtifactRef
+from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.data import DataRefs
 from street2shop.tasks.stage import StageResult
 
@@ -76,10 +79,39 @@ class Run:
         )
 
 
-def runner_of(stage: Stage) -> Callable[[Run], None]:
-    """The function the declaration names as the stage's runner."""
-    module, _, name = stage.runner.partition(":")
+def _resolve(dotted: str):
+    module, _, name = dotted.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def runner_of(stage: Stage) -> Callable[[Run], None]:
+    """The function the declaration names as the stage's runner (or the generic one)."""
+    if stage.runner is None:
+        return partial(declared, stage=stage)
+    return _resolve(stage.runner)
+
+
+def section_of(cfg: PipelineConfig, section: str):
+    """The config's params at a dotted ``section`` (``outfits.features``)."""
+    value = cfg
+    for part in section.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def declared(run: Run, stage: Stage) -> None:
+    """The runner of a stage whose entry names its ``task``: each declared input is what the
+    run published (alone: the newest published, of the crawl or a dataset source for
+    ``crawl/...``), its params are its config section, and it runs as a sub-flow of its name."""
+    store = ArtifactStore(run.home)
+    inputs = {}
+    for declared_input in stage.inputs:
+        producer, name = declared_input.split("/")
+        stages = (N.CRAWL, N.SOURCE) if producer == N.CRAWL else producer
+        inputs[name] = run.ref(producer, name) or store.newest(stages, name, missing=f"{stage.name} reads {declared_input}: run {producer} first")
+    task = _resolve(stage.task)
+    sub_flow = flow(name=stage.name.replace("_", "-"), log_prints=True)(lambda: task(run.home, section_of(run.cfg, stage.section), **inputs))
+    run.add(stage.name, stage.name, sub_flow())
 
 
 def run_stages(run: Run, stages: tuple[Stage, ...] = STAGES) -> None:

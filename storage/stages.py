@@ -9,21 +9,25 @@ shows their figures, and the Prefect figures artifact of a stage lists its figur
 Strings name the core and the runner (a registry by string) so this module stays on the
 ground floor; ``tests/storage/test_stages.py`` resolves every one of them.
 
-How to add a stage (three files):
+How to add a stage (a new module and three short edits):
 
-1. Write the stage: a pure core function with a typed params model in its core package, and a
-   module ``tasks/<stage>.py`` whose task is ``run_stage(...)`` around it (copy
-   ``tasks/views.py``: it publishes ``STAGES_BY_NAME[<stage>].outputs``).
-2. Add the stage's name and its artifacts' names to ``storage/names.py``, and its entry to
-   :data:`STAGES` below, in pipeline order: ``core`` and ``runner`` by dotted name, ``section``
-   the config field of its params, ``inputs`` as ``"stage/name"``, ``outputs``, ``figures``.
-3. Add its runner to ``flows/runners.py`` (a Prefect flow around the task and one function
-   ``<stage>(run)`` that reads its inputs from the run, ``run.ref(stage, name)``, and adds its
-   result with ``run.add``) and, when its params are new, their field to ``flows/config.py``'s
-   ``PipelineConfig``.
+1. ``tasks/<stage>.py``, new: ``run_stage(...)`` around the stage's pure core (a function with
+   typed params in its core package, ``models/``, ``cleaning/``, ``retrieval/``...), publishing
+   ``STAGES_BY_NAME[<stage>].outputs``, and a Prefect task ``<stage>_task(home, params,
+   **inputs)`` taking each input by its artifact name (copy ``tasks/views.py``).
+2. ``storage/names.py``: the stage's name and its artifacts' names; ``storage/stages.py``: its
+   entry in :data:`STAGES`, in pipeline order: ``core`` by dotted name, ``runner=None`` and
+   ``task`` (the generic runner reads each ``inputs`` entry, ``"stage/name"``, from the run or
+   the newest published version and passes it to the task), ``section``, ``outputs``,
+   ``figures``, and ``needs`` when the stage runs only when its section is set.
+3. ``flows/config.py``: the params field ``section`` names on ``PipelineConfig``.
 
-The pipeline, ``run --stage``, ``status`` and the figures artifact then know it; the tests of
-``tests/storage/test_stages.py`` check that the entry's core and runner resolve.
+Then regenerate the docs page, ``python -m street2shop.storage.stages > docs/stages.md``. The
+pipeline, ``run --stage``, ``status`` and the figures artifact know the stage from its entry;
+``tests/storage/test_stages.py`` checks that its core and task resolve and that its inputs are
+published by stages before it. A stage whose inputs need more than looking up by name (the
+train <-> mine rounds, the looks' two feature sets) names its own ``runner`` in
+``flows/runners.py`` instead.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ class Stage:
     name: str
     #: the pure function that does the work, ``module:function``
     core: str
-    #: the flow-layer function that runs it inside a pipeline run (or alone), ``module:function``
-    runner: str
+    #: the flow-layer function that runs it inside a pipeline run (or alone), ``module:function``;
+    #: None: the generic one, which calls ``task`` with the declared inputs and params
+    runner: str | None
     #: the ``PipelineConfig`` field of its params (dotted for a nested one)
     section: str
     #: what it reads, ``"stage/name"`` (``crawl/...`` is the crawl's, or the dataset source's)
@@ -52,6 +57,9 @@ class Stage:
     figures: tuple[str, ...] = ()
     #: the config section without which it does not run (None: it always can)
     needs: str | None = None
+    #: with no ``runner``: the Prefect task, ``module:function``, called as
+    #: ``task(home, params, **inputs)`` (inputs by artifact name)
+    task: str | None = None
 
 
 _RUNNERS = "street2shop.flows.runners"
@@ -107,11 +115,24 @@ def stage(name: str) -> Stage:
         raise KeyError(f"unknown stage {name!r}; one of {', '.join(STAGE_NAMES)}") from None
 
 
+def docs_page() -> str:
+    """``docs/stages.md``: the declaration as a markdown table (a test keeps the page current)."""
+    return (
+        "# The pipeline's stages\n\nGenerated from the one declaration, `storage/stages.py` (its docstring says how to add a\n"
+        "stage), by `python -m street2shop.storage.stages > docs/stages.md`. The pipeline runs them in this\n"
+        "order; `street2shop run --stage NAME` runs one alone; `street2shop status` lists them so.\n\n" + stage_table()
+    )
+
+
 def stage_table() -> str:
-    """The declaration as a markdown table (``docs/stages.md`` is this, kept current by a test)."""
+    """The declaration as a markdown table."""
     rows = ["| stage | core | params | reads | publishes | key figures |", "| --- | --- | --- | --- | --- | --- |"]
     for s in STAGES:
         section = f"`{s.section}`" + (f" (when `{s.needs}:` is set)" if s.needs and s.needs != s.section else "")
         rows.append(f"| {s.name} | `{s.core}` | {section} | {', '.join(s.inputs) or '(the shop)'} | {', '.join(s.outputs)} "
                     f"| {', '.join(s.figures)} |")
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(docs_page(), end="")
