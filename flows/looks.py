@@ -26,9 +26,8 @@ def latest_looks_refs(home: str, params: FeatureParams) -> LooksRefs:
     snaps = store.newest(N.CRAWL, N.SNAPS, nonempty=True,
                          missing="no crawl with a lookbook is published: crawl a shop with snapshot posts first")
     images = snaps.sibling(N.IMAGES)
-    return LooksRefs(items=snaps.sibling(N.ITEMS), images=images, snaps=snaps, snap_items=snaps.sibling(N.SNAP_ITEMS),
-                     item_features=features_of(home, images, params), snap_features=features_of(home, snaps, params),
-                     groups=store.newest(N.DEDUP, N.GROUPS, with_input=images))
+    return LooksRefs.of_crawl(images, features_of(home, images, params), features_of(home, snaps, params),
+                              store.newest(N.DEDUP, N.GROUPS, with_input=images))
 
 
 @flow(name="looks-train", log_prints=True)

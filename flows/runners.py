@@ -213,11 +213,8 @@ def looks_train(run: Run) -> None:
         items = features_flow(run.home, cfg.features, run.ref(N.CRAWL, N.IMAGES))
         snaps = features_flow(run.home, cfg.features, run.ref(N.CRAWL, N.SNAPS))
         run.steps += [(N.FEATURES, items), (f"{N.FEATURES}[snaps]", snaps)]
-        run.looks = LooksRefs(
-            items=run.ref(N.CRAWL, N.ITEMS), images=run.ref(N.CRAWL, N.IMAGES), snaps=run.ref(N.CRAWL, N.SNAPS),
-            snap_items=run.ref(N.CRAWL, N.SNAP_ITEMS), item_features=items[N.PHOTO_FEATURES],
-            snap_features=snaps[N.PHOTO_FEATURES], groups=run.ref(N.DEDUP, N.GROUPS),
-        )
+        run.looks = LooksRefs.of_crawl(run.ref(N.CRAWL, N.IMAGES), items[N.PHOTO_FEATURES], snaps[N.PHOTO_FEATURES],
+                                       run.ref(N.DEDUP, N.GROUPS))
     run.add(N.LOOKS_TRAIN, N.LOOKS_TRAIN, looks_train_flow(run.home, cfg, run.looks))
 
 

@@ -12,10 +12,12 @@ from street2shop.models.features import FeatureParams, layout
 from street2shop.models.outfit_view import item_features
 from street2shop.storage import names as N
 from street2shop.storage.schemas import OUTFITS, vectors_matrix
-from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.storage.store import ArtifactRef, ArtifactRefs, ArtifactStore, images_with_paths
 
 
-class LooksRefs(BaseModel):
+class LooksRefs(ArtifactRefs):
+    """The inputs of the looks stages: a crawl's lookbook and items, their features, its groups."""
+
     items: ArtifactRef
     images: ArtifactRef
     snaps: ArtifactRef
@@ -24,8 +26,12 @@ class LooksRefs(BaseModel):
     snap_features: ArtifactRef
     groups: ArtifactRef | None = None
 
-    def as_inputs(self) -> dict[str, ArtifactRef]:
-        return {k: v for k, v in ((n, getattr(self, n)) for n in type(self).model_fields) if v is not None}
+    @classmethod
+    def of_crawl(cls, images: ArtifactRef, item_features: ArtifactRef, snap_features: ArtifactRef,
+                 groups: ArtifactRef | None) -> LooksRefs:
+        """The inputs for the crawl that published ``images`` (its posts and items beside them)."""
+        return cls(items=images.sibling(N.ITEMS), images=images, snaps=images.sibling(N.SNAPS),
+                   snap_items=images.sibling(N.SNAP_ITEMS), item_features=item_features, snap_features=snap_features, groups=groups)
 
 
 class LooksView(BaseModel):

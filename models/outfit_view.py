@@ -13,13 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
 
 from street2shop.cleaning.outfits import usable_outfits
 from street2shop.models.outfits import OutfitData
 from street2shop.storage import names as N
 from street2shop.storage.schemas import vectors_matrix
-from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.storage.store import ArtifactRef, ArtifactRefs, ArtifactStore, images_with_paths
 
 
 def item_features(store: ArtifactStore, images: ArtifactRef, features: ArtifactRef) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -42,21 +41,18 @@ def item_features(store: ArtifactStore, images: ArtifactRef, features: ArtifactR
     return out, photo_of
 
 
-class OutfitRefs(BaseModel):
+class OutfitRefs(ArtifactRefs):
     """The inputs of the outfit stages (part of their versions)."""
 
     items: ArtifactRef
     images: ArtifactRef
     outfits: ArtifactRef
     features: ArtifactRef
-    #: product groups (a crawl's dedup); None: each item is its own product
+    # None where absent: the product groups (a crawl's dedup; else each item is its own
+    # product), a data set's own split and questions (Polyvore's; else made here)
     groups: ArtifactRef | None = None
-    #: a data set's own split and questions (Polyvore); None: made here
     splits: ArtifactRef | None = None
     questions: ArtifactRef | None = None
-
-    def as_inputs(self) -> dict[str, ArtifactRef]:
-        return {k: v for k, v in ((n, getattr(self, n)) for n in type(self).model_fields) if v is not None}
 
     @classmethod
     def of_photos(cls, images: ArtifactRef, groups: ArtifactRef | None, features: ArtifactRef) -> OutfitRefs:

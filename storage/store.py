@@ -108,6 +108,14 @@ class ArtifactRef(BaseModel):
         return ArtifactRef(stage=self.stage, name=name, version=self.version)
 
 
+class ArtifactRefs(BaseModel):
+    """A stage's inputs as named references (subclasses name them); part of its version."""
+
+    def as_inputs(self) -> dict[str, ArtifactRef]:
+        """The references given, by field name, in field order (what ``run_stage`` records)."""
+        return {n: v for n in type(self).model_fields if (v := getattr(self, n)) is not None}
+
+
 class Manifest(BaseModel):
     stage: str
     name: str

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from pydantic import BaseModel
 
 from street2shop.cleaning.selection import annotate
-from street2shop.storage.store import ArtifactRef, ArtifactStore, images_with_paths
+from street2shop.storage.store import ArtifactRef, ArtifactRefs, ArtifactStore, images_with_paths
 
 
-class DataRefs(BaseModel):
+class DataRefs(ArtifactRefs):
     """Which versions of the cleaned data a model stage uses (part of its version id)."""
 
     items: ArtifactRef
@@ -18,9 +17,6 @@ class DataRefs(BaseModel):
     splits: ArtifactRef
     noise_scores: ArtifactRef
     noise_labels: ArtifactRef
-
-    def as_inputs(self) -> dict[str, ArtifactRef]:
-        return {name: getattr(self, name) for name in type(self).model_fields}
 
 
 def load_annotated(store: ArtifactStore, refs: DataRefs) -> pa.Table:

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from crawled_testing import crawled_shop
+from crawled_testing import crawled_looks
 from fastapi.testclient import TestClient
 from PIL import Image
 from service_testing import publish_index
@@ -18,9 +18,6 @@ from street2shop.models.features import FeatureParams
 from street2shop.models.looks import LooksTrainParams
 from street2shop.service.app import create_app
 from street2shop.service.look_engine import LookEngine, find_looks_model
-from street2shop.storage import names as N
-from street2shop.tasks.features import run_features
-from street2shop.models.looks_view import LooksRefs
 from street2shop.tasks.looks import LooksConfig, run_looks_train
 
 CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=LooksTrainParams(epochs=3, dim=16))
@@ -29,11 +26,7 @@ CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=
 @pytest.fixture(scope="module")
 def looks_home(tmp_path_factory):
     root = tmp_path_factory.mktemp("looks-api")
-    store, crawl, dedup = crawled_shop(root, 30)
-    items = run_features(store, crawl["images"], CFG.features)
-    snaps = run_features(store, crawl[N.SNAPS], CFG.features)
-    refs = LooksRefs(items=crawl["items"], images=crawl["images"], snaps=crawl[N.SNAPS], snap_items=crawl[N.SNAP_ITEMS],
-                     item_features=items[N.PHOTO_FEATURES], snap_features=snaps[N.PHOTO_FEATURES], groups=dedup["groups"])
+    store, crawl, refs = crawled_looks(root, 30, CFG.features)
     run_looks_train(store, refs, CFG.split, CFG.train)
     publish_index(store, crawl["images"])
     engine = LookEngine(store, find_looks_model(store, crawl["images"].version))

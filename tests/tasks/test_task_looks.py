@@ -8,13 +8,12 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from crawled_testing import crawled_shop
+from crawled_testing import crawled_looks
 from street2shop.models.features import FeatureParams
 from street2shop.models.looks import LooksTrainParams, load_looks
+from street2shop.models.looks_view import load_looks_view, refs_of_model
 from street2shop.storage import names as N
 from street2shop.tasks.catalog import resolve_checkpoint
-from street2shop.tasks.features import run_features
-from street2shop.models.looks_view import LooksRefs, load_looks_view, refs_of_model
 from street2shop.tasks.looks import LooksConfig, run_looks_evaluate, run_looks_train
 
 CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=LooksTrainParams(epochs=3, dim=16))
@@ -23,11 +22,7 @@ CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=
 @pytest.fixture(scope="module")
 def crawled(tmp_path_factory):
     root = tmp_path_factory.mktemp("looks-stages")
-    store, crawl, dedup = crawled_shop(root, 40)
-    items = run_features(store, crawl["images"], CFG.features)
-    snaps = run_features(store, crawl[N.SNAPS], CFG.features)
-    refs = LooksRefs(items=crawl["items"], images=crawl["images"], snaps=crawl[N.SNAPS], snap_items=crawl[N.SNAP_ITEMS],
-                     item_features=items[N.PHOTO_FEATURES], snap_features=snaps[N.PHOTO_FEATURES], groups=dedup["groups"])
+    store, _, refs = crawled_looks(root, 40, CFG.features)
     return store, refs
 
 
