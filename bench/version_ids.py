@@ -10,7 +10,9 @@ another with the same ``--home``: a change that keeps every version id (a refact
     git checkout B && python bench/version_ids.py --home /tmp/ids      # "new": [] if ids held
 
 ``--backbone efficientnet_lite0`` also covers the stages that only run with a pretrained
-backbone (the embedding dedup pass, the ``pretrained`` baseline), at a tiny budget.
+backbone (the embedding dedup pass, the ``pretrained`` baseline), at a tiny budget;
+``--garments real`` a shop of real garments (40 products), whose curated outfits and lookbook
+add the outfit and looks stages (features, outfit_train/evaluate, looks_train/evaluate).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, required=True, help="artifact store; the demo shop is generated inside it once")
     ap.add_argument("--backbone", default="tiny", choices=["tiny", "efficientnet_lite0"])
+    ap.add_argument("--garments", default="procedural", choices=["procedural", "real"],
+                    help="real: a shop with outfits and a lookbook, so the outfit and looks stages run too")
     ap.add_argument("--port", type=int, default=18731, help="loopback port of the demo shop (keep it fixed between runs)")
     args = ap.parse_args(argv)
 
@@ -42,13 +46,15 @@ def main(argv: list[str] | None = None) -> dict:
     size = TINY
     if args.backbone != "tiny":
         size = TINY.model_copy(update=dict(backbone=args.backbone, train_image_size=96, dedup_methods=["hash", "embedding"], steps_per_epoch=2, epochs=1))
-    shop = ensure_shop(args.home / "demo-shop" / f"{args.backbone}-{size.products}-s{size.seed}", size)
+    if args.garments == "real":  # the tests' real-garment demo (tests/flows/conftest.py)
+        size = size.model_copy(update=dict(products=40, garments="real", image_size=48))
+    shop = ensure_shop(args.home / "demo-shop" / f"{args.backbone}-{size.products}-s{size.seed}{'-real' if args.garments == 'real' else ''}", size)
     before = {(m.stage, m.name, m.version) for m in ArtifactStore(args.home).manifests()}
     with prefect_test_harness(server_startup_timeout=180), ShopServer(shop, port=args.port) as server:
         result = pipeline(str(args.home), demo_config(shop, server.url, size, progress=False))
     after = {(m.stage, m.name, m.version) for m in ArtifactStore(args.home).manifests()}
     out = {
-        "stages": {s["label"]: s["version"] for s in result.stages},
+        "stages": {s["label"]: s["version"] for s in result.stages},  # a label that repeats (features) shows its last
         "new": result.ran,
         "published_versions_added": len(after - before),
         "promotion": result.promotion and result.promotion.get("reason"),
