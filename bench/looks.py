@@ -75,13 +75,13 @@ def refs_of(home: Path, cfg: LooksConfig) -> tuple[LooksRefs, dict]:
         return latest_looks_refs(str(home), cfg.features), {}
     except ArtifactNotFound:
         pass
-    snaps = max((m for m in store.manifests(N.CRAWL, N.SNAPS) if (m.rows or 0) > 0), key=lambda m: m.created_at, default=None)
+    snaps = store.newest(N.CRAWL, N.SNAPS, nonempty=True)
     if snaps is None:
         raise SystemExit(f"{home} has no crawl with a lookbook: run `street2shop demo --home {home}`, or pass --build")
     seconds = {}
     for name in (N.IMAGES, N.SNAPS):
         started = time.perf_counter()
-        r = run_features(store, ArtifactRef(stage=snaps.ref.stage, name=name, version=snaps.ref.version), cfg.features)
+        r = run_features(store, snaps.sibling(name), cfg.features)
         seconds[f"features[{name}]_s"] = round(time.perf_counter() - started, 1)
         print(f"features of {name}: {r.metrics.get('photos')} photos, dim {r.metrics.get('dim')} ({seconds[f'features[{name}]_s']} s)")
     return latest_looks_refs(str(home), cfg.features), seconds
