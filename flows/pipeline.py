@@ -1,4 +1,6 @@
-"""The pipeline flow: the stages ``storage/stages.py`` declares, in order (crawl or a dataset source -> noise filter -> dedup/merge -> views -> train <-> mine -> evaluate -> build index), promotion, then the stages beside them (outfits, looks).
+"""The pipeline flow: the stages ``storage/stages.py`` declares, in their order (crawl or a
+dataset source -> noise filter -> dedup/merge -> views -> train <-> mine -> evaluate -> build
+index), promotion, then the stages beside them (outfits, looks).
 
 Every stage is a sub-flow, so the Prefect UI shows the DAG, each round of the train/mine
 loop, and each stage's figures. A stage whose output for these inputs and params is
