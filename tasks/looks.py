@@ -177,14 +177,10 @@ def run_looks_evaluate(store: ArtifactStore, refs: LooksRefs, model: ArtifactRef
 
 @task(name="looks-train", cache_policy=NO_CACHE)
 def looks_train_task(home: str, refs: LooksRefs, split: OutfitSplitParams, params: LooksTrainParams) -> StageResult:
-    result = run_looks_train(ArtifactStore(home), refs, split, params)
-    report_to_prefect(result, "looks_train")
-    return result
+    return report_to_prefect(run_looks_train(ArtifactStore(home), refs, split, params))
 
 
 @task(name="looks-evaluate", cache_policy=NO_CACHE)
 def looks_evaluate_task(home: str, refs: LooksRefs, model: ArtifactRef, params: LooksEvaluateParams,
                         checkpoint: ArtifactRef | None = None) -> StageResult:
-    result = run_looks_evaluate(ArtifactStore(home), refs, model, params, checkpoint)
-    report_to_prefect(result, "looks_evaluate")
-    return result
+    return report_to_prefect(run_looks_evaluate(ArtifactStore(home), refs, model, params, checkpoint))

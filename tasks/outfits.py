@@ -199,20 +199,14 @@ def run_polyvore(store: ArtifactStore, params: PolyvoreParams) -> StageResult:
 # -- Prefect tasks -----------------------------------------------------------------------------
 @task(name="outfit-train", cache_policy=NO_CACHE)
 def outfit_train_task(home: str, refs: OutfitRefs, split: OutfitSplitParams, params: OutfitTrainParams) -> StageResult:
-    result = run_outfit_train(ArtifactStore(home), refs, split, params)
-    report_to_prefect(result, "outfit_train")
-    return result
+    return report_to_prefect(run_outfit_train(ArtifactStore(home), refs, split, params))
 
 
 @task(name="outfit-evaluate", cache_policy=NO_CACHE)
 def outfit_evaluate_task(home: str, refs: OutfitRefs, model: ArtifactRef, params: OutfitEvaluateParams) -> StageResult:
-    result = run_outfit_evaluate(ArtifactStore(home), refs, model, params)
-    report_to_prefect(result, "outfit_evaluate")
-    return result
+    return report_to_prefect(run_outfit_evaluate(ArtifactStore(home), refs, model, params))
 
 
 @task(name="polyvore", cache_policy=NO_CACHE)
 def polyvore_task(home: str, params: PolyvoreParams) -> StageResult:
-    result = run_polyvore(ArtifactStore(home), params)
-    report_to_prefect(result, "polyvore")
-    return result
+    return report_to_prefect(run_polyvore(ArtifactStore(home), params))

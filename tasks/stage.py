@@ -75,15 +75,16 @@ def run_stage(
     return StageResult(stage, version, refs, skipped=False, metrics=metrics)
 
 
-def report_to_prefect(result: StageResult, title: str | None = None) -> None:
-    """Show a stage's key figures as a markdown artifact in the Prefect UI (when in a run)."""
+def report_to_prefect(result: StageResult, title: str | None = None) -> StageResult:
+    """Show a stage's key figures as a markdown artifact in the Prefect UI (when in a run);
+    returns ``result``."""
     try:
         from prefect.artifacts import create_markdown_artifact
         from prefect.context import get_run_context
 
         get_run_context()
     except Exception:  # not inside a Prefect run (plain call from a test or the CLI)
-        return
+        return result
     lines = [
         f"### {title or result.stage}: version `{result.version}`" + (" (reused)" if result.skipped else ""),
         "",
@@ -99,3 +100,4 @@ def report_to_prefect(result: StageResult, title: str | None = None) -> None:
             lines.append(f"| {key} | {value} |")
     key = f"{result.stage}-figures".replace("_", "-")
     create_markdown_artifact(markdown="\n".join(lines), key=key, description=f"{result.stage} key figures")
+    return result
