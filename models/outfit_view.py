@@ -44,15 +44,14 @@ def item_features(store: ArtifactStore, images: ArtifactRef, features: ArtifactR
 class OutfitRefs(ArtifactRefs):
     """The inputs of the outfit stages (part of their versions)."""
 
+    #: the crawl's (or the data set's) items, photos and outfits, and the photos' features
     items: ArtifactRef
     images: ArtifactRef
     outfits: ArtifactRef
     features: ArtifactRef
-    # None where absent: the product groups (a crawl's dedup; else each item is its own
-    # product), a data set's own split and questions (Polyvore's; else made here)
-    groups: ArtifactRef | None = None
-    splits: ArtifactRef | None = None
-    questions: ArtifactRef | None = None
+    groups: ArtifactRef | None = None  # a crawl's product groups (None: each item is its own product)
+    splits: ArtifactRef | None = None  # a data set's own split (Polyvore's; None: made here)
+    questions: ArtifactRef | None = None  # ... and its own questions
 
     @classmethod
     def of_photos(cls, images: ArtifactRef, groups: ArtifactRef | None, features: ArtifactRef) -> OutfitRefs:
