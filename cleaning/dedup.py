@@ -107,8 +107,10 @@ class DedupParams(BaseModel):
     #: "embedding": PCA-whitening components fitted on the shop's photos (0: raw cosine)
     whiten_dim: int = Field(128, ge=0)
     #: with both methods, a hash pair counts when its (whitened) cosine is at least this
-    #: (None: a hash pair counts alone, as it does when hashing is the only method)
-    hash_min_similarity: float | None = Field(0.6, gt=-1.0, le=1.0)
+    #: (None: a hash pair counts alone, as it does when hashing is the only method). Tuned
+    #: with ``min_similarity``: on the tuning shops a lower value added no true pair, so the
+    #: hash pass only confirms (its distances are kept as evidence)
+    hash_min_similarity: float | None = Field(0.74, gt=-1.0, le=1.0)
     #: "complete": a group's products are pairwise linked (cannot chain); "single": connected
     #: components of the linked pairs (chains; kept to measure against)
     linkage: Literal["complete", "single"] = "complete"

@@ -22,7 +22,7 @@ from street2shop.storage.store import ArtifactRef, ArtifactStore
 from street2shop.tasks.stage import StageResult, images_with_paths, report_to_prefect, run_stage
 
 STAGE = DEDUP
-CODE_VERSION = "2"  # 2: embedding pass; truth groups by any shared design
+CODE_VERSION = "3"  # 2: embedding pass; truth groups by any shared design; 3: whitened copies, complete linkage
 OUTPUTS = (GROUPS, SPLITS)
 
 
