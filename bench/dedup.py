@@ -174,11 +174,12 @@ def shop_quality(shop_dir: Path) -> dict:
 # ------------------------------------------------------------------ the demo's shops
 
 
-def demo_shop(root: Path, seed: int) -> Path:
-    """The demo's shop for ``seed`` (``DemoSize(seed=seed)``), generated under ``root`` once."""
+def demo_shop(root: Path, seed: int, products: int = 300) -> Path:
+    """The demo's shop for ``seed`` (``DemoSize(seed=seed, products=products)``: what
+    ``street2shop demo --products N`` makes), generated under ``root`` once."""
     from street2shop.flows.demo import DemoSize, ensure_shop
 
-    size = DemoSize(seed=seed)
+    size = DemoSize(seed=seed, products=products)
     return ensure_shop(root / f"{size.garments}-{size.products}-s{seed}", size)
 
 
@@ -273,12 +274,13 @@ def tune(root: Path) -> dict:
     return out
 
 
-def report(root: Path) -> dict:
+def report(root: Path, products: int = 300, seeds: tuple[int, ...] | None = None) -> dict:
     """The defaults, and the previous rule, on the report seeds (and the tuning ones, marked)."""
     out = {}
-    for seeds, role in ((REPORT_SEEDS, "report"), (TUNING_SEEDS, "tuning")):
-        for seed in seeds:
-            shop = demo_shop(root, seed)
+    plan = ((REPORT_SEEDS, "report"), (TUNING_SEEDS, "tuning")) if seeds is None else ((seeds, "report"),)
+    for seeds_, role in plan:
+        for seed in seeds_:
+            shop = demo_shop(root, seed, products)
             for name, params in (("defaults", DedupParams()), ("previous", DedupParams(**PREVIOUS))):
                 m = measure(shop, params)
                 out[f"{role}:s{seed}:{name}"] = m
@@ -380,13 +382,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tune", action="store_true", help=f"choose the thresholds on seeds {TUNING_SEEDS}")
     ap.add_argument("--report", action="store_true", help=f"measure the defaults on seeds {REPORT_SEEDS}")
     ap.add_argument("--scale", type=int, help="products in the synthetic scale run (e.g. 100000)")
+    ap.add_argument("--products", type=int, default=300, help="--report: the shops' size (the demo's --products)")
+    ap.add_argument("--seeds", type=int, nargs="+", help="--report: only these seeds")
     args = ap.parse_args(argv)
     if args.shop is not None:
         return shop_quality(args.shop)
     if args.tune:
         return tune(args.root)
     if args.report:
-        return report(args.root)
+        return report(args.root, args.products, tuple(args.seeds) if args.seeds else None)
     if args.scale:
         return scale(args.scale, args.seed)
 

@@ -151,8 +151,9 @@ def split_outfits(
 ) -> pa.Table:
     """``outfit_splits`` (outfit_id, split). ``group_of``: item id -> product group (for
     ``"group"``; an item missing from it is its own group). ``photo_of`` (``"look"``): post ->
-    photo key. ``style_of``: post -> style; units are then assigned style by style (a unit
-    counts under its first post's style), so each style meets the fractions on its own."""
+    photo key. ``style_of`` (``"look"``): post -> style; units are then assigned style by
+    style (a unit counts under its first post's style), so each style meets the fractions on
+    its own. The other kinds' units (lookbooks, chained outfits) span styles: not stratified."""
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"fractions must be three shares of train, val, test summing to 1, got {tuple(fractions)}")
     by_unit = split_units(outfits, kind, group_of, photo_of)
@@ -162,7 +163,7 @@ def split_outfits(
     tie = {r: float(t) for r, t in zip(roots, rng.random(len(roots)))}
     split_of: dict[str, str] = {}
     wanted = np.asarray(fractions, float)
-    stratum = {r: (style_of or {}).get(r, "") for r in roots}
+    stratum = {r: (style_of or {}).get(r, "") if kind == "look" else "" for r in roots}
     for name in sorted(set(stratum.values())):
         order = sorted((r for r in roots if stratum[r] == name), key=lambda r: (-len(by_unit[r]), tie[r]))
         total = sum(len(by_unit[r]) for r in order)
