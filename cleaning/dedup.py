@@ -587,7 +587,7 @@ def cosine_pairs(embeddings: np.ndarray, min_similarity: float, k: int = 16) -> 
         nlist = int(4 * math.sqrt(n))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        index.train(x[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))])
+        index.train(x[np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))])
         index.add(x)
         index.nprobe = IVF_NPROBE
         sim, idx = index.search(x, min(k, n))
