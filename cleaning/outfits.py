@@ -14,6 +14,17 @@ train / val / test by connected units:
   disjoint protocol of Polyvore Outfits (two colours of one product may be in two splits).
 * ``"outfit"``: every outfit is its own unit, so an item may be in outfits of two splits:
   Polyvore's *non-disjoint* protocol, the one its published figures are for.
+* ``"look"``: for lookbook posts (snapshot -> items), where **a leak is the same or a
+  near-duplicate snapshot, or the same outfit, in train and test**: a model that saw the photo
+  (or the look) with its links has memorised the answer. Catalogue items are *meant* to be
+  known (a shopper's photo is matched against the shop's items, which the model may have
+  seen in any post), so an item or product shared by posts of two splits is **not** a leak.
+  Posts are one unit when they show the same photo (``photo_of``: post -> photo key, e.g. the
+  image id, or a near-duplicate cluster of the photos) or link exactly the same items (the
+  same outfit posted twice); every other post is a unit of its own. Units are assigned per
+  ``style_of`` (post -> style), so every style with enough posts is in every split. Grouping
+  posts by shared products instead (``"group"``) chains a lookbook's posts into one unit
+  (they share items by design) and leaves few test posts.
 
 Units go to the split furthest below its target share of outfits, largest units first, in
 a seeded order among equals: deterministic, and every split with a positive fraction gets
@@ -32,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from street2shop.storage.schemas import OUTFIT_SPLITS, OUTFITS
 
-SplitKind = Literal["group", "item", "outfit"]
+SplitKind = Literal["group", "item", "outfit", "look"]
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -82,16 +93,32 @@ class _Units:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def split_units(outfits: pa.Table, kind: SplitKind = "group", group_of: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+def split_units(
+    outfits: pa.Table,
+    kind: SplitKind = "group",
+    group_of: Mapping[str, str] | None = None,
+    photo_of: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
     """The units a split keeps whole: root outfit id -> its outfits (see the module docstring)."""
-    if kind not in ("group", "item", "outfit"):
-        raise ValueError(f"unknown outfit split {kind!r}; choose 'group', 'item' or 'outfit'")
+    if kind not in ("group", "item", "outfit", "look"):
+        raise ValueError(f"unknown outfit split {kind!r}; choose 'group', 'item', 'outfit' or 'look'")
     members: dict[str, list[str]] = defaultdict(list)
     for oid, item in zip(outfits.column("outfit_id").to_pylist(), outfits.column("item_id").to_pylist()):
         members[oid].append(item)
     ids = sorted(members)
     units = _Units(ids)
-    if kind != "outfit":
+    if kind == "look":
+        for key_of in (lambda o: (photo_of or {}).get(o), lambda o: tuple(sorted(members[o]))):
+            owner: dict = {}
+            for oid in ids:
+                key = key_of(oid)
+                if key is None:
+                    continue
+                if key in owner:
+                    units.union(oid, owner[key])
+                else:
+                    owner[key] = oid
+    elif kind != "outfit":
         owner: dict[str, str] = {}
         for oid in ids:
             for item in members[oid]:
@@ -119,31 +146,38 @@ def split_outfits(
     group_of: Mapping[str, str] | None = None,
     fractions: Sequence[float] = (0.7, 0.1, 0.2),
     seed: int = 0,
+    photo_of: Mapping[str, str] | None = None,
+    style_of: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """``outfit_splits`` (outfit_id, split). ``group_of``: item id -> product group (for
-    ``"group"``; an item missing from it is its own group)."""
+    ``"group"``; an item missing from it is its own group). ``photo_of`` (``"look"``): post ->
+    photo key. ``style_of`` (``"look"``): post -> style; units are then assigned style by
+    style (a unit counts under its first post's style), so each style meets the fractions on
+    its own. The other kinds' units (lookbooks, chained outfits) span styles: not stratified."""
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"fractions must be three shares of train, val, test summing to 1, got {tuple(fractions)}")
-    by_unit = split_units(outfits, kind, group_of)
+    by_unit = split_units(outfits, kind, group_of, photo_of)
     ids = sorted(o for unit in by_unit.values() for o in unit)
     rng = np.random.default_rng([seed, 17])
     roots = sorted(by_unit)
     tie = {r: float(t) for r, t in zip(roots, rng.random(len(roots)))}
-    order = sorted(roots, key=lambda r: (-len(by_unit[r]), tie[r]))
-    total = len(ids)
-    have = np.zeros(3)
     split_of: dict[str, str] = {}
     wanted = np.asarray(fractions, float)
-    for k, root in enumerate(order):
-        # A split with a share but no unit yet goes first while units remain for the others.
-        empty = [s for s in range(3) if wanted[s] > 0 and have[s] == 0]
-        if empty and len(order) - k <= len(empty):
-            s = max(empty, key=lambda s: wanted[s])
-        else:
-            s = int(np.argmax(wanted * total - have))
-        have[s] += len(by_unit[root])
-        for oid in by_unit[root]:
-            split_of[oid] = SPLIT_NAMES[s]
+    stratum = {r: (style_of or {}).get(r, "") if kind == "look" else "" for r in roots}
+    for name in sorted(set(stratum.values())):
+        order = sorted((r for r in roots if stratum[r] == name), key=lambda r: (-len(by_unit[r]), tie[r]))
+        total = sum(len(by_unit[r]) for r in order)
+        have = np.zeros(3)
+        for k, root in enumerate(order):
+            # A split with a share but no unit yet goes first while units remain for the others.
+            empty = [s for s in range(3) if wanted[s] > 0 and have[s] == 0]
+            if empty and len(order) - k <= len(empty):
+                s = max(empty, key=lambda s: wanted[s])
+            else:
+                s = int(np.argmax(wanted * total - have))
+            have[s] += len(by_unit[root])
+            for oid in by_unit[root]:
+                split_of[oid] = SPLIT_NAMES[s]
     return pa.Table.from_pylist([{"outfit_id": oid, "split": split_of[oid]} for oid in ids], schema=OUTFIT_SPLITS)
 
 
@@ -154,4 +188,20 @@ def leaks(outfits: pa.Table, splits: pa.Table, key_of: Mapping[str, str] | None 
     found: dict[str, set[str]] = defaultdict(set)
     for oid, item in zip(outfits.column("outfit_id").to_pylist(), outfits.column("item_id").to_pylist()):
         found[(key_of or {}).get(item, item)].add(split_of[oid])
+    return {k: sorted(v) for k, v in sorted(found.items()) if len(v) > 1}
+
+
+def look_leaks(posts: pa.Table, splits: pa.Table, photo_of: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """Leaks of a posts split as the module docstring defines them for snapshot -> items: a
+    photo key (``photo_of``) or an outfit (the exact set of items a post links) found in posts
+    of more than one split: key -> the splits. Items shared across splits are not leaks."""
+    split_of = dict(zip(splits.column("outfit_id").to_pylist(), splits.column("split").to_pylist()))
+    members: dict[str, set[str]] = defaultdict(set)
+    for oid, item in zip(posts.column("outfit_id").to_pylist(), posts.column("item_id").to_pylist()):
+        members[oid].add(item)
+    found: dict[str, set[str]] = defaultdict(set)
+    for oid, items in members.items():
+        found["outfit:" + ",".join(sorted(items))].add(split_of[oid])
+        if photo_of and oid in photo_of:
+            found["photo:" + photo_of[oid]].add(split_of[oid])
     return {k: sorted(v) for k, v in sorted(found.items()) if len(v) > 1}

@@ -103,8 +103,10 @@ class ShopParams(BaseModel):
     #: curated outfits (real garments only): designs per lookbook, outfits per design
     lookbook_size: int = Field(12, ge=1)
     outfits_per_design: float = Field(4.0, ge=0)
-    #: snapshot posts of the lookbook, per outfit (real garments only)
-    snaps_per_outfit: float = Field(0.35, ge=0, le=1)
+    #: snapshot posts of the lookbook, per outfit (real garments only). 0.45: the default demo
+    #: has 316 posts and its looks split tests 64 of them, every style (0.35: 218 and 44);
+    #: 98 more photos to draw, crawl and embed (``bench/lookbook_size.py``)
+    snaps_per_outfit: float = Field(0.45, ge=0, le=1)
     domain_gap: DomainGapParams = Field(default_factory=DomainGapParams)
 
     @model_validator(mode="after")

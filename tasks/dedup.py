@@ -23,7 +23,7 @@ from street2shop.storage.stages import STAGES_BY_NAME
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
 STAGE = DEDUP
-CODE_VERSION = "2"  # 2: embedding pass; truth groups by any shared design
+CODE_VERSION = "3"  # 2: embedding pass; truth groups by any shared design; 3: whitened copies, complete linkage
 OUTPUTS = STAGES_BY_NAME[STAGE].outputs  # as storage/stages.py declares them
 
 

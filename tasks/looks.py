@@ -23,7 +23,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from street2shop.cleaning.outfits import OutfitSplitParams, leaks, split_outfits
+from street2shop.cleaning.outfits import OutfitSplitParams, leaks, look_leaks, split_outfits
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import load_embedder
 from street2shop.models.looks import LooksTrainParams, embed, load_looks, save_looks, train_looks
@@ -53,6 +53,8 @@ class LooksEvaluateParams(BaseModel):
 class LooksConfig(FeaturesConfig):
     """The pipeline's ``looks:`` section."""
 
+    #: "look": no post, photo or outfit in two splits; items may be (cleaning/outfits.py)
+    split: OutfitSplitParams = Field(default_factory=lambda: OutfitSplitParams(kind="look"))
     train: LooksTrainParams = Field(default_factory=LooksTrainParams)
     evaluate: LooksEvaluateParams = Field(default_factory=LooksEvaluateParams)
 
@@ -65,7 +67,7 @@ def run_looks_train(store: ArtifactStore, refs: LooksRefs, split: OutfitSplitPar
     def compute(writers) -> None:
         view = load_looks_view(store, refs)
         posts = posts_table(view)
-        splits = split_outfits(posts, split.kind, view.group_of, split.fractions, split.seed)
+        splits = split_outfits(posts, split.kind, view.group_of, split.fractions, split.seed, view.snap_photo, view.style_of)
         split_of = dict(zip(splits.column("outfit_id").to_pylist(), splits.column("split").to_pylist()))
         train_posts = sorted(s for s, sp in split_of.items() if sp == "train")
         label = {s: k for k, s in enumerate(train_posts)}
@@ -85,7 +87,7 @@ def run_looks_train(store: ArtifactStore, refs: LooksRefs, split: OutfitSplitPar
         writers[N.LOOKS_SPLITS].write_table(pa.Table.from_pylist([{"snap_id": s, "split": sp} for s, sp in sorted(split_of.items())],
                                                                  schema=LOOKS_SPLITS))
         counts = Counter(split_of.values())
-        product_leaks = leaks(posts, splits, view.group_of)
+        product_leaks = look_leaks(posts, splits, view.snap_photo) if split.kind == "look" else leaks(posts, splits, view.group_of)
         if split.kind != "outfit" and product_leaks:
             raise AssertionError(f"posts split leaks products across splits: {list(product_leaks)[:5]}")
         figures = {f"posts_{s}": counts.get(s, 0) for s in ("train", "val", "test")}

@@ -9,13 +9,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from street2shop.cleaning import dedup as D
 from street2shop.cleaning.dedup import (
     DedupParams,
     cosine_pairs,
+    group_products,
     hamming_pairs,
     make_splits,
     merge_near_duplicates,
     merge_quality,
+    whiten,
 )
 from street2shop.storage.schemas import GROUPS, SPLITS
 
@@ -350,7 +353,8 @@ def test_pairs_of_both_methods_are_merged_with_their_evidence(catalogue) -> None
                 vectors[k] = np.eye(1, 32, 31, dtype=np.float32)
         return vectors
 
-    params = DedupParams(methods=["hash", "embedding"], min_similarity=0.95)
+    # hash_min_similarity=None: a hash pair counts alone, whatever its cosine
+    params = DedupParams(methods=["hash", "embedding"], min_similarity=0.95, hash_min_similarity=None)
     result = merge_near_duplicates(items, images, params, embed=embed)
     group_of = _group_of(result.groups)
     assert group_of["p000007:red"] == group_of["p000006:navy"] == "gp000006"  # embedding only
@@ -371,7 +375,15 @@ def test_pairs_of_both_methods_are_merged_with_their_evidence(catalogue) -> None
     evidence = dict(zip(result.groups.column("item_id").to_pylist(), result.groups.column("evidence").to_pylist()))
     assert evidence["p000007:red"].startswith("embedding: phash=") and "cos=1.000" in evidence["p000007:red"]
     assert evidence["p000104:navy"].startswith("hash+embedding: phash=0 cos=1.000 ")
+    assert evidence["p000104:navy"].endswith("with p000005; 1/1 product pairs linked")
     assert result.stats["n_pairs_embedding"] == 4 + 1  # 2x2 photos of designs 6 and 7, and the copy
+
+    # By default a hash pair needs the embedding to agree: these fake embeddings call every
+    # edited copy unrelated (cosine 0), so only the byte-for-byte copy and 6~7 are merged.
+    confirmed = merge_near_duplicates(items, images, params.model_copy(update={"hash_min_similarity": 0.5}), embed=embed)
+    merged = {g for g, n in Counter(_group_of(confirmed.groups).values()).items() if n > 2}
+    assert merged == {"gp000005", "gp000006"}
+    assert _group_of(confirmed.groups)["p000101:red"] == "gp000101"
 
 
 def test_only_the_embedding_pass_can_run_alone(catalogue) -> None:
@@ -396,3 +408,58 @@ def test_the_pretrained_cnn_finds_edited_copies(catalogue) -> None:
               for k in range(4)]
     unrelated = [v for (a, b, _, _), v in cos.items() if a < "p000100" and b < "p000100"]
     assert min(copies) > max(unrelated, default=0.5)
+
+
+# --------------------------------------------------------------- grouping, whitening
+
+
+def test_complete_linkage_cannot_chain_through_one_edge() -> None:
+    # 0~1 and 1~2 are linked, 0~2 is not: one weak edge must not join 0 with 2.
+    a, b, d = np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.3])
+    complete = group_products(4, a, b, d)
+    assert complete[0] == complete[1] != complete[2] != complete[3]  # the stronger pair merges first
+    single = group_products(4, a, b, d, linkage="single")
+    assert single[0] == single[1] == single[2] != single[3]  # union-find chains
+    # Three copies of one photo are all linked: one group.
+    clique = group_products(3, np.array([0, 0, 1, 1]), np.array([1, 2, 2, 2]), np.array([0.2, 0.2, 0.9, 0.1]))
+    assert len(set(clique.tolist())) == 1
+    # A chain of 50 products, each linked to the next only, never grows past 2.
+    chain = group_products(50, np.arange(49), np.arange(1, 50), np.full(49, 0.2))
+    assert np.bincount(chain).max() == 2
+    with pytest.raises(ValueError, match="unknown linkage"):
+        group_products(2, a[:1], b[:1], d[:1], linkage="average")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        group_products(3, a, b, np.array([0.1, 1.5]))
+
+
+def test_whitening_separates_a_copy_from_lookalikes() -> None:
+    """Photos that share strong common directions (a backdrop, a garment class) look alike
+    under the raw cosine; after whitening the copy of a photo stands out from them."""
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=(4, 64)) * 4
+    x = rng.normal(size=(400, 4)) @ common + rng.normal(size=(400, 64))
+    x[399] = x[0] + 0.3 * rng.normal(size=64)  # a copy of photo 0
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    y, whitened = whiten(x, 16)
+    assert whitened and y.shape == (400, 16) and np.allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)
+
+    def margin(v):  # the copy's similarity over the best lookalike's
+        sim = v[1:399] @ v[0]
+        return float(v[399] @ v[0] - sim.max())
+
+    assert margin(y) > margin(x)
+    same, done = whiten(x[:20], 16)  # too few photos to fit: the rows as given
+    assert not done and same is not None and np.array_equal(same, x[:20])
+    assert whiten(x, 0)[1] is False
+
+
+def test_large_cosine_search_uses_an_inverted_file_and_finds_the_copies(monkeypatch) -> None:
+    monkeypatch.setattr(D, "IVF_FROM", 1000)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 16)).astype(np.float32)
+    x[2000:2100] = x[:100] + rng.normal(scale=0.05, size=(100, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    i, j, s = cosine_pairs(x, 0.95)
+    found = set(zip(i.tolist(), j.tolist()))
+    assert {(k, 2000 + k) for k in range(100)} <= found
+    assert np.all(i < j) and np.all(s >= 0.95) and len(found) == len(i)  # each pair once

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from street2shop.cleaning.outfits import largest_unit_share, leaks, split_outfits, split_units, usable_outfits
+from street2shop.cleaning.outfits import largest_unit_share, leaks, look_leaks, split_outfits, split_units, usable_outfits
 from street2shop.storage.schemas import OUTFITS
 
 
@@ -62,6 +62,50 @@ def test_split_is_deterministic_and_checks_fractions():
         split_outfits(OUTFITS_, "group", fractions=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="unknown outfit split"):
         split_outfits(OUTFITS_, "items")
+
+
+# posts of one lookbook share items by design; k3 re-posts k1's photo, k5 re-posts k4's outfit
+POSTS = table({
+    "k1": [("p1:red", ""), ("p2:black", ""), ("p3:white", "")],
+    "k2": [("p1:red", ""), ("p2:black", ""), ("p4:grey", "")],
+    "k3": [("p1:red", ""), ("p2:black", ""), ("p3:white", ""), ("p5:red", "")],
+    "k4": [("p2:black", ""), ("p4:grey", ""), ("p6:red", "")],
+    "k5": [("p6:red", ""), ("p2:black", ""), ("p4:grey", "")],
+    "k6": [("p3:white", ""), ("p4:grey", ""), ("p7:tan", "")],
+})
+PHOTO = {"k1": "img-a", "k2": "img-b", "k3": "img-a", "k4": "img-c", "k5": "img-d", "k6": "img-e"}
+
+
+def test_look_split_keeps_photos_and_outfits_whole_but_shares_items():
+    units = split_units(POSTS, "look", photo_of=PHOTO)
+    assert sorted(sorted(u) for u in units.values()) == [["k1", "k3"], ["k2"], ["k4", "k5"], ["k6"]]
+    # by product group every post is one unit: the lookbook chains
+    assert largest_unit_share(POSTS, "group", GROUP) == 1.0
+    splits = split_outfits(POSTS, "look", fractions=(0.5, 0.2, 0.3), photo_of=PHOTO)
+    assert look_leaks(POSTS, splits, PHOTO) == {}
+    assert set(split_of(splits).values()) == {"train", "val", "test"}
+    assert leaks(POSTS, splits, GROUP)  # items are shared across splits: meant, not a leak
+
+
+def test_look_leaks_catch_a_photo_or_an_outfit_in_two_splits():
+    def splits(assigned):
+        return pa.Table.from_pylist([{"outfit_id": o, "split": s} for o, s in assigned.items()])
+
+    fine = {"k1": "train", "k3": "train", "k2": "test", "k4": "val", "k5": "val", "k6": "test"}
+    assert look_leaks(POSTS, splits(fine), PHOTO) == {}
+    photo = look_leaks(POSTS, splits({**fine, "k3": "test"}), PHOTO)
+    assert photo == {"photo:img-a": ["test", "train"]}
+    outfit = look_leaks(POSTS, splits({**fine, "k5": "test"}), PHOTO)
+    assert list(outfit) == ["outfit:p2:black,p4:grey,p6:red"]
+
+
+def test_look_split_is_stratified_by_style():
+    posts = table({f"k{n:02d}": [(f"p{n}:red", ""), (f"p{n + 100}:red", "")] for n in range(40)})
+    style = {f"k{n:02d}": ("casual" if n < 30 else "sporty") for n in range(40)}
+    s = split_of(split_outfits(posts, "look", fractions=(0.7, 0.1, 0.2), style_of=style))
+    per = {(style[k], v) for k, v in s.items()}
+    assert {("casual", "test"), ("sporty", "test"), ("sporty", "train")} <= per
+    assert sum(1 for k, v in s.items() if style[k] == "sporty" and v == "test") == 2  # 0.2 of 10
 
 
 def test_usable_outfits_drop_unknown_items_and_repeated_types():

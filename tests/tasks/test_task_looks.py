@@ -41,9 +41,35 @@ def _splits_per_key(store, refs, split_of, key_of):
     return found
 
 
-def test_no_post_and_no_product_group_in_two_splits(crawled):
+BY_GROUP = CFG.split.model_copy(update={"kind": "group"})
+
+
+def test_the_default_look_split_has_no_post_photo_or_outfit_in_two_splits(crawled):
     store, refs = crawled
     trained = run_looks_train(store, refs, CFG.split, CFG.train)
+    split_of = _split_of(store, trained)
+    assert CFG.split.kind == "look" and trained.metrics["leaking_keys"] == 0
+    snaps = store.read_table(refs.snaps).to_pylist()
+    by_photo = defaultdict(set)
+    for r in snaps:
+        if r["snap_id"] in split_of:
+            by_photo[r["image_id"]].add(split_of[r["snap_id"]])
+    assert all(len(s) == 1 for s in by_photo.values())
+    links = defaultdict(set)
+    for r in store.read_table(refs.snap_items).to_pylist():
+        links[r["snap_id"]].add(r["item_id"])
+    by_outfit = defaultdict(set)
+    for snap, split in split_of.items():
+        by_outfit[frozenset(links[snap])].add(split)
+    assert all(len(s) == 1 for s in by_outfit.values())
+    # more posts are tested than under the product-group split, which chains lookbooks
+    grouped = _split_of(store, run_looks_train(store, refs, BY_GROUP, CFG.train))
+    assert list(split_of.values()).count("test") >= list(grouped.values()).count("test")
+
+
+def test_no_post_and_no_product_group_in_two_splits(crawled):
+    store, refs = crawled
+    trained = run_looks_train(store, refs, BY_GROUP, CFG.train)
     split_of = _split_of(store, trained)
     assert {"train", "test"} <= set(split_of.values()) and trained.metrics["leaking_keys"] == 0
     groups = store.read_table(refs.groups)
@@ -58,7 +84,7 @@ def test_no_post_and_no_product_group_in_two_splits(crawled):
 
 def test_without_dedup_groups_a_product_is_still_in_one_split(crawled):
     store, refs = crawled
-    trained = run_looks_train(store, refs.model_copy(update={"groups": None}), CFG.split, CFG.train)
+    trained = run_looks_train(store, refs.model_copy(update={"groups": None}), BY_GROUP, CFG.train)
     split_of = _split_of(store, trained)
     assert all(len(s) == 1 for s in _splits_per_key(store, refs, split_of, lambda i: i.split(":")[0]).values())
 
