@@ -42,6 +42,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from street2shop.cleaning.images import open_rgb
+from street2shop.models.backbones import BackboneNameStr
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import pretrained_features
 from street2shop.storage.schemas import GROUPS, SPLITS
@@ -77,7 +78,7 @@ class DedupParams(BaseModel):
     #: merge precision 1.0 (``python bench/dedup.py --shop /tmp/shop-seed7``).
     min_similarity: float = Field(0.92, gt=-1.0, le=1.0)
     #: "embedding": the frozen backbone (it must have pretrained weights) and its input size
-    embed_backbone: str = "efficientnet_lite0"
+    embed_backbone: BackboneNameStr = "efficientnet_lite0"
     embed_image_size: int = Field(160, ge=32)
     seed: int = 0
     train_fraction: float = Field(0.7, ge=0.0, le=1.0)

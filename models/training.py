@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from street2shop.models import losses as L
+from street2shop.models.backbones import BackboneNameStr
 from street2shop.models.data import AnchorDomain, PKBatchSampler, encode_labels, encode_roles, labelled_dataset, split_by_domain
 from street2shop.models.embedder import (
     Embedder,
@@ -49,7 +50,7 @@ class TrainParams(BaseModel):
     #: descriptors of many views (:mod:`street2shop.models.views`), thousands of steps a
     #: minute on CPU; "fine_tune": the whole network on photos (slow on CPU; for a GPU)
     recipe: Literal["head", "fine_tune"] = "head"
-    backbone: str = "efficientnet_lite0"
+    backbone: BackboneNameStr = "efficientnet_lite0"
     pool: str = "gem"
     dim: int = Field(default=256, gt=0)
     pretrained: bool = True
