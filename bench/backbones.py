@@ -72,12 +72,12 @@ def available_backbones() -> list[str]:
     return found + cached_hub_backbones()
 
 
-def cached_hub_backbones() -> list[str]:
+def cached_hub_backbones(cache_dir: str | Path | None = None) -> list[str]:
     """``timm:hf-hub:<repo>`` / ``open_clip:hf-hub:<repo>`` of every model in the HF cache."""
     try:
         from huggingface_hub import scan_cache_dir
 
-        repos = scan_cache_dir().repos
+        repos = scan_cache_dir(cache_dir).repos
     except Exception:  # no cache folder yet
         return []
     out = []

@@ -218,3 +218,24 @@ def test_every_stage_takes_the_new_names_and_refuses_bad_ones(vit):
         assert vit in make(vit).model_dump().values()
         with pytest.raises(ValidationError, match="unknown timm model"):
             make("timm:no_such_model")
+
+
+# ------------------------------------------------------------------------ inference
+
+
+@pytest.mark.slow  # exports and compiles two networks (seconds each on two busy cores)
+@pytest.mark.parametrize("which", ["vit", "clip"])
+def test_openvino_runs_the_transformer_and_int8_keeps_its_ends_in_fp32(which, request):
+    from street2shop.models.fast import int8_kept_in_fp32, openvino_model, optimize_for_inference
+
+    torch.manual_seed(0)
+    model = build_embedder(request.getfixturevalue(which), pool="gem+cls", dim=16).eval()
+    x = _images()
+    with torch.no_grad():  # an open_clip tower takes the fused attention kernel here: the export must not
+        fast = optimize_for_inference(model, "openvino")
+        assert torch.allclose(fast(x), model(x), atol=1e-4)
+    kept, transformer = int8_kept_in_fp32(openvino_model(model))
+    assert transformer
+    first_conv = "/patch_embed/proj/Conv" if which == "vit" else "/conv1/Conv"
+    assert any(name.startswith(first_conv) for name in kept)  # the patch embedding (raw pixels)
+    assert any("projections.0" in name for name in kept) and any("pools.0" in name for name in kept)  # the head
