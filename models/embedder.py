@@ -69,7 +69,9 @@ class Embedder(nn.Module):
         return self.head.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(*self.backbone.forward_pooled(x)), dim=-1)
+        if self.head.reads_global:  # a ``cls`` branch: the backbone's pooled vector too
+            return F.normalize(self.head(*self.backbone.forward_pooled(x)), dim=-1)
+        return F.normalize(self.head(self.backbone.forward_features(x)), dim=-1)
 
     @property
     def refines_pretrained(self) -> bool:

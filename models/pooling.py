@@ -147,6 +147,8 @@ class GlobalDescriptor(nn.Module):
             self.out_dim = out_dim
         self.in_dim = in_dim
         self.global_dim = global_dim
+        #: whether a branch reads the backbone's pooled vector (else the map alone is needed)
+        self.reads_global = any(reads_global(pool) for pool in self.pools)
 
     def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: the feature map ``(B, C, H, W)``; ``pooled``: the backbone's pooled vector."""
@@ -173,6 +175,7 @@ class ResidualDescriptor(nn.Module):
         super().__init__()
         self.base = GlobalDescriptor(pools, in_dim, None, gem_p=gem_p, learnable_p=False, global_dim=global_dim)
         self.names, self.pools, self.projections = self.base.names, self.base.pools, None
+        self.reads_global = self.base.reads_global
         self.out_dim = self.base.out_dim
         self.in_dim = in_dim
         self.refine_layer = nn.Linear(self.out_dim, self.out_dim)
