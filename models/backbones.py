@@ -20,8 +20,9 @@ pooling reads. ``create_backbone(name, ...)`` looks the name up in a registry fi
 
 The input size and normalisation come from the weights' own config (timm's pretrained_cfg
 through ``resolve_data_config``; open_clip's preprocess config), so a new model needs its
-name and weights, no code. Adding a model to a checkpoint stores its name only: rebuilding
-it reads the architecture from the same place (the folder, the hub cache) without weights.
+name and weights, no code. A checkpoint stores the backbone's name (and every weight):
+rebuilding it reads the architecture from the same place (the folder, the hub cache), not
+the pretrained weights.
 
 Nothing here downloads unless a name says ``hf-hub:`` (or a timm name asks for its
 pretrained weights): this project runs offline. ``efficientnet_lite0`` (the default)
@@ -497,7 +498,8 @@ def _timm_backbone(spec: BackboneName, pretrained: bool = True, weights_path: Pa
     kwargs: dict[str, Any] = {"pretrained": pretrained or weights is not None, "num_classes": 0}
     if weights is not None:
         kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
-    online = kwargs["pretrained"] and weights is None and spec.location != "local-dir"
+    # the hub is asked for a hub model's config, and for a timm name's own pretrained weights
+    online = spec.location == "hf-hub" or (kwargs["pretrained"] and weights is None and spec.location is None)
     try:
         try:
             model = timm.create_model(spec.model, dynamic_img_size=True, **kwargs)
@@ -507,7 +509,7 @@ def _timm_backbone(spec: BackboneName, pretrained: bool = True, weights_path: Pa
         if not online:
             raise
         raise RuntimeError(
-            f"could not load the pretrained weights of backbone {name!r} ({_one_line(exc)}); offline, name a local "
+            f"could not load backbone {name!r} from the hub ({_one_line(exc)}); offline, name a local "
             f"file (timm:<model>@<file>) or folder (timm:local-dir:<folder>)"
         ) from exc
     cfg = resolve_data_config(model=model)

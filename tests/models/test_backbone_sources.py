@@ -239,3 +239,14 @@ def test_openvino_runs_the_transformer_and_int8_keeps_its_ends_in_fp32(which, re
     first_conv = "/patch_embed/proj/Conv" if which == "vit" else "/conv1/Conv"
     assert any(name.startswith(first_conv) for name in kept)  # the patch embedding (raw pixels)
     assert any("projections.0" in name for name in kept) and any("pools.0" in name for name in kept)  # the head
+
+
+def test_a_hub_name_offline_is_a_one_line_error_naming_the_local_ways(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # and an empty cache: nothing to find
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    for name in ("timm:hf-hub:timm/vit_tiny_patch16_224.augreg_in21k", "open_clip:hf-hub:Marqo/marqo-fashionSigLIP"):
+        with pytest.raises(RuntimeError, match="local-dir:<folder>") as raised:
+            create_backbone(name, pretrained=False)
+        assert "\n" not in str(raised.value)
