@@ -172,8 +172,8 @@ def measure(spec: dict) -> dict:
     photos, seconds = 0, 0.0
     for name, data in spec["sets"].items():
         t0 = time.perf_counter()
-        gallery = embed_images(fast, data["gallery"], num_workers=1)
-        queries = embed_images(fast, data["queries"], num_workers=1)
+        gallery = embed_images(fast, data["gallery"], num_workers=spec.get("workers", 1))
+        queries = embed_images(fast, data["queries"], num_workers=spec.get("workers", 1))
         seconds += time.perf_counter() - t0
         photos += len(data["gallery"]) + len(data["queries"])
         report = evaluate_retrieval(queries, np.asarray(data["query_items"]), gallery, np.asarray(data["gallery_items"]), ks=(1, 20))

@@ -30,7 +30,7 @@ def test_one_row_scores_a_library_backbone_on_a_photo_set(bench, photo_set, tmp_
     name = save_tiny_timm_vit(tmp_path / "vit")
     gallery, queries = _rows(photo_set["gallery"]), _rows(photo_set["queries"])
     spec = {
-        "backbone": name, "pool": "cls", "precision": "eager", "calibration": [r["path"] for r in gallery[:4]],
+        "backbone": name, "pool": "cls", "precision": "eager", "workers": 0, "calibration": [r["path"] for r in gallery[:4]],
         "sets": {"photos": {"gallery": [r["path"] for r in gallery], "gallery_items": [r["item_id"] for r in gallery],
                             "queries": [r["path"] for r in queries], "query_items": [r["item_id"] for r in queries]}},
     }
