@@ -70,6 +70,7 @@ from scipy.spatial.distance import squareform
 from scipy.sparse.csgraph import connected_components
 
 from street2shop.cleaning.images import open_rgb
+from street2shop.models.backbones import BackboneNameStr
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import pretrained_features
 from street2shop.storage.schemas import GROUPS, SPLITS
@@ -115,7 +116,7 @@ class DedupParams(BaseModel):
     #: components of the linked pairs (chains; kept to measure against)
     linkage: Literal["complete", "single"] = "complete"
     #: "embedding": the frozen backbone (it must have pretrained weights) and its input size
-    embed_backbone: str = "efficientnet_lite0"
+    embed_backbone: BackboneNameStr = "efficientnet_lite0"
     embed_image_size: int = Field(160, ge=32)
     seed: int = 0
     train_fraction: float = Field(0.7, ge=0.0, le=1.0)

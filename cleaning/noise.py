@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from street2shop.cleaning.labels import validate_labels
 from street2shop.cleaning.noise_features import CnnExtractor, FeatureExtractor, build_extractor
 from street2shop.cleaning.noise_finetune import TrainedPart, fine_tune, split_trunk, trunk_activations
+from street2shop.models.backbones import BackboneNameStr
 from street2shop.models.embedder import load_embedder, save_checkpoint
 from street2shop.storage.schemas import NOISE_SCORES
 
@@ -69,7 +70,7 @@ class NoiseParams(BaseModel):
     image_size: int = Field(160, ge=16)
     #: the "cnn" extractor's network (any name of ``street2shop.models.backbones``) and,
     #: optionally, a local weights file for it instead of the backbone's own pretrained ones
-    backbone: str = "efficientnet_lite0"
+    backbone: BackboneNameStr = "efficientnet_lite0"
     backbone_weights: str | None = None
     #: train the CNN's last ``fine_tune_blocks`` block(s) and a linear head end to end
     #: (initialised from the logistic regression) on the train side; "cnn" features only

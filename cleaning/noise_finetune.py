@@ -30,7 +30,7 @@ def split_trunk(backbone: Backbone, blocks: int) -> tuple[nn.Sequential, nn.Sequ
     ``conv_head``: it makes the pooled features, so it is always trained with them). The
     modules are shared, not copied: training ``tail`` trains the backbone.
     """
-    if isinstance(backbone, TimmBackbone) and hasattr(backbone.model, "blocks"):
+    if isinstance(backbone, TimmBackbone) and hasattr(backbone.model, "blocks") and hasattr(backbone.model, "conv_stem"):
         m = backbone.model
         stages = list(m.blocks)
         if blocks > len(stages):

@@ -2,8 +2,10 @@
 
 Pure code, no orchestration or storage paths. Modules, in pipeline order:
 
-- ``backbones``: trunks by name (``tiny``, ``efficientnet_lite0`` default, torchvision nets).
-- ``pooling``: GeM / SPoC / MAC and combined global descriptors (``"gem+mac+spoc"``).
+- ``backbones``: trunks by name (``tiny``, ``efficientnet_lite0`` default, torchvision nets,
+  any timm model as ``timm:<model>``, open_clip image towers as ``open_clip:<arch>``).
+- ``pooling``: GeM / SPoC / MAC, ``cls`` (the backbone's own pooled vector) and combined
+  global descriptors (``"gem+mac+spoc"``).
 - ``preprocess``: the resize/normalise recipe each backbone declares and checkpoints carry.
 - ``embedder``: ``build_embedder``, ``pretrained_features``, ``save_checkpoint``, ``load_embedder``.
 - ``losses``: pytorch-metric-learning losses and miners by name.

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from street2shop.models.backbones import Backbone, create_backbone
-from street2shop.models.pooling import GlobalDescriptor, ResidualDescriptor, create_pooling, parse_pooling
+from street2shop.models.backbones import Backbone, BackboneNameStr, create_backbone
+from street2shop.models.pooling import GlobalDescriptor, ResidualDescriptor, create_pooling, parse_pooling, pool_input
 from street2shop.models.preprocess import Preprocess
 
 CHECKPOINT_FORMAT = 1
@@ -38,7 +38,7 @@ class EmbedderConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    backbone: str = "efficientnet_lite0"
+    backbone: BackboneNameStr = "efficientnet_lite0"
     pool: str = "gem"
     dim: int | None = Field(default=256, gt=0)
     mode: Literal["trained", "pretrained_features"] = "trained"
@@ -69,6 +69,8 @@ class Embedder(nn.Module):
         return self.head.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head.reads_global:  # a ``cls`` branch: the backbone's pooled vector too
+            return F.normalize(self.head(*self.backbone.forward_pooled(x)), dim=-1)
         return F.normalize(self.head(self.backbone.forward_features(x)), dim=-1)
 
     @property
@@ -114,9 +116,9 @@ def init_projections_from_pca(model: Embedder, batches: Iterable[torch.Tensor]) 
     pooled: list[list[torch.Tensor]] = [[] for _ in head.pools]
     n = 0
     for images in batches:
-        feature_map = model.backbone.forward_features(images)
+        feature_map, vector = model.backbone.forward_pooled(images)
         for k, pool in enumerate(head.pools):
-            pooled[k].append(pool(feature_map).double())
+            pooled[k].append(pool(pool_input(pool, feature_map, vector)).double())
         n += len(images)
     model.train(was_training)
     if n < 2:
@@ -135,15 +137,19 @@ def _build(config: EmbedderConfig, pretrained: bool, weights_path: str | Path | 
     backbone = create_backbone(config.backbone, pretrained=pretrained, weights_path=weights_path)
     preprocess = backbone.preprocess
     if config.image_size is not None:
+        fixed = backbone.fixed_input_size
+        if fixed is not None and config.image_size != fixed:
+            raise ValueError(f"backbone {config.backbone!r} takes {fixed} px inputs only; set image_size to {fixed} (or None)")
         preprocess = preprocess.model_copy(update={"image_size": config.image_size})
     if config.resize is not None:
         preprocess = preprocess.model_copy(update={"resize": config.resize})
+    widths = {"in_dim": backbone.num_features, "global_dim": backbone.global_features}
     if config.mode == "pretrained_features":
-        head = create_pooling(config.pool, backbone.num_features, None, gem_p=3.0, learnable_p=False)
+        head = create_pooling(config.pool, out_dim=None, gem_p=3.0, learnable_p=False, **widths)
     elif config.head == "residual":
-        head = ResidualDescriptor(parse_pooling(config.pool), backbone.num_features, gem_p=3.0)
+        head = ResidualDescriptor(parse_pooling(config.pool), gem_p=3.0, **widths)
     else:
-        head = create_pooling(config.pool, backbone.num_features, config.dim)
+        head = create_pooling(config.pool, out_dim=config.dim, **widths)
     return Embedder(backbone, head, preprocess, config)
 
 

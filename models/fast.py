@@ -20,6 +20,7 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
   rounding, which GeM's power amplifies (min cosine to fp32 0.97 on the demo's trained
   model): check retrieval with ``bench/embed.py --home`` as for int8.
 - ``openvino_int8``: that graph quantised to int8 by NNCF post-training static quantisation
+  (vision transformers with NNCF's transformer scheme; see :func:`int8_kept_in_fp32`)
   (per-channel symmetric weights, per-tensor activations), calibrated on photos the caller
   passes (``calibration=``, training-split photos only: never evaluation queries). Kept in
   fp32: the first convolution (raw pixels), the last one (the feature map GeM pools, where a
@@ -54,6 +55,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +179,19 @@ def _compile(model: Embedder, options: BuildOptions) -> nn.Module:
     return InferenceEmbedder(model, run, "compile")
 
 
+@contextmanager
+def _mha_fastpath(enabled: bool):
+    """``nn.MultiheadAttention``'s fused inference kernel on or off for the block: an
+    open_clip tower in eval mode under ``no_grad`` takes that kernel, which ONNX cannot
+    express, so the export traces the plain attention instead (the same numbers)."""
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
 def export_onnx(model: Embedder, opset: int = 17) -> bytes:
     """The embedder as an ONNX model (bytes) with a dynamic batch axis, exported on CPU.
 
@@ -187,11 +202,12 @@ def export_onnx(model: Embedder, opset: int = 17) -> bytes:
     example = torch.zeros(2, 3, size, size)
     buffer = io.BytesIO()
     cpu_model = model.eval().cpu()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _mha_fastpath(False):
         # The exporter warns that the TorchScript path is deprecated; it is the one that
         # needs nothing beyond torch, so the warning is expected noise here.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # timm's shape checks, constant here
         torch.onnx.export(
             cpu_model,
             (example,),
@@ -348,12 +364,7 @@ def quantize_openvino(model: Embedder, calibration: torch.Tensor):
             f"got {tuple(calibration.shape)}"
         )
     network = openvino_model(model)
-    ops = network.get_ordered_ops()
-    convolutions = [i for i, op in enumerate(ops) if op.get_type_name() == "Convolution"]
-    if not convolutions:
-        raise ValueError("the network has no convolution to quantise")
-    kept = [ops[convolutions[0]], *ops[convolutions[-1] :]]
-    names = [op.get_friendly_name() for op in kept if op.get_type_name() not in ("Constant", "Result")]
+    names, transformer = int8_kept_in_fp32(network)
     ov = _import_openvino("openvino_int8")
     # NNCF runs in a child process: importing it patches torch and other libraries for its
     # own backends, and a long-lived process that had quantised (a test session, the
@@ -363,11 +374,32 @@ def quantize_openvino(model: Embedder, calibration: torch.Tensor):
         folder = Path(folder)
         ov.save_model(network, folder / "fp32.xml", compress_to_fp16=False)
         np.save(folder / "calibration.npy", calibration.detach().to("cpu", torch.float32).numpy())
-        (folder / "ignored.json").write_text(json.dumps(names))
+        (folder / "options.json").write_text(json.dumps({"ignored": names, "transformer": transformer}))
         done = subprocess.run([sys.executable, "-c", _QUANTIZE_CHILD, str(folder)], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"int8 quantisation failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
         return ov.Core().read_model(folder / "int8.xml")
+
+
+def int8_kept_in_fp32(network) -> tuple[list[str], bool]:
+    """``(names of the ops int8 quantisation leaves in fp32, whether the network is a transformer)``.
+
+    A CNN keeps its first convolution (raw pixels) and everything from its last one on (the
+    feature map the pooling reads, the head). A vision transformer (one convolution: the
+    patch embedding, then attention and MLP matrix products) keeps the patch embedding and
+    everything from its final normalisation on (the tokens the pooling reads, the head), and
+    is quantised with NNCF's transformer scheme (``ModelType.TRANSFORMER``).
+    """
+    ops = network.get_ordered_ops()
+    kinds = [op.get_type_name() for op in ops]
+    convolutions = [i for i, kind in enumerate(kinds) if kind == "Convolution"]
+    if not convolutions:
+        raise ValueError("the network has no convolution to quantise")
+    transformer = len(convolutions) == 1 and "MatMul" in kinds
+    norms = [i for i, kind in enumerate(kinds) if kind == "MVN"]
+    tail = norms[-1] if transformer and norms else convolutions[-1]
+    kept = [ops[convolutions[0]], *ops[tail:]]
+    return [op.get_friendly_name() for op in kept if op.get_type_name() not in ("Constant", "Result")], transformer
 
 
 #: the child of :func:`quantize_openvino`: NNCF post-training quantisation of a saved network
@@ -383,13 +415,15 @@ folder = Path(sys.argv[1])
 network = ov.Core().read_model(folder / "fp32.xml")
 calibration = np.load(folder / "calibration.npy")
 samples = [image[None] for image in calibration]
+options = json.loads((folder / "options.json").read_text())
 quantized = nncf.quantize(
     network,
     nncf.Dataset(samples),
     subset_size=len(samples),
-    preset=nncf.QuantizationPreset.PERFORMANCE,
+    preset=nncf.QuantizationPreset.PERFORMANCE if not options["transformer"] else nncf.QuantizationPreset.MIXED,
+    model_type=nncf.ModelType.TRANSFORMER if options["transformer"] else None,
     # names of ops NNCF would not quantise anyway (a ReduceMax, say) are fine to list
-    ignored_scope=nncf.IgnoredScope(names=json.loads((folder / "ignored.json").read_text()), validate=False),
+    ignored_scope=nncf.IgnoredScope(names=options["ignored"], validate=False),
     advanced_parameters=AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
 )
 ov.save_model(quantized, folder / "int8.xml", compress_to_fp16=False)

@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field
 
-from street2shop.models.backbones import create_backbone
+from street2shop.models.backbones import BackboneNameStr, create_backbone
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, EmbedderConfig, pretrained_features
 from street2shop.models.pooling import create_pooling, parse_pooling
@@ -48,7 +48,7 @@ class FeatureParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backbone: str = "efficientnet_lite0"
+    backbone: BackboneNameStr = "efficientnet_lite0"
     pool: str = "gem+spoc"
     image_size: int = Field(224, gt=0)
     #: white-box descriptors beside the backbone's (``EXTRAS``)

@@ -29,6 +29,11 @@ Localisers by name, in :data:`LOCALISERS` (the shared :class:`~street2shop.regis
   the whole photo predicts the garment's box; the crops are that box at a few enlargements.
   It needs the feature map, so it is built with ``feature_map=`` (a callable image -> map).
 
+Both feature-map localisers work on any backbone of :mod:`street2shop.models.backbones`, a
+vision transformer included (its patch tokens laid on their grid): :func:`feature_map_of`
+makes the image -> map callable, and :meth:`RegionSearch.for_backbone` takes the map's
+stride (32 for EfficientNet, the patch size for a ViT) from the backbone.
+
 Everything here is pure: no weights are loaded, nothing reads files. Embedding the crops is the
 caller's job (:func:`crop` cuts them; the embedder's own preprocessing resizes them).
 """
@@ -311,6 +316,32 @@ class RegionSearch:
         win = self.windows(h, w)
         boxes = tuple((x0 / w, y0 / h, x1 / w, y1 / h) for y0, x0, y1, x1 in win.tolist())
         return Localisation(boxes, self.scoring, input_size=self.input_size)
+
+
+    @classmethod
+    def for_backbone(cls, backbone, **options) -> RegionSearch:
+        """The search over ``backbone``'s map: its stride (``Backbone.feature_stride``) fixes the map's size."""
+        return cls(**{**options, "map_stride": int(backbone.feature_stride)})
+
+
+def feature_map_of(backbone, preprocess, input_size: tuple[int, int] | None = None) -> Callable[[Image.Image], torch.Tensor]:
+    """image -> ``backbone``'s feature map ``(C, h, w)`` of the whole photo, resized to
+    ``input_size`` (height, width; default the preprocessing's square) and normalised as
+    ``preprocess`` says (a :class:`~street2shop.models.preprocess.Preprocess`).
+
+    A backbone with a fixed input size (an open_clip tower) takes its own square only.
+    """
+    h, w = input_size or (preprocess.image_size, preprocess.image_size)
+    fixed = getattr(backbone, "fixed_input_size", None)
+    if fixed is not None and (h, w) != (fixed, fixed):
+        raise ValueError(f"this backbone takes {fixed}x{fixed} inputs only, not {h}x{w}")
+
+    def feature_map(image: Image.Image) -> torch.Tensor:
+        resized = image.convert("RGB").resize((w, h), Image.Resampling.BICUBIC)
+        with torch.no_grad():
+            return backbone.eval().forward_features(preprocess.to_tensor(resized)[None])[0]
+
+    return feature_map
 
 
 @register_localiser("regions")

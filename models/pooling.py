@@ -1,8 +1,10 @@
 """Pooling heads: a feature map ``(B, C, H, W)`` to one global descriptor.
 
-Three poolings, chosen by name: ``gem`` (generalised mean, learnable exponent p;
-Radenović et al. 2018), ``spoc`` (average; Babenko & Lempitsky 2015) and ``mac`` (max;
-Tolias et al. 2016). ``create_pooling`` also builds the combined global descriptor of
+Four poolings, chosen by name: ``gem`` (generalised mean, learnable exponent p;
+Radenović et al. 2018), ``spoc`` (average; Babenko & Lempitsky 2015), ``mac`` (max;
+Tolias et al. 2016) and ``cls``: the backbone's own pooled vector (a ViT's class token, a
+CLIP tower's image embedding; ``Backbone.forward_pooled``), which is what such models are
+trained to compare. On a ViT the first three pool its patch tokens laid on their grid. ``create_pooling`` also builds the combined global descriptor of
 Jun et al. 2019 ("CGD"): ``"gem+mac+spoc"`` runs each pooling, projects each to its share of
 the output width, L2-normalises each, concatenates and L2-normalises the whole. A single
 name is the same construction with one branch, so there is one code path for both.
@@ -57,7 +59,33 @@ class MAC(nn.Module):
         return x.amax(dim=(-2, -1))
 
 
-POOLS: Registry[type[nn.Module]] = Registry("pooling", {"gem": GeM, "spoc": SPoC, "mac": MAC})
+class CLS(nn.Module):
+    """The backbone's own pooled vector, as it is: it reads ``forward_pooled``'s second
+    output, not the feature map (a ViT's class token after its final norm, a CLIP tower's
+    projected image embedding, a timm CNN's global average)."""
+
+    #: which output of ``Backbone.forward_pooled`` the pooling reads
+    reads = "global"
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled
+
+
+POOLS: Registry[type[nn.Module]] = Registry("pooling", {"gem": GeM, "spoc": SPoC, "mac": MAC, "cls": CLS})
+
+
+def reads_global(pool: nn.Module) -> bool:
+    """Whether ``pool`` reads the backbone's pooled vector rather than its feature map."""
+    return getattr(pool, "reads", "map") == "global"
+
+
+def pool_input(pool: nn.Module, fmap: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+    """What ``pool`` is applied to: the feature map, or the backbone's pooled vector."""
+    if not reads_global(pool):
+        return fmap
+    if pooled is None:
+        raise ValueError("pooling 'cls' needs the backbone's pooled vector (Backbone.forward_pooled)")
+    return pooled
 
 
 def create_pool(name: str, **kwargs) -> nn.Module:
@@ -84,6 +112,8 @@ class GlobalDescriptor(nn.Module):
     With ``out_dim=None`` nothing is learnt: the branches are concatenated as they are (the
     "pretrained features" baseline), so the width is ``len(branches) * in_dim``.
     The output of a single branch is *not* normalised here; the embedder normalises last.
+    ``global_dim``: the width of the backbone's pooled vector, which the ``cls`` branch reads
+    (``in_dim`` is the feature map's); None: the backbone has none, and ``cls`` is refused.
     """
 
     def __init__(
@@ -93,6 +123,7 @@ class GlobalDescriptor(nn.Module):
         out_dim: int | None,
         gem_p: float = 3.0,
         learnable_p: bool = True,
+        global_dim: int | None = None,
     ) -> None:
         super().__init__()
         if out_dim is not None and out_dim < len(pools):
@@ -102,19 +133,26 @@ class GlobalDescriptor(nn.Module):
             create_pool(n, p=gem_p, learnable=learnable_p) if n == "gem" else create_pool(n)
             for n in pools
         )
+        if any(reads_global(pool) for pool in self.pools) and global_dim is None:
+            raise ValueError("pooling 'cls' needs a backbone with a pooled vector of its own (a timm or open_clip model)")
+        widths = [global_dim if reads_global(pool) else in_dim for pool in self.pools]
         if out_dim is None:
             self.projections = None
-            self.out_dim = in_dim * len(pools)
+            self.out_dim = sum(widths)
         else:
             # Each branch gets an equal share; the first absorbs the remainder.
             shares = [out_dim // len(pools)] * len(pools)
             shares[0] += out_dim - sum(shares)
-            self.projections = nn.ModuleList(nn.Linear(in_dim, share) for share in shares)
+            self.projections = nn.ModuleList(nn.Linear(w, share) for w, share in zip(widths, shares, strict=True))
             self.out_dim = out_dim
         self.in_dim = in_dim
+        self.global_dim = global_dim
+        #: whether a branch reads the backbone's pooled vector (else the map alone is needed)
+        self.reads_global = any(reads_global(pool) for pool in self.pools)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branches = [pool(x) for pool in self.pools]
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: the feature map ``(B, C, H, W)``; ``pooled``: the backbone's pooled vector."""
+        branches = [pool(pool_input(pool, x, pooled)) for pool in self.pools]
         if self.projections is not None:
             branches = [proj(b) for proj, b in zip(self.projections, branches, strict=True)]
         if len(branches) == 1:
@@ -133,30 +171,33 @@ class ResidualDescriptor(nn.Module):
     computed once, so the trained model and the untrained baseline share one backbone pass.
     """
 
-    def __init__(self, pools: list[str], in_dim: int, gem_p: float = 3.0) -> None:
+    def __init__(self, pools: list[str], in_dim: int, gem_p: float = 3.0, global_dim: int | None = None) -> None:
         super().__init__()
-        self.base = GlobalDescriptor(pools, in_dim, None, gem_p=gem_p, learnable_p=False)
+        self.base = GlobalDescriptor(pools, in_dim, None, gem_p=gem_p, learnable_p=False, global_dim=global_dim)
         self.names, self.pools, self.projections = self.base.names, self.base.pools, None
+        self.reads_global = self.base.reads_global
         self.out_dim = self.base.out_dim
         self.in_dim = in_dim
         self.refine_layer = nn.Linear(self.out_dim, self.out_dim)
         nn.init.zeros_(self.refine_layer.weight)
         nn.init.zeros_(self.refine_layer.bias)
 
-    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
-        """The unit-norm pretrained descriptor of a feature map."""
-        return F.normalize(self.base(x), dim=-1)
+    def descriptor(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """The unit-norm pretrained descriptor of a feature map (and the backbone's pooled vector)."""
+        return F.normalize(self.base(x, pooled), dim=-1)
 
     def refine(self, descriptors: torch.Tensor) -> torch.Tensor:
         """The head on unit-norm descriptors (not normalised: the embedder normalises last)."""
         return descriptors + self.refine_layer(descriptors)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.refine(self.descriptor(x))
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        return self.refine(self.descriptor(x, pooled))
 
 
 def create_pooling(
-    name: str, in_dim: int, out_dim: int | None, gem_p: float = 3.0, learnable_p: bool = True
+    name: str, in_dim: int, out_dim: int | None, gem_p: float = 3.0, learnable_p: bool = True,
+    global_dim: int | None = None,
 ) -> GlobalDescriptor:
-    """The head for ``name`` (``"gem"``, ``"spoc"``, ``"mac"`` or a ``+``-joined combination)."""
-    return GlobalDescriptor(parse_pooling(name), in_dim, out_dim, gem_p=gem_p, learnable_p=learnable_p)
+    """The head for ``name`` (``"gem"``, ``"spoc"``, ``"mac"``, ``"cls"`` or a ``+``-joined
+    combination); ``global_dim``: the width of the backbone's pooled vector (for ``cls``)."""
+    return GlobalDescriptor(parse_pooling(name), in_dim, out_dim, gem_p=gem_p, learnable_p=learnable_p, global_dim=global_dim)

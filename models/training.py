@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from street2shop.models import losses as L
+from street2shop.models.backbones import BackboneNameStr
 from street2shop.models.data import AnchorDomain, PKBatchSampler, encode_labels, encode_roles, labelled_dataset, split_by_domain
 from street2shop.models.recipes import RECIPES, recipe_of
 from street2shop.models.embedder import (
@@ -55,7 +56,7 @@ class TrainParams(BaseModel):
     #: a registered recipe (:mod:`street2shop.models.recipes`): "head", a residual head on the
     #: frozen backbone trained on cached views; "fine_tune", the whole network on photos
     recipe: RecipeName = "head"
-    backbone: str = "efficientnet_lite0"
+    backbone: BackboneNameStr = "efficientnet_lite0"
     pool: str = "gem"
     dim: int = Field(default=256, gt=0)
     pretrained: bool = True

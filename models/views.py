@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from street2shop.cleaning.selection import gallery_images, query_images, training_images
+from street2shop.models.backbones import BackboneNameStr
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, pretrained_features
 from street2shop.models.localise import grid_boxes
@@ -41,7 +42,7 @@ class ViewParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backbone: str = "efficientnet_lite0"
+    backbone: BackboneNameStr = "efficientnet_lite0"
     #: False: the backbone's initial weights under torch.manual_seed(seed) (a test backbone
     #: without pretrained ones; a head trained with the same seed starts from the same)
     pretrained: bool = True

@@ -43,7 +43,7 @@ def test_the_package_registries_are_filled_on_import() -> None:
     from street2shop.retrieval.baselines import BASELINES
 
     assert {"efficientnet_lite0", "tiny", "resnet50"} <= set(BACKBONES.names())
-    assert POOLS.names() == ["gem", "mac", "spoc"]
+    assert POOLS.names() == ["cls", "gem", "mac", "spoc"]
     assert BASELINES.names() == ["colour_histogram", "hog"]
     assert {"cnn", "colour_edge"} <= set(EXTRACTORS.names())
     assert LOSSES.names() == ["arcface", "contrastive", "softmax", "triplet"]
