@@ -156,7 +156,7 @@ def _run(config: Path, stage: str | None, home: Path | str) -> None:
     from street2shop.flows.pipeline import pipeline
     from street2shop.storage.store import ArtifactStore
 
-    cfg = PipelineConfig.from_file(config)
+    cfg = _config(config, PipelineConfig)
     if stage is None:
         _headline(pipeline(str(home), cfg))  # the flow holds the store's lock
         return
@@ -181,6 +181,20 @@ def _run(config: Path, stage: str | None, home: Path | str) -> None:
     console.print(f"{stage}: version {result.version} ({'reused' if result.skipped else 'new'})")
     for key, value in sorted(result.metrics.items()):
         console.print(f"  {key}: {value}")
+
+
+def _config(path: Path, config_class):
+    """The pipeline config at ``path``; a file that is not valid YAML, or a field that does not
+    validate, is one line naming the file and the field."""
+    import yaml
+    from pydantic import ValidationError
+
+    from street2shop.cli._errors import InputError, describe
+
+    try:
+        return config_class.from_file(path)
+    except (yaml.YAMLError, ValidationError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {describe(exc)[0]}") from None
 
 
 def _outfit_runners(h: str, cfg) -> dict:

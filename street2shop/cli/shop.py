@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+# The generator (scipy) and the server are imported inside the commands: `--help` stays fast.
+from street2shop.cli._errors import InputError, describe
 from street2shop.shop.faults import HOSTILE, FaultConfig
-from street2shop.shop.generator import ShopParams, generate_shop, grow_shop
-from street2shop.shop.server import serve
 
 shop_app = typer.Typer(help="The generated demo shop: make one, grow it, serve it over HTTP.", no_args_is_help=True)
 
@@ -26,13 +26,18 @@ def generate_cmd(
     workers: Annotated[int, typer.Option(help="Processes drawing photos (0: one per CPU, at most 4).")] = 0,
 ) -> None:
     """Generate a shop: catalogue, photos, ground truth and noise labels."""
+    from street2shop.shop.generator import ShopParams, generate_shop
+
     if garments not in ("real", "procedural"):
         raise typer.BadParameter(f"--garments must be 'real' or 'procedural', got {garments!r}")
     t0 = time.perf_counter()
     try:
         params = ShopParams(seed=seed, n_products=products, garments=garments, image_size=image_size)
     except ValidationError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise InputError(describe(e)[0]) from None
+    if out_dir.exists() and any(out_dir.iterdir()):
+        what = "holds a shop" if (out_dir / "catalog.json").exists() else "is not empty"
+        raise InputError(f"{out_dir} {what}: give a new folder (`street2shop shop grow {out_dir}` adds to a shop)")
     path = generate_shop(out_dir, params, workers=workers or None)
     n_images = sum(1 for _ in (path / "images").iterdir())
     typer.echo(f"{path}: {products} products, {n_images} photos in {time.perf_counter() - t0:.1f}s")
@@ -46,6 +51,10 @@ def grow_cmd(
     seed: Annotated[int, typer.Option(help="Seed of this growth step.")] = 1,
 ) -> None:
     """Add products and newer reviews to a shop (a running server picks them up)."""
+    from street2shop.shop.generator import grow_shop
+
+    if not (shop_dir / "catalog.json").is_file():
+        raise InputError(f"{shop_dir} holds no shop (no catalog.json): make one with `street2shop shop generate {shop_dir}`")
     grow_shop(shop_dir, products, reviews, seed)
     typer.echo(f"{shop_dir}: +{products} products, +{reviews} reviews on existing items")
 
@@ -69,6 +78,8 @@ def serve_cmd(
     drip_interval_s: Annotated[float, typer.Option(help="Seconds between the bytes of a slow-drip answer.")] = 0.05,
 ) -> None:
     """Serve a shop over HTTP until Ctrl-C, optionally with injected faults."""
+    from street2shop.shop.server import serve
+
     names = {n.strip() for arg in hostile or [] for n in arg.split(",") if n.strip()}
     if "all" in names:
         names = (names - {"all"}) | set(HOSTILE)
@@ -79,5 +90,7 @@ def serve_cmd(
             hostile=frozenset(names), ssrf_url=ssrf_url, drip_interval_s=drip_interval_s,
         )
     except ValidationError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise InputError(describe(e)[0]) from None
+    if not (shop_dir / "catalog.json").is_file():
+        raise InputError(f"{shop_dir} holds no shop (no catalog.json): make one with `street2shop shop generate {shop_dir}`")
     serve(shop_dir, host=host, port=port, faults=faults)
