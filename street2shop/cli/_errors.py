@@ -70,6 +70,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"{target}{_squash(exc.strerror or exc) if exc.strerror else _squash(exc)}", 2
     if isinstance(exc, (ValueError, LookupError, TypeError)) and not isinstance(exc, (KeyError, IndexError)):
         return _squash(exc), 2
+    if type(exc).__module__.startswith("street2shop.") and not isinstance(exc, (KeyError, IndexError, AttributeError)):
+        return f"{type(exc).__name__}: {_squash(exc)}", 1  # a failure the code names (a crawl refused, ...)
     return f"{type(exc).__name__}: {_squash(exc)} (an internal error; run `street2shop --debug ...` for the traceback)", 1
 
 
@@ -98,6 +100,8 @@ class Street2ShopApp(typer.Typer):
         except _click.NoArgsIsHelpError:  # bare `street2shop`: typer has printed the help
             sys.exit(0)
         except _click.ClickException as exc:
+            if debugging() and isinstance(exc, InputError) and exc.__context__ is not None:
+                raise exc from exc.__context__  # the cause's traceback, then the one line
             typer.echo(f"error: {_usage(exc)}", err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
