@@ -25,6 +25,8 @@ app = Street2ShopApp(
     help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain help (click's formatter): rich's panels cost a third of a second per `--help`
+    rich_markup_mode=None,
 )
 
 

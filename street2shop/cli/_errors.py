@@ -97,7 +97,8 @@ class Street2ShopApp(typer.Typer):
         kwargs["standalone_mode"] = False
         try:
             code = typer.main.get_command(self)(*args, **kwargs)
-        except _click.NoArgsIsHelpError:  # bare `street2shop`: typer has printed the help
+        except _click.NoArgsIsHelpError as exc:  # a bare `street2shop`: its help
+            typer.echo(exc.format_message())
             sys.exit(0)
         except _click.ClickException as exc:
             if debugging() and isinstance(exc, InputError) and exc.__context__ is not None:

@@ -18,7 +18,7 @@ import typer
 from street2shop.cli._common import HOME_HELP, check_out_folder, open_store
 from street2shop.cli._errors import InputError, describe
 
-labels_app = typer.Typer(help="Export photos to label next; import labelled photos.", no_args_is_help=True)
+labels_app = typer.Typer(help="Export photos to label next; import labelled photos.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @labels_app.command("export")

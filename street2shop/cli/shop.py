@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from street2shop.cli._errors import InputError, describe
 from street2shop.shop.faults import HOSTILE, FaultConfig
 
-shop_app = typer.Typer(help="The generated demo shop: make one, grow it, serve it over HTTP.", no_args_is_help=True)
+shop_app = typer.Typer(help="The generated demo shop: make one, grow it, serve it over HTTP.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @shop_app.command("generate")
