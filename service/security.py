@@ -1,9 +1,11 @@
 """The service's defences at the HTTP layer (``tests/reliability`` attacks each).
 
 * :class:`BodyLimit`: a request body over the limit gets a 413 in the service's error shape.
-  A declared ``Content-Length`` over the limit is drained (read and dropped, never stored, up
-  to :data:`DRAIN_MAX`) before the answer, so a client still sending reads the 413 instead of
-  a connection reset; a chunked body is cut off once the limit is read.
+  A declared ``Content-Length`` over the limit is answered at once, before a byte of the body
+  is read; then the body that keeps coming is read and dropped (never stored; up to
+  :data:`DRAIN_MAX`, until the sender pauses for :data:`DRAIN_IDLE_S`) before the connection
+  closes, so a client still sending reads the 413 instead of a connection reset. A chunked
+  body is cut off once the limit is read.
 * :class:`SecurityHeaders`: ``nosniff``, a Content-Security-Policy and no framing on every answer.
 * :func:`check_exposure`: ``street2shop serve`` refuses to listen beyond loopback without an
   admin token.
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 
@@ -19,9 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Shortest admin token accepted when the service listens beyond loopback.
 MIN_TOKEN_LENGTH = 16
-#: The most of an oversized body read (and dropped) so that its sender sees the 413; beyond
-#: it the answer is sent at once and the connection closed.
+#: The most of an oversized body read (and dropped) after its 413, so that its sender reads
+#: the answer; and how long a pause in the sending ends that early.
 DRAIN_MAX = 512 * 1024 * 1024
+DRAIN_IDLE_S = 1.0
 
 #: The page's policy: its own script, style and photos (and the preview of the photo being
 #: uploaded, a blob: URL); never framed. /docs and /redoc load their own assets from /static.
@@ -79,9 +83,7 @@ class BodyLimit:
         except ValueError:
             too_large = False  # the HTTP server refuses a malformed length itself
         if too_large:
-            if int(declared) <= DRAIN_MAX:
-                await _drain(receive)
-            await _refuse(send, self._why(int(declared)))
+            await _refuse_then_drain(receive, send, self._why(int(declared)))
             return
         seen = 0
 
@@ -100,21 +102,31 @@ class BodyLimit:
         return f"request body of {'more than ' if at_least else ''}{size} bytes; at most {self.max_bytes} are accepted"
 
 
-async def _drain(receive: Receive) -> None:
-    """Read the request body to its end, keeping none of it."""
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
+async def _refuse_then_drain(receive: Receive, send: Send, detail: str) -> None:
+    """Send the whole 413 (its ``Content-Length`` tells the client it is complete), keep the
+    response open while the request body still arrives, dropping it, then close.
 
-
-async def _refuse(send: Send, detail: str) -> None:
+    The response is finished only after the drain: an ASGI server stops delivering the body
+    once the response is complete, and closing a connection with unread data resets it.
+    """
     body = json.dumps({"detail": detail, "code": "too_large"}).encode()
     await send({
         "type": "http.response.start", "status": 413,
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
     })
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    drained = 0
+    try:
+        while drained <= DRAIN_MAX:
+            message = await asyncio.wait_for(receive(), DRAIN_IDLE_S)
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+    except TimeoutError:
+        pass  # the sender paused (or sends nothing): it has its answer
+    await send({"type": "http.response.body", "body": b""})
 
 
 class SecurityHeaders:
