@@ -43,6 +43,32 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def document_error_shape(app: FastAPI) -> None:
+    """OpenAPI says what the handlers do: a 422 is an ``ErrorDetail`` too, not FastAPI's list."""
+    from fastapi.openapi.utils import get_openapi
+
+    from street2shop.service.schemas import ErrorDetail
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            schemas["ErrorDetail"] = ErrorDetail.model_json_schema(ref_template="#/components/schemas/{model}")
+            for operations in spec.get("paths", {}).values():
+                for operation in operations.values():
+                    if "422" in operation.get("responses", {}):
+                        operation["responses"]["422"] = {
+                            "description": "a parameter or form field that does not validate",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
+                        }
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -58,5 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error; it was logged", "code": "internal_error"}, status_code=500)
 
+    document_error_shape(app)
 
-__all__ = ["error_body", "error_code", "install_error_handlers"]
+
+__all__ = ["document_error_shape", "error_body", "error_code", "install_error_handlers"]

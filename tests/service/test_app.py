@@ -249,6 +249,10 @@ def test_every_error_has_one_shape(client, tiny_home) -> None:
         assert 400 <= answer.status_code < 500, name
         assert set(body) == {"detail", "code"} and isinstance(body["detail"], str) and body["code"], (name, body)
     assert answers["no route"].json()["code"] == "not_found" and answers["method"].json()["code"] == "method_not_allowed"
+    spec = client.get("/openapi.json").json()  # and the schema documents that shape
+    assert spec["paths"]["/search"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorDetail"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
 
 
 def test_urls_are_absolute_and_follow_the_public_url(tiny_home) -> None:
