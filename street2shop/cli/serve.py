@@ -1,13 +1,15 @@
 """``street2shop serve``: run the search API and web page with uvicorn.
 
-The order is what a user watching the terminal needs: check the host, port and store (one-line
-errors, exit 2), bind the socket, say so, and only then load the model and index in the
-background (many seconds) while ``/health`` already answers ``warming``
-(:mod:`street2shop.service.starting`).
+The order is what a user watching the terminal (or a health check) needs: check the host, the
+port and that the store's folder exists (one-line errors, exit 2), bind the socket, say so, and
+answer at once: the index, model and crawl are found and loaded in the background (many
+seconds) while ``/health`` already answers ``warming`` (:mod:`street2shop.service.starting`).
+A store without an index, or an unknown ``--inference-mode``, is then one line and exit 2.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 from typing import Optional
@@ -21,7 +23,7 @@ from street2shop.cli._errors import InputError, describe
 def serve(
     home: Optional[str] = typer.Option(None, help=HOME_HELP),
     host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)"),
-    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free one, printed)"),
     public_url: Optional[str] = typer.Option(
         None, "--public-url", help="the URL clients reach the service at, for the absolute URLs in answers (default: from each request)"
     ),
@@ -51,18 +53,12 @@ def serve(
 
     from street2shop.service.security import check_exposure
     from street2shop.service.starting import Starting
-    from street2shop.storage.promotions import index_to_serve
-    from street2shop.storage.store import ArtifactNotFound, ArtifactStore
 
     try:
         check_exposure(host, admin_token)
     except ValueError as exc:
         raise InputError(f"--host {host}: {exc}") from None
     store_home = existing_home(home)
-    try:
-        index = index_to_serve(ArtifactStore(store_home), index_version)
-    except ArtifactNotFound as exc:
-        raise InputError(f"--home {store_home}: {exc} (run `street2shop demo` or the pipeline first)") from None
     listening = bind(host, port)
     options = {
         name: value
@@ -74,6 +70,14 @@ def serve(
     failed: list[int] = []
 
     def build():
+        from street2shop.storage.promotions import index_to_serve
+        from street2shop.storage.store import ArtifactNotFound, ArtifactStore
+
+        try:
+            index = index_to_serve(ArtifactStore(store_home), index_version)
+        except ArtifactNotFound as exc:
+            raise InputError(f"--home {store_home}: {exc} (run `street2shop demo` or the pipeline first)") from None
+        typer.echo(f"loading index {index.version} ...")
         from street2shop.service.app import create_app
 
         return create_app(store_home, index.version, admin_token=admin_token, torch_threads=threads, public_url=public_url, **options)
@@ -87,8 +91,7 @@ def serve(
     # serialises forward passes itself; more processes would each load their own copy.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"serving on http://{shown}:{listening.getsockname()[1]}/ : loading index {index.version} "
-               "(/health answers 'warming' until the model is ready)")
+    typer.echo(f"serving on http://{shown}:{listening.getsockname()[1]}/ (/health answers 'warming' until the model is ready)")
     app.start()
     server.run(sockets=[listening])
     if failed:
@@ -107,7 +110,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        why = "is in use (another server is listening there): pick another --port" if exc.errno == 98 else exc.strerror
+        why = "is in use (another server is listening there): pick another --port" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise InputError(f"--port {port} on {host}: {why}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -122,7 +125,9 @@ def report_load_error(exc: BaseException, inference_mode: str | None) -> int:
         import traceback
 
         traceback.print_exception(exc)
-    if inference_mode is not None and isinstance(exc, (LookupError, ValueError)) and inference_mode in str(exc):
+    if isinstance(exc, InputError):
+        message, code = exc.format_message(), exc.exit_code
+    elif inference_mode is not None and isinstance(exc, (LookupError, ValueError)) and inference_mode in str(exc):
         message, code = f"--inference-mode {inference_mode}: {describe(exc)[0]}", 2
     else:
         message, code = describe(exc)

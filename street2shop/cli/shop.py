@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-# The generator (scipy) and the server are imported inside the commands: `--help` stays fast.
+# The generator (scipy), the server and the fault settings (pydantic) are imported inside the
+# commands: `street2shop --help` stays fast.
 from street2shop.cli._errors import InputError, describe
-from street2shop.shop.faults import HOSTILE, FaultConfig
 
 shop_app = typer.Typer(help="The generated demo shop: make one, grow it, serve it over HTTP.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -26,6 +25,8 @@ def generate_cmd(
     workers: Annotated[int, typer.Option(help="Processes drawing photos (0: one per CPU, at most 4).")] = 0,
 ) -> None:
     """Generate a shop: catalogue, photos, ground truth and noise labels."""
+    from pydantic import ValidationError
+
     from street2shop.shop.generator import ShopParams, generate_shop
 
     if garments not in ("real", "procedural"):
@@ -73,11 +74,14 @@ def serve_cmd(
     p_truncated_image: Annotated[float, typer.Option(help="Fraction of images always cut in half.")] = 0.0,
     p_malformed_page: Annotated[float, typer.Option(help="Fraction of feedback pages (after page 1) broken.")] = 0.0,
     hostile: Annotated[list[str] | None, typer.Option(
-        help=f"Hostile behaviours to switch on (repeat, or comma-separate): {', '.join(HOSTILE)}, or 'all'.")] = None,
-    ssrf_url: Annotated[str, typer.Option(help="Where the SSRF traps point.")] = FaultConfig().ssrf_url,
+        help="Hostile behaviours to switch on (repeat, or comma-separate; a wrong name lists them), or 'all'.")] = None,
+    ssrf_url: Annotated[str | None, typer.Option(help="Where the SSRF traps point (default: FaultConfig's).")] = None,
     drip_interval_s: Annotated[float, typer.Option(help="Seconds between the bytes of a slow-drip answer.")] = 0.05,
 ) -> None:
     """Serve a shop over HTTP until Ctrl-C, optionally with injected faults."""
+    from pydantic import ValidationError
+
+    from street2shop.shop.faults import HOSTILE, FaultConfig
     from street2shop.shop.server import serve
 
     names = {n.strip() for arg in hostile or [] for n in arg.split(",") if n.strip()}
@@ -87,7 +91,7 @@ def serve_cmd(
         faults = FaultConfig(
             seed=fault_seed, latency_ms=latency_ms, p_429=p_429, retry_after_s=retry_after_s, p_5xx=p_5xx,
             p_corrupt_image=p_corrupt_image, p_truncated_image=p_truncated_image, p_malformed_page=p_malformed_page,
-            hostile=frozenset(names), ssrf_url=ssrf_url, drip_interval_s=drip_interval_s,
+            hostile=frozenset(names), drip_interval_s=drip_interval_s, **({"ssrf_url": ssrf_url} if ssrf_url else {}),
         )
     except ValidationError as e:
         raise InputError(describe(e)[0]) from None
