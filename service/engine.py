@@ -210,8 +210,10 @@ class SearchEngine:
         self.crop_scoring = getattr(self._localiser, "scoring", "max")
 
     def _load_items(self, store: ArtifactStore, items_ref: ArtifactRef) -> None:
-        """The crawl's items by id, their categories, and each index row's category."""
+        """The crawl's items by id, their categories, each index row's category, and the
+        crawled shop's address (items keep the shop's own, often relative, links)."""
         items = store.read_table(items_ref).to_pylist()
+        self.shop_base_url: str | None = (store.manifest(items_ref).params or {}).get("base_url")
         self.items = {row["item_id"]: row for row in items}
         self.categories = sorted({row["category"] for row in items})
         self.row_category = np.asarray([self.items[i]["category"] for i in self.row_item], dtype=object)

@@ -271,3 +271,19 @@ def test_the_docs_load_nothing_from_elsewhere(client) -> None:
     assert "cdn" not in docs.text and "https://" not in docs.text
     assert client.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 200
     assert client.get("/static/swagger-ui/swagger-ui.css").status_code == 200
+
+
+def test_a_relative_shop_link_is_made_absolute_with_the_crawled_shop_address() -> None:
+    from types import SimpleNamespace
+
+    from street2shop.service.routers.common import item_fields
+
+    def engine(url: str | None, base_url: str | None):
+        return SimpleNamespace(
+            items={"p1:red": {"product_id": "p1", "category": "tops", "colour": "red", "title": "t", "url": url}},
+            shop_base_url=base_url,
+        )
+
+    assert item_fields(engine("/p/p1", "http://127.0.0.1:8000"), "p1:red")["shop_url"] == "http://127.0.0.1:8000/p/p1"
+    assert item_fields(engine("https://shop.example/p1", None), "p1:red")["shop_url"] == "https://shop.example/p1"
+    assert item_fields(engine("/p/p1", None), "p1:red")["shop_url"] is None  # nowhere to resolve it: none, not a 404
