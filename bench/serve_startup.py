@@ -27,13 +27,14 @@ import urllib.request
 import psutil
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _health(port: int) -> dict | None:
+def health(port: int) -> dict | None:
+    """The service's /health answer on a loopback port, or None while nothing answers."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
             return json.loads(answer.read())
@@ -42,7 +43,7 @@ def _health(port: int) -> dict | None:
 
 
 def one_start(home: str, extra: list[str]) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     t0 = time.monotonic()
     server = subprocess.Popen([shutil.which("street2shop"), "serve", "--home", home, "--port", str(port), *extra],
@@ -51,7 +52,7 @@ def one_start(home: str, extra: list[str]) -> dict[str, float]:
     process = psutil.Process(server.pid)
     try:
         while ok is None and time.monotonic() - t0 < 300 and server.poll() is None:
-            status = _health(port)
+            status = health(port)
             now = time.monotonic() - t0
             if status is not None and first is None:
                 first = now

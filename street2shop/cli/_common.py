@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +22,11 @@ console = Console(soft_wrap=not sys.stdout.isatty())
 HOME_HELP = "artifact store: a folder or an fsspec URL like s3://bucket/prefix (default: $STREET2SHOP_HOME or ./.street2shop)"
 JSON_HELP = "print JSON (one array of objects) instead of a table"
 CSV_HELP = "print CSV with a header row instead of a table"
+#: The options the reading commands share.
+HomeOption = Annotated[Optional[str], typer.Option("--home", help=HOME_HELP)]
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+CsvFlag = Annotated[bool, typer.Option("--csv", help=CSV_HELP)]
+
 #: Columns that hold ids: never folded over two lines, even on a narrow terminal.
 _ID_COLUMNS = ("version", "id", "image_id", "item_id", "product_id")
 

@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from street2shop.cli._common import (
-    CSV_HELP,
     HOME_HELP,
-    JSON_HELP,
+    CsvFlag,
+    HomeOption,
+    JsonFlag,
     check_out_folder,
     console,
     fmt,
@@ -31,9 +32,9 @@ VERSIONS_NOTE = "a version is one run of a stage (its id); it may publish severa
 
 def sql(
     query: str = typer.Argument(..., help="SQL over the artifact views, e.g. \"select * from versions\""),
-    home: Optional[str] = typer.Option(None, help=HOME_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-    as_csv: bool = typer.Option(False, "--csv", help=CSV_HELP),
+    home: HomeOption = None,
+    as_json: JsonFlag = False,
+    as_csv: CsvFlag = False,
 ) -> None:
     """Query every artifact with DuckDB (views: <name>, latest_<name>, and versions: a row per artifact)."""
     import duckdb
@@ -66,9 +67,9 @@ def _known_stage(store, stage: str | None) -> None:
 
 def versions(
     stage: Optional[str] = typer.Argument(None, help="only this stage's versions"),
-    home: Optional[str] = typer.Option(None, help=HOME_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-    as_csv: bool = typer.Option(False, "--csv", help=CSV_HELP),
+    home: HomeOption = None,
+    as_json: JsonFlag = False,
+    as_csv: CsvFlag = False,
 ) -> None:
     """List published versions, one row per artifact, with lineage (inputs) and row counts."""
     form = output_format(as_json, as_csv)

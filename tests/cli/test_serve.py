@@ -4,23 +4,21 @@ inference mode is one line and exit code 2."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-# the service tests' tiny published store (an index, its checkpoint and crawl, in a second)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from service_testing import publish_crawl, publish_index  # noqa: E402
-
-from street2shop.storage.store import ArtifactStore  # noqa: E402
+# the service tests' tiny published store (an index, its checkpoint and crawl, in a second),
+# and the start-up benchmark's way of asking a port for its /health
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "tests" / "service"), str(ROOT / "bench")]
+from serve_startup import free_port, health  # noqa: E402
+from service_testing import publish_served_store  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +26,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("serve-home")
-    store = ArtifactStore(home)
-    publish_index(store, publish_crawl(store), seed=0)
+    publish_served_store(home)
     return home
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(*args: str) -> subprocess.Popen:
@@ -47,22 +38,14 @@ def _serve(*args: str) -> subprocess.Popen:
     )
 
 
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
-            return json.loads(answer.read())
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
-
-
 def test_health_answers_warming_before_the_model_is_loaded(home) -> None:
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     server = _serve("--home", str(home), "--port", str(port), "--inference-mode", "eager")
     try:
         first = None
         while first is None and time.monotonic() - started < 30:
-            first = _health(port)
+            first = health(port)
             time.sleep(0.02)
         answered_after = time.monotonic() - started
         assert first is not None, server.stderr.read() if server.poll() is not None else "no answer"
@@ -74,7 +57,7 @@ def test_health_answers_warming_before_the_model_is_loaded(home) -> None:
         status = first
         while status["status"] != "ok" and time.monotonic() - started < 120:
             time.sleep(0.2)
-            status = _health(port) or status
+            status = health(port) or status
         assert status["status"] == "ok" and status["items"] == 6 and status["inference_mode"] == "eager"
     finally:
         server.terminate()
@@ -104,7 +87,7 @@ def test_a_port_out_of_range_is_one_line(home) -> None:
 
 
 def test_an_unknown_inference_mode_is_one_line_after_the_bind(home) -> None:
-    server = _serve("--home", str(home), "--port", str(_free_port()), "--inference-mode", "nosuch")
+    server = _serve("--home", str(home), "--port", str(free_port()), "--inference-mode", "nosuch")
     out, err = server.communicate(timeout=180)
     assert server.returncode == 2 and "Traceback" not in err, err
     [line] = err.strip().splitlines()
