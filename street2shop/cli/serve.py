@@ -58,6 +58,8 @@ def serve(
         check_exposure(host, admin_token)
     except ValueError as exc:
         raise InputError(f"--host {host}: {exc}") from None
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise InputError(f"--public-url {public_url}: an http:// or https:// URL, e.g. https://shop.example/api")
     store_home = existing_home(home)
     listening = bind(host, port)
     options = {

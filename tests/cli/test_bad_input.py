@@ -82,6 +82,7 @@ CASES = [
     ("serve exposed without token", ["serve", "--host", "0.0.0.0", "--home", "{store}"], ["--host 0.0.0.0", "admin token"]),
     ("serve short token", ["serve", "--host", "0.0.0.0", "--admin-token", "short", "--home", "{store}"], ["at least 16"]),
     ("serve no threads", ["serve", "--threads", "0", "--home", "{store}"], ["--threads"]),
+    ("serve public url without scheme", ["serve", "--public-url", "shop.example", "--home", "{store}"], ["--public-url", "https://"]),
     ("serve batch of none", ["serve", "--batch-max", "0", "--home", "{store}"], ["--batch-max"]),
     # eval, index
     ("eval photo as model", ["eval", "--gallery", "{gallery.csv}", "--queries", "{queries.csv}", "--model", "{photo.jpg}"],
