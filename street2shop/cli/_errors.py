@@ -58,7 +58,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
 
     if isinstance(exc, ValidationError):
         return _validation(exc), 2
-    module = type(exc).__module__.split(".")[0]
+    module = type(exc).__module__.split(".")[0].lstrip("_")  # duckdb's errors live in _duckdb
     if module == "duckdb":
         return f"sql: {_squash(exc, first_only=True)} (tables: run `street2shop sql \"show tables\"`)", 2
     if module == "yaml":
@@ -67,8 +67,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"not valid YAML: {where}{_squash(getattr(exc, 'problem', None) or exc)}", 2
     if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)):
         target = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        return f"{target}{_squash(exc.strerror or exc) if exc.strerror else _squash(exc)}", 2
-    if isinstance(exc, (ValueError, LookupError, TypeError)) and not isinstance(exc, (KeyError, IndexError)):
+        return f"{target}{_squash(exc.strerror or exc)}", 2
+    if isinstance(exc, (ValueError, LookupError)) and not isinstance(exc, (KeyError, IndexError)):
         return _squash(exc), 2
     if type(exc).__module__.startswith("street2shop.") and not isinstance(exc, (KeyError, IndexError, AttributeError)):
         return f"{type(exc).__name__}: {_squash(exc)}", 1  # a failure the code names (a crawl refused, ...)

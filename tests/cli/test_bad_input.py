@@ -176,3 +176,21 @@ def test_an_internal_error_is_one_line_too(files, monkeypatch) -> None:
     assert ran.exit_code == 1 and "Traceback" not in ran.output
     [line] = ran.stderr.strip().splitlines()
     assert line.startswith("error: KeyError: 101") and "--debug" in line
+
+
+def test_a_library_error_that_escapes_a_command_is_described_by_kind() -> None:
+    import duckdb
+    import yaml
+
+    from street2shop.cli._errors import describe
+
+    assert describe(duckdb.CatalogException("Catalog Error: Table with name x does not exist!\nDid you mean \"y\"?")) == (
+        'sql: Catalog Error: Table with name x does not exist! (tables: run `street2shop sql "show tables"`)', 2)
+    try:
+        yaml.safe_load("a: [1,\n")
+    except yaml.YAMLError as exc:
+        message, code = describe(exc)
+    assert code == 2 and message.startswith("not valid YAML: line 2, column 1: ")
+    assert describe(FileNotFoundError(2, "No such file or directory", "/x/y.csv")) == ("/x/y.csv: No such file or directory", 2)
+    assert describe(ValueError("--k must be positive\nsecond line")) == ("--k must be positive; second line", 2)
+    assert describe(AttributeError("'NoneType' object has no attribute 'x'"))[1] == 1  # a bug, not bad input
