@@ -137,14 +137,40 @@ class SearchEngine:
         self.store = store
         self.limits = limits or UPLOAD_LIMITS
         images_ref = inputs["images"]
-        # The crawl publishes items and images under one version id.
-        items_ref = ArtifactRef(stage=images_ref.stage, name=N.ITEMS, version=images_ref.version)
         self.versions = Versions(
             index=index_ref.version,
             checkpoint=inputs["checkpoint"].version,
             crawl=images_ref.version,
             factory=str(manifest.metrics.get("factory", "")),
         )
+        self._load_index(store, index_ref)
+        self._load_model(store, inputs["checkpoint"], images_ref, inference_mode, streams, localise)
+        # As many forward passes at a time as the model has streams (one for eager: it
+        # spreads one pass over every intra-op thread; two would fight over them). Searches,
+        # reverse-search set-up and background embedding all take a slot.
+        self._model_lock = threading.BoundedSemaphore(self.streams)
+        self._batcher: MicroBatcher[torch.Tensor, np.ndarray] | None = (
+            MicroBatcher(
+                self._embed_pixels, batch_max, batch_wait_ms / 1000, name=f"embed-{index_ref.version}", workers=self.streams
+            )
+            if batch_max > 1
+            else None
+        )
+        # The crawl publishes items and images under one version id.
+        self._load_items(store, ArtifactRef(stage=images_ref.stage, name=N.ITEMS, version=images_ref.version))
+        self._load_photos(store, images_ref)
+        #: set once :meth:`warm` has run the query path (the service is ``warming`` until then)
+        self.warmed = threading.Event()
+        self._load_vectors(store, inputs.get("embeddings"), images_ref)
+        if street_in_background:
+            threading.Thread(target=self._embed_street, name="embed-street", daemon=True).start()
+        else:
+            self._embed_street()
+
+    # ------------------------------------------------------------------ loaders
+
+    def _load_index(self, store: ArtifactStore, index_ref: ArtifactRef) -> None:
+        """The FAISS index and, row by row, the photo and item each vector is."""
         self.index = load_index(store.file(index_ref, N.INDEX_FILE))
         ids = store.read_table(index_ref)
         order = np.argsort(np.asarray(ids.column("row").to_numpy()))
@@ -153,16 +179,21 @@ class SearchEngine:
         if len(self.row_item) != self.index.ntotal:
             raise ValueError(f"{index_ref}: ids table has {len(self.row_item)} rows, index {self.index.ntotal}")
         self.gallery = GalleryItems.of(self.row_item)  # coded once, not per query
-        # OpenVINO / ONNX Runtime are several times eager PyTorch here at identical top-k
-        # (bench/embed.py); eager stays the fallback where the backend's library is missing.
+
+    def _load_model(
+        self, store: ArtifactStore, checkpoint: ArtifactRef, images_ref: ArtifactRef, inference_mode: str | None,
+        streams: int, localise: LocaliseParams | None,
+    ) -> None:
+        """The checkpoint in the precision and with the query localisation the evaluate stage
+        scored it with (``serving.json`` beside it), unless told otherwise; defaults for
+        checkpoints from elsewhere. OpenVINO / ONNX Runtime are several times eager PyTorch
+        here at identical top-k (bench/embed.py); eager is the fallback where the backend's
+        library is missing."""
         if streams > torch.get_num_threads():
             log.warning("%d streams asked for, but only %d threads: using %d", streams, torch.get_num_threads(), torch.get_num_threads())
-        # How street photos are searched and in which precision the model runs: what the
-        # evaluate stage scored this model with (serving.json beside the served checkpoint),
-        # so /search runs exactly what was evaluated; defaults for checkpoints from elsewhere.
-        self.serving = serving_of(store, inputs["checkpoint"])
+        self.serving = serving_of(store, checkpoint)
         mode = inference_mode or self.serving.get("inference_mode", DEFAULT_INFERENCE_MODE)
-        embedder = load_embedder(store.file(inputs["checkpoint"], N.CHECKPOINT_FILE))
+        embedder = load_embedder(store.file(checkpoint, N.CHECKPOINT_FILE))
         self.model: Embedder = optimize_for_inference(
             embedder,
             mode,
@@ -177,19 +208,12 @@ class SearchEngine:
         self.localise = localise or LocaliseParams(**self.serving.get("localise", {}))
         self._localiser = None if self.localise.name == "none" else create_localiser(self.localise.name, **self.localise.options)
         self.crop_scoring = getattr(self._localiser, "scoring", "max")
-        # As many forward passes at a time as the model has streams (one for eager: it
-        # spreads one pass over every intra-op thread; two would fight over them). Searches,
-        # reverse-search set-up and background embedding all take a slot.
-        self._model_lock = threading.BoundedSemaphore(self.streams)
-        self._batcher: MicroBatcher[torch.Tensor, np.ndarray] | None = (
-            MicroBatcher(
-                self._embed_pixels, batch_max, batch_wait_ms / 1000, name=f"embed-{index_ref.version}", workers=self.streams
-            )
-            if batch_max > 1
-            else None
-        )
 
+    def _load_items(self, store: ArtifactStore, items_ref: ArtifactRef) -> None:
+        """The crawl's items by id, their categories, each index row's category, and the
+        crawled shop's address (items keep the shop's own, often relative, links)."""
         items = store.read_table(items_ref).to_pylist()
+        self.shop_base_url: str | None = (store.manifest(items_ref).params or {}).get("base_url")
         self.items = {row["item_id"]: row for row in items}
         self.categories = sorted({row["category"] for row in items})
         self.row_category = np.asarray([self.items[i]["category"] for i in self.row_item], dtype=object)
@@ -198,6 +222,8 @@ class SearchEngine:
         counts = np.bincount(self.gallery.codes)
         self.max_photos_per_item = int(counts.max()) if counts.size else 1
 
+    def _load_photos(self, store: ArtifactStore, images_ref: ArtifactRef) -> None:
+        """Every photo's local file, each item's shop and street photos, each street photo's item."""
         images = store.read_table(images_ref, columns=["image_id", "item_id", "role", "path", "width", "height"])
         rows = images.to_pylist()
         # one batch: a store on S3 fetches the photos its local mirror lacks together
@@ -210,23 +236,18 @@ class SearchEngine:
             per_item.setdefault(row["role"], []).append(
                 {"image_id": row["image_id"], "width": row["width"], "height": row["height"]}
             )
-        self.street_owner = {
-            row["image_id"]: row["item_id"] for row in images.to_pylist() if row["role"] == "street"
-        }
+        self.street_owner = {row["image_id"]: row["item_id"] for row in rows if row["role"] == "street"}
 
-        #: set once :meth:`warm` has run the query path (the service is ``warming`` until then)
-        self.warmed = threading.Event()
+    def _load_vectors(self, store: ArtifactStore, embeddings: ArtifactRef | None, images_ref: ArtifactRef) -> None:
+        """The published shop vectors, and the street photos reverse search will embed (those
+        the noise filter kept)."""
         self._gallery_matrix: np.ndarray | None = None
-        known = _vectors_of(store, inputs.get("embeddings"))
+        known = _vectors_of(store, embeddings)
         self.shop_vectors = {img: known[img] for img in self.row_image if img in known}
         keep = _noise_verdicts(store, images_ref)
         street_ids = [i for i in sorted(self.street_owner) if keep.get(i, True)]
         self._street = _StreetVectors(image_ids=street_ids)
         self._known_vectors = known
-        if street_in_background:
-            threading.Thread(target=self._embed_street, name="embed-street", daemon=True).start()
-        else:
-            self._embed_street()
 
     def _calibration(self, store: ArtifactStore, images_ref: ArtifactRef, model: Embedder) -> torch.Tensor:
         """The evaluate stage's calibration photos (training split), preprocessed: a

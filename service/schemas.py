@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 class Photo(BaseModel):
     image_id: str = Field(description="sha256 of the photo's bytes")
-    url: str = Field(description="where the service serves the photo")
+    url: str = Field(description="where the service serves the photo (absolute)")
     width: int | None = None
     height: int | None = None
 
@@ -18,7 +18,7 @@ class Item(BaseModel):
     category: str
     colour: str
     title: str | None = None
-    shop_url: str | None = Field(None, description="the item's page in the crawled shop")
+    shop_url: str | None = Field(None, description="the item's page in the crawled shop, an absolute URL (none if unknown)")
 
 
 class SearchHit(Item):
@@ -30,6 +30,8 @@ class SearchHit(Item):
 
 class SearchResponse(BaseModel):
     k: int
+    offset: int = Field(0, description="how many better items were skipped (pages: offset = page x k)")
+    total: int = Field(description="items that could be returned (of the category, if one was asked)")
     category: str | None = None
     results: list[SearchHit]
     index_version: str
@@ -85,4 +87,7 @@ class ReloadResponse(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    detail: str
+    """Every error answer (4xx, 5xx) has this shape, whatever raised it."""
+
+    detail: str = Field(description="what was wrong, in a sentence")
+    code: str = Field(description="a stable name to branch on: bad_request, not_found, too_large, invalid_request, ...")

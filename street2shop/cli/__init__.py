@@ -1,12 +1,14 @@
 """The ``street2shop`` command line: one module per command group, mounted here.
 
 Only this package knows typer; every command imports the layers below it when it runs, so
-``street2shop --help`` loads neither torch nor Prefect.
+``street2shop --help`` loads neither torch, scipy, the shop generator nor Prefect
+(``tests/cli/test_cli_app.py`` checks). Every failure is one line (``_errors.py``).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import typer
 
@@ -17,8 +19,33 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from street2shop.cli import byo, deploy, labels, pipeline, serve, shop, store  # noqa: E402
+from street2shop.cli._errors import DEBUG_ENV, Street2ShopApp  # noqa: E402
 
-app = typer.Typer(help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.", no_args_is_help=True)
+app = Street2ShopApp(
+    help="street2shop: crawl a shop, clean its data, train an embedder, evaluate, index, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    # plain help (click's formatter): rich's panels cost a third of a second per `--help`
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"street2shop {version('street2shop')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error (also: STREET2SHOP_DEBUG=1)"),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
 
 app.command()(pipeline.demo)
 app.command()(pipeline.run)

@@ -31,6 +31,10 @@ def eval_command(
     """Evaluate the published (or a named) model on your own labelled gallery and queries."""
     import pyarrow as pa
 
+    from street2shop.cli._common import check_out_folder
+
+    if report_path is not None:
+        check_out_folder(report_path, "--report")
     from pydantic import ValidationError
 
     from street2shop.models.embedder import load_embedder
@@ -43,9 +47,9 @@ def eval_command(
     try:
         serving: dict = {}
         if model is not None:
-            embedder = load_embedder(model)
+            embedder = _checkpoint(model, load_embedder)
         else:
-            store = open_store(home)
+            store = open_store(home, must_exist=True)
             checkpoint = served_checkpoint(store)
             embedder, serving = load_checkpoint(store, checkpoint), serving_of(store, checkpoint)
         how = LocaliseParams.model_validate_json(localise) if localise is not None else LocaliseParams(**serving.get("localise", {}))
@@ -67,10 +71,23 @@ def eval_command(
 
         metrics = pa.Table.from_pylist(report.to_rows(TRAINED, SPLIT))
         page = build_report_data(f"street2shop evaluation of {gallery.name} / {queries.name}", metrics, annotated, SPLIT, report, vectors)
-        report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(render_report(page), encoding="utf-8")
         if not json_output:
             typer.echo(f"report: {report_path}")
+
+
+def _checkpoint(path: Path, load_embedder):
+    """The embedder saved at ``path``; a file that is not a checkpoint is one line."""
+    from street2shop.cli._errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"--model {path}: no such file (an embedder checkpoint, e.g. the train stage's model.pt)")
+    try:
+        return load_embedder(path)
+    except Exception as exc:  # noqa: BLE001 (torch raises many kinds for a file that is not a checkpoint)
+        raise InputError(
+            f"--model {path}: not an embedder checkpoint ({type(exc).__name__}); give a model.pt the train stage published"
+        ) from None
 
 
 def _print_metrics(report: RetrievalReport) -> None:

@@ -15,9 +15,10 @@ from typing import Optional
 
 import typer
 
-from street2shop.cli._common import HOME_HELP, open_store
+from street2shop.cli._common import HOME_HELP, check_out_folder, open_store
+from street2shop.cli._errors import InputError, describe
 
-labels_app = typer.Typer(help="Export photos to label next; import labelled photos.", no_args_is_help=True)
+labels_app = typer.Typer(help="Export photos to label next; import labelled photos.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @labels_app.command("export")
@@ -27,13 +28,14 @@ def export(
     home: Optional[str] = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Write the N unlabelled street photos the latest noise model is least sure about."""
+    check_out_folder(out, "OUT")
     from street2shop.cleaning.labels import write_atomically
     from street2shop.tasks.labels import least_certain
 
     try:
-        table = least_certain(open_store(home), n)
+        table = least_certain(open_store(home, must_exist=True), n)
     except (ValueError, LookupError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise InputError(describe(exc)[0]) from None
     write_atomically(table, out)
     typer.echo(f"wrote {table.num_rows} photos to {out}: fill the 'label' column with good or noise")
 
@@ -57,13 +59,12 @@ def import_(
 
         into = Path(PipelineConfig.from_file(config).labels_path)
     try:
-        street = street_photos(open_store(home))
+        street = street_photos(open_store(home, must_exist=True))
         # A row left unlabelled is refused like any bad row (named): delete rows not labelled.
         new = validate_labels(labelled, set(street.column("image_id").to_pylist()))
         merged, counts = merge_labels(read_labels_file(into), new, overwrite)
     except (ValueError, LookupError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise InputError(f"{labelled}: {describe(exc)[0]}") from None
     write_atomically(merged, into)
     typer.echo(
         f"{into}: {counts['added']} added, {counts['relabelled']} relabelled, "

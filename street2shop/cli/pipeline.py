@@ -97,8 +97,24 @@ def demo(
     no_benchmark: bool = typer.Option(False, "--no-benchmark", help="score the demo shop's own split only"),
 ) -> None:
     """Generate a demo shop, serve it on loopback and run the whole pipeline on it."""
+    _check_demo_options(products, garments, backbone, epochs, rounds)
     with _stops_cleanly():
         _demo(resolve_home(home), products, garments, backbone, epochs, rounds, seed, benchmark, no_benchmark)
+
+
+def _check_demo_options(products: int, garments: str, backbone: str, epochs: int | None, rounds: int) -> None:
+    """Bad sizes are refused before a shop is generated or a server started."""
+    from street2shop.cli._errors import InputError
+
+    if garments not in ("real", "procedural"):
+        raise InputError(f"--garments {garments!r}: one of 'real', 'procedural'")
+    for option, value in (("--products", products), ("--epochs", epochs), ("--rounds", rounds)):
+        if value is not None and value < (2 if option == "--products" else 0):
+            raise InputError(f"{option} {value}: must be at least {2 if option == '--products' else 0}")
+    from street2shop.models.backbones import BACKBONES
+
+    if backbone not in BACKBONES.names():
+        raise InputError(f"--backbone {backbone!r}: one of {', '.join(BACKBONES.names())}")
 
 
 def _demo(
@@ -157,7 +173,7 @@ def _run(config: Path, stage: str | None, home: Path | str) -> None:
     from street2shop.storage.stages import STAGES_BY_NAME
     from street2shop.storage.store import ArtifactStore
 
-    cfg = PipelineConfig.from_file(config)
+    cfg = _config(config, PipelineConfig)
     if stage is None:
         _headline(pipeline(str(home), cfg))  # the flow holds the store's lock
         return
@@ -171,3 +187,23 @@ def _run(config: Path, stage: str | None, home: Path | str) -> None:
     console.print(f"{stage}: version {result.version} ({'reused' if result.skipped else 'new'})")
     for key, value in sorted(result.metrics.items()):
         console.print(f"  {key}: {value}")
+
+
+def _config(path: Path, config_class):
+    """The pipeline config at ``path``; a file that is not valid YAML, or a field that does not
+    validate, is one line naming the file and the field."""
+    import yaml
+    from pydantic import ValidationError
+
+    from street2shop.cli._errors import InputError, describe
+
+    try:
+        data = yaml.safe_load(path.read_text())
+        # the config's top level ignores what it does not know; a typo there would go unseen
+        unknown = sorted(set(data) - set(config_class.model_fields)) if isinstance(data, dict) else []
+        if unknown:
+            raise InputError(f"{path}: unknown section {', '.join(unknown)}; known: {', '.join(config_class.model_fields)}")
+        return config_class.from_file(path)
+    except (yaml.YAMLError, ValidationError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {describe(exc)[0]}") from None
+

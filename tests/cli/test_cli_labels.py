@@ -9,18 +9,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from typer.testing import CliRunner
+from cli_testing import street2shop
 
 from street2shop.cleaning.noise import NoiseFilter, NoiseParams
 from street2shop.cleaning.labels import merge_labels
-from street2shop.cli.labels import labels_app
 from street2shop.storage.blobs import BlobStore
 from street2shop.storage.schemas import IMAGES, ITEMS, NOISE_LABELS
 from street2shop.storage.store import ArtifactStore
 from street2shop.tasks.noise import run_noise_filter
 
 COLOURS = ("navy", "red", "green", "mustard")
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +62,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _invoke(*args: str):
-    return runner.invoke(labels_app, list(args), catch_exceptions=False)
+    return street2shop("labels", *args)
 
 
 def test_export_lists_the_least_certain_unlabelled_photos(store, tmp_path) -> None:
@@ -126,7 +124,7 @@ def test_a_conflicting_relabel_needs_overwrite(store, tmp_path) -> None:
     relabel.write_text(f"image_id,label\n{first['image_id']},{flipped}\n")
 
     refused = _invoke("import", str(relabel), "--into", str(into), "--home", str(artifacts.home))
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert f"row 1 ({first['image_id'][:12]}…: {first['label']} -> {flipped})" in refused.output
     assert "--overwrite" in refused.output
     assert _read_csv(into)[0] == first  # untouched
@@ -144,7 +142,7 @@ def test_bad_rows_are_refused_by_name_and_nothing_is_written(store, tmp_path) ->
     bad = tmp_path / "bad.csv"
     bad.write_text(f"image_id,label\n{known},good\n{'f' * 64},noise\n{known},noise\n{rows[-2]['image_id']},maybe\n")
     result = _invoke("import", str(bad), "--into", str(into), "--home", str(artifacts.home))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "image not among the street photos in row 2" in result.output
     assert "labelled more than once in row 3" in result.output
     assert "unknown label (expected good or noise) in row 4 ('maybe')" in result.output
@@ -153,12 +151,12 @@ def test_bad_rows_are_refused_by_name_and_nothing_is_written(store, tmp_path) ->
     missing = tmp_path / "missing.csv"
     missing.write_text(f"image_id\n{known}\n")
     result = _invoke("import", str(missing), "--into", str(into), "--home", str(artifacts.home))
-    assert result.exit_code == 1 and "need a 'label' column" in result.output
+    assert result.exit_code == 2 and "need a 'label' column" in result.output
 
 
 def test_import_needs_a_target(store, tmp_path) -> None:
     artifacts, labels_path, _ = store
-    result = runner.invoke(labels_app, ["import", str(labels_path), "--home", str(artifacts.home)])
+    result = _invoke("import", str(labels_path), "--home", str(artifacts.home))
     assert result.exit_code != 0 and "--into PATH or --config YAML" in result.output
 
 

@@ -38,6 +38,7 @@ from typer.testing import CliRunner
 import street2shop.service.app as service_app
 from street2shop.cli import app as cli
 from street2shop.service.app import check_exposure, create_app
+from street2shop.service.routers import admin as admin_router
 from street2shop.storage.store import ArtifactStore
 
 TOKEN = "a-token-of-twenty-chars"
@@ -207,8 +208,8 @@ def test_security_headers_on_every_answer(live_url, path) -> None:
     assert status in (200, 404)
     assert headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
-    if path != "/docs":  # Swagger UI loads its script from a CDN: only the framing rule there
-        assert "default-src 'self'" in headers["content-security-policy"]
+    # /docs too: Swagger UI's files are served from /static, not a CDN
+    assert "default-src 'self'" in headers["content-security-policy"]
 
 
 def test_an_internal_error_answers_without_a_stack_trace(tiny_home, monkeypatch) -> None:
@@ -223,15 +224,15 @@ def test_an_internal_error_answers_without_a_stack_trace(tiny_home, monkeypatch)
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/search", files={"image": ("q.jpg", photo, "image/jpeg")})
         assert response.status_code == 500
-        assert response.json() == {"detail": "internal error; it was logged"}
+        assert response.json() == {"detail": "internal error; it was logged", "code": "internal_error"}
         assert "secret" not in response.text and "Traceback" not in response.text
         assert client.get("/health").status_code == 200
 
 
 def test_reload_needs_the_token_compared_in_constant_time(app, monkeypatch) -> None:
     compared = []
-    real = service_app.hmac.compare_digest
-    monkeypatch.setattr(service_app.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or real(a, b))
+    real = admin_router.hmac.compare_digest
+    monkeypatch.setattr(admin_router.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or real(a, b))
     with TestClient(app) as client:
         assert client.post("/admin/reload").status_code == 403
         assert client.post("/admin/reload", headers={"X-Admin-Token": TOKEN[:-1] + "X"}).status_code == 403

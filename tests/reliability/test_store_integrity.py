@@ -152,7 +152,7 @@ def test_verify_checks_every_version_and_names_each_damaged_file(tiny_copy) -> N
     ok = runner.invoke(cli, ["verify", "--home", str(tiny_copy)])
     assert ok.exit_code == 0, ok.output
     n = len(ArtifactStore(tiny_copy).manifests())
-    assert f"{n} versions" in ok.output and f"{n} ok" in ok.output and "0 damaged" in ok.output
+    assert f"({n} artifacts)" in ok.output and f"{n} ok" in ok.output and "0 damaged" in ok.output
 
     store = ArtifactStore(tiny_copy)
     index = store.latest("index", "index_ids")

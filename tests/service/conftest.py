@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from service_testing import publish_crawl, publish_index
+from service_testing import publish_served_store
 
 from street2shop.service.app import create_app
-from street2shop.storage.store import ArtifactStore
 
 
 @pytest.fixture(scope="module")
 def tiny_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("service-home")
-    store = ArtifactStore(home)
-    images = publish_crawl(store)
-    publish_index(store, images, seed=0)
+    publish_served_store(home)
     return home
 
 

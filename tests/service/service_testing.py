@@ -111,3 +111,11 @@ def shop_photo(store: ArtifactStore, item_id: str) -> tuple[str, bytes]:
     table = store.read_table(store.latest("crawl", "images")).to_pylist()
     row = next(r for r in table if r["item_id"] == item_id and r["role"] == "shop")
     return row["image_id"], (store.home / row["path"]).read_bytes()
+
+
+def publish_served_store(home) -> ArtifactStore:
+    """A store at ``home`` the service can serve: the crawl above and an index built on it."""
+    store = ArtifactStore(home)
+    publish_index(store, publish_crawl(store), seed=0)
+    return store
+

@@ -41,7 +41,8 @@ def test_a_shop_photo_finds_its_own_item_first(client, tiny_home, item_id) -> No
     assert top["score"] == pytest.approx(1.0, abs=1e-4)  # the very photo is in the index
     category, colour, _, _ = ITEMS[item_id]
     assert (top["category"], top["colour"]) == (category, colour)
-    assert top["image_url"].startswith("/images/") and top["item_url"] == f"/items/{item_id}"
+    # absolute, built from the address the request came to
+    assert top["image_url"].startswith("http://testserver/images/") and top["item_url"] == f"http://testserver/items/{item_id}"
     assert [r["rank"] for r in body["results"]] == [1, 2, 3]
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
@@ -119,14 +120,14 @@ def test_bad_uploads_get_a_clear_4xx_and_the_service_stays_up(client, tiny_home,
 def test_bad_requests(client, tiny_home) -> None:
     _, data = shop_photo(ArtifactStore(tiny_home), "p1:red")
     wrong_field = upload(client, data, field="photo")
-    assert wrong_field.status_code == 422 and wrong_field.json()["detail"][0]["loc"] == ["body", "image"]
+    assert wrong_field.status_code == 422 and wrong_field.json() == {"detail": "body image: Field required", "code": "invalid_request"}
     for k in (0, 101):
         response = upload(client, data, k=k)
-        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "k"]
+        assert response.status_code == 422 and response.json()["detail"].startswith("query k: ")
     unknown = upload(client, data, category="hats")
     assert unknown.status_code == 400 and "unknown category 'hats'" in unknown.json()["detail"]
     assert client.get("/items/nope:red").status_code == 404
-    assert client.get("/items/nope:red/street").json() == {"detail": "unknown item 'nope:red'"}
+    assert client.get("/items/nope:red/street").json() == {"detail": "unknown item 'nope:red'", "code": "not_found"}
     assert client.get("/images/" + "0" * 64).status_code == 404
 
 
@@ -212,3 +213,77 @@ def test_a_heic_upload_is_searched_like_a_jpeg(tiny_home) -> None:
         response = upload(c, buf.getvalue(), k=3, name="IMG_0001.HEIC")
     assert response.status_code == 200, response.text
     assert response.json()["results"][0]["item_id"] == "p4:yellow"
+
+
+def test_pages_of_results_and_their_total(client, tiny_home) -> None:
+    _, data = shop_photo(ArtifactStore(tiny_home), "p1:red")
+    whole = upload(client, data, k=6).json()
+    assert whole["total"] == 6 and whole["offset"] == 0
+    first, second = upload(client, data, k=2).json(), client.post(
+        "/search", params={"k": 2, "offset": 2}, files={"image": ("q.jpg", data, "image/jpeg")}).json()
+    assert [r["item_id"] for r in first["results"] + second["results"]] == [r["item_id"] for r in whole["results"][:4]]
+    assert [r["rank"] for r in second["results"]] == [3, 4] and second["total"] == 6
+    tops = upload(client, data, k=6, category="tops").json()
+    assert tops["total"] == 3 and len(tops["results"]) == 3
+
+
+def test_categories_match_in_any_case(client, tiny_home) -> None:
+    _, data = shop_photo(ArtifactStore(tiny_home), "p4:yellow")
+    for spelling in ("skirts", "Skirts", " SKIRTS "):
+        body = upload(client, data, k=6, category=spelling).json()
+        assert body["category"] == "skirts" and {r["category"] for r in body["results"]} == {"skirts"}
+
+
+def test_every_error_has_one_shape(client, tiny_home) -> None:
+    _, data = shop_photo(ArtifactStore(tiny_home), "p1:red")
+    answers = {
+        "not_found": client.get("/items/nope:red"),
+        "no route": client.get("/nowhere"),
+        "method": client.delete("/health"),
+        "invalid_request": upload(client, data, k=0),
+        "bad_request": upload(client, data, category="hats"),
+        "unsupported": upload(client, b"just text"),
+    }
+    for name, answer in answers.items():
+        body = answer.json()
+        assert 400 <= answer.status_code < 500, name
+        assert set(body) == {"detail", "code"} and isinstance(body["detail"], str) and body["code"], (name, body)
+    assert answers["no route"].json()["code"] == "not_found" and answers["method"].json()["code"] == "method_not_allowed"
+    spec = client.get("/openapi.json").json()  # and the schema documents that shape
+    assert spec["paths"]["/search"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorDetail"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def test_urls_are_absolute_and_follow_the_public_url(tiny_home) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(tiny_home, street_in_background=False, public_url="https://shop.example/api/")) as c:
+        item = c.get("/items/p2:blue").json()
+        assert all(p["url"].startswith("https://shop.example/api/images/") for p in item["shop_photos"])
+        # the crawl's items keep the shop's link; here it is already absolute
+        assert item["shop_url"] == "http://shop/p2"
+
+
+def test_the_docs_load_nothing_from_elsewhere(client) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text and "https://" not in docs.text
+    assert client.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/static/swagger-ui/swagger-ui.css").status_code == 200
+
+
+def test_a_relative_shop_link_is_made_absolute_with_the_crawled_shop_address() -> None:
+    from types import SimpleNamespace
+
+    from street2shop.service.routers.common import item_fields
+
+    def engine(url: str | None, base_url: str | None):
+        return SimpleNamespace(
+            items={"p1:red": {"product_id": "p1", "category": "tops", "colour": "red", "title": "t", "url": url}},
+            shop_base_url=base_url,
+        )
+
+    assert item_fields(engine("/p/p1", "http://127.0.0.1:8000"), "p1:red")["shop_url"] == "http://127.0.0.1:8000/p/p1"
+    assert item_fields(engine("https://shop.example/p1", None), "p1:red")["shop_url"] == "https://shop.example/p1"
+    assert item_fields(engine("/p/p1", None), "p1:red")["shop_url"] is None  # nowhere to resolve it: none, not a 404
