@@ -56,11 +56,11 @@ def sql(
 
 def _known_stage(store, stage: str | None) -> None:
     """An unknown stage name is an error, not an empty answer."""
-    from street2shop.storage.names import OPTIONAL_STAGES, STAGE_ORDER
+    from street2shop.storage.stages import STAGE_NAMES
 
     if stage is None:
         return
-    known = list(dict.fromkeys([*STAGE_ORDER, *OPTIONAL_STAGES, *(m.stage for m in store.manifests())]))
+    known = list(dict.fromkeys([*STAGE_NAMES, *(m.stage for m in store.manifests())]))
     if stage not in known:
         raise InputError(f"unknown stage {stage!r}; one of {', '.join(known)}")
 
