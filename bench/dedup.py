@@ -338,6 +338,13 @@ def scale(n: int, seed: int) -> dict:
     copies = np.flatnonzero(original >= 0)
     found_copies = float(np.mean(labels[copies] == labels[original[copies]]))
     sizes = np.bincount(labels)
+    truth = np.where(original >= 0, original, np.arange(n))
+
+    def pairs(counts):
+        return sum(c * (c - 1) // 2 for c in counts.values())
+
+    n_pred, n_true = pairs(Counter(labels.tolist())), pairs(Counter(truth.tolist()))
+    n_correct = pairs(Counter(zip(labels.tolist(), truth.tolist())))
     # the inverted file against exact search, on a sample of queries
     rng = np.random.default_rng(seed + 1)
     sample = rng.choice(copies, min(2000, len(copies)), replace=False)
@@ -359,12 +366,17 @@ def scale(n: int, seed: int) -> dict:
         "accepted_pairs": int(found.accepted.sum()),
         "copies_grouped_with_original": round(found_copies, 4),
         "ivf_recall_of_exact_copy_pairs": round(float(hit[exact].mean()) if exact.any() else 1.0, 4),
+        "precision": round(n_correct / n_pred, 4) if n_pred else 1.0,
+        "recall": round(n_correct / n_true, 4) if n_true else 1.0,
         "largest_group": int(sizes.max()),
+        "truth_largest_group": int(np.bincount(truth).max()),
         "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     print(f"{n:,} products: whiten {result['whiten_s']} s, pairs {result['pairs_s']} s, groups {result['group_s']} s "
           f"= {result['dedup_s']} s; peak RSS {result['peak_rss_gib']} GiB (synthetic data included); "
-          f"copies grouped with their original {found_copies:.3f}; largest group {result['largest_group']}")
+          f"copies grouped with their original {found_copies:.3f}; precision {result['precision']} recall {result['recall']}; "
+          f"largest group {result['largest_group']} (truth's {result['truth_largest_group']}); load average {result['load_average_1min']}")
     print(json.dumps(result))
     return result
 
