@@ -90,7 +90,7 @@ SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 class DedupParams(BaseModel):
     """Parameters of the dedup/merge and split stage (they go into the version id)."""
 
-    #: how photo pairs are found; products joined by a pair of any listed method are merged
+    #: how photo pairs are found; which count, and how products are grouped: module docstring
     methods: list[MethodName] = Field(default_factory=lambda: ["hash", "embedding"], min_length=1)
     hashes: list[HashName] = Field(default_factory=lambda: ["phash"], min_length=1)
     hash_size: int = Field(8, ge=2, le=32)
