@@ -151,7 +151,7 @@ class DedupResult:
     """Output of :func:`merge_near_duplicates`."""
 
     groups: pa.Table  #: GROUPS: item_id, group_id, evidence -- merged by every method
-    pairs: pa.Table  #: :func:`pairs_schema`: every matched photo pair between two products
+    pairs: pa.Table  #: :func:`pairs_schema`: every photo pair between two products accepted as a copy (whether or not the grouping kept it)
     #: GROUPS merged by one method's pairs alone (to measure each method on its own)
     groups_by_method: dict[str, pa.Table] = field(default_factory=dict)
     stats: dict[str, float | int] = field(default_factory=dict)
@@ -177,7 +177,7 @@ def pairs_schema(hashes: Sequence[str], methods: Sequence[str] = ("hash",)) -> p
 
 @dataclass(frozen=True)
 class _Pair:
-    """One matched photo pair between two products (``product_a < product_b``)."""
+    """One accepted photo pair between two products (``product_a < product_b``)."""
 
     image_a: str
     image_b: str
