@@ -151,7 +151,9 @@ class DedupResult:
     """Output of :func:`merge_near_duplicates`."""
 
     groups: pa.Table  #: GROUPS: item_id, group_id, evidence -- merged by every method
-    pairs: pa.Table  #: :func:`pairs_schema`: every photo pair between two products accepted as a copy (whether or not the grouping kept it)
+    #: :func:`pairs_schema`: every photo pair between two products accepted as a copy (kept
+    #: by the grouping or not)
+    pairs: pa.Table
     #: GROUPS merged by one method's pairs alone (to measure each method on its own)
     groups_by_method: dict[str, pa.Table] = field(default_factory=dict)
     stats: dict[str, float | int] = field(default_factory=dict)
