@@ -29,6 +29,10 @@ thresholds never saw::
     python bench/dedup.py --report --root /tmp/dedup-shops
 
 Embeddings are computed once per shop and kept beside it (``.dedup-emb-*.npy``).
+``--evidence 7 8`` prints, for those shops, how pHash distance, raw cosine and whitened cosine
+tell true copies from unrelated garments (photo pairs, not products)::
+
+    python bench/dedup.py --evidence 7 8 --root /tmp/dedup-shops
 
 Scale -- ``--scale 100000``: that many products with one photo each, as synthetic pHashes
 and 1,280-d embeddings (seeded, 10% re-listed copies), through the stage's own calls
@@ -292,6 +296,50 @@ def report(root: Path, products: int = 300, seeds: tuple[int, ...] | None = None
     return out
 
 
+def evidence(shop_dir: Path) -> dict:
+    """How well each kind of pair evidence tells copies from unrelated garments on one shop:
+    every pair of shop photos of two different products, a *copy* when both show the same
+    design and colour, *unrelated* when they show different designs (two colours of one design
+    are neither); pHash distance, raw cosine and whitened cosine of each."""
+    from street2shop.cleaning.dedup import hash_image
+    from street2shop.cleaning.images import open_rgb
+
+    items, images, truth = shop_tables(shop_dir)
+    params = DedupParams()
+    product = dict(zip(items.column("item_id").to_pylist(), items.column("product_id").to_pylist()))
+    rows = images.to_pylist()
+    raw = cached_embedder(shop_dir, params)([r["path"] for r in rows])
+    white, _ = whiten(raw, params.whiten_dim, params.seed)
+    codes = np.stack([hash_image(open_rgb(r["path"]), ["phash"], 8)[0] for r in rows])
+    prod = np.array([product[r["item_id"]] for r in rows])
+    design = np.array([truth[r["item_id"]] for r in rows])
+    garment = np.array([d.split(":")[0] for d in design])
+    i, j = np.triu_indices(len(rows), 1)
+    keep = prod[i] != prod[j]
+    i, j = i[keep], j[keep]
+    copy, unrelated = design[i] == design[j], garment[i] != garment[j]
+    phash = hamming_distance(codes[i], codes[j])
+    cos_raw = np.einsum("nd,nd->n", raw[i], raw[j])
+    cos_white = np.einsum("nd,nd->n", white[i], white[j])
+    out = {
+        "shop": shop_dir.name,
+        "pairs": int(len(i)),
+        "copies": int(copy.sum()),
+        "unrelated": int(unrelated.sum()),
+        f"copies_phash_le_{params.max_distance}": int((phash[copy] <= params.max_distance).sum()),
+        f"unrelated_phash_le_{params.max_distance}": int((phash[unrelated] <= params.max_distance).sum()),
+        "copies_raw_cos_min": round(float(cos_raw[copy].min()), 3),
+        "unrelated_raw_cos_max": round(float(cos_raw[unrelated].max()), 3),
+        "copies_raw_cos_ge_0.92": int((cos_raw[copy] >= 0.92).sum()),
+        "copies_whitened_cos_min": round(float(cos_white[copy].min()), 3),
+        "unrelated_whitened_cos_max": round(float(cos_white[unrelated].max()), 3),
+        f"copies_whitened_ge_{params.min_similarity}": int((cos_white[copy] >= params.min_similarity).sum()),
+        f"unrelated_whitened_ge_{params.min_similarity}": int((cos_white[unrelated] >= params.min_similarity).sum()),
+    }
+    print(json.dumps(out))
+    return out
+
+
 # ------------------------------------------------------------------------ scale
 
 
@@ -338,6 +386,13 @@ def scale(n: int, seed: int) -> dict:
     copies = np.flatnonzero(original >= 0)
     found_copies = float(np.mean(labels[copies] == labels[original[copies]]))
     sizes = np.bincount(labels)
+    truth = np.where(original >= 0, original, np.arange(n))
+
+    def pairs(counts):
+        return sum(c * (c - 1) // 2 for c in counts.values())
+
+    n_pred, n_true = pairs(Counter(labels.tolist())), pairs(Counter(truth.tolist()))
+    n_correct = pairs(Counter(zip(labels.tolist(), truth.tolist())))
     # the inverted file against exact search, on a sample of queries
     rng = np.random.default_rng(seed + 1)
     sample = rng.choice(copies, min(2000, len(copies)), replace=False)
@@ -359,12 +414,17 @@ def scale(n: int, seed: int) -> dict:
         "accepted_pairs": int(found.accepted.sum()),
         "copies_grouped_with_original": round(found_copies, 4),
         "ivf_recall_of_exact_copy_pairs": round(float(hit[exact].mean()) if exact.any() else 1.0, 4),
+        "precision": round(n_correct / n_pred, 4) if n_pred else 1.0,
+        "recall": round(n_correct / n_true, 4) if n_true else 1.0,
         "largest_group": int(sizes.max()),
+        "truth_largest_group": int(np.bincount(truth).max()),
         "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     print(f"{n:,} products: whiten {result['whiten_s']} s, pairs {result['pairs_s']} s, groups {result['group_s']} s "
           f"= {result['dedup_s']} s; peak RSS {result['peak_rss_gib']} GiB (synthetic data included); "
-          f"copies grouped with their original {found_copies:.3f}; largest group {result['largest_group']}")
+          f"copies grouped with their original {found_copies:.3f}; precision {result['precision']} recall {result['recall']}; "
+          f"largest group {result['largest_group']} (truth's {result['truth_largest_group']}); load average {result['load_average_1min']}")
     print(json.dumps(result))
     return result
 
@@ -382,11 +442,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tune", action="store_true", help=f"choose the thresholds on seeds {TUNING_SEEDS}")
     ap.add_argument("--report", action="store_true", help=f"measure the defaults on seeds {REPORT_SEEDS}")
     ap.add_argument("--scale", type=int, help="products in the synthetic scale run (e.g. 100000)")
+    ap.add_argument("--evidence", type=int, nargs="+", help="pair evidence of copies and unrelated garments on these seeds' shops")
     ap.add_argument("--products", type=int, default=300, help="--report: the shops' size (the demo's --products)")
     ap.add_argument("--seeds", type=int, nargs="+", help="--report: only these seeds")
     args = ap.parse_args(argv)
     if args.shop is not None:
         return shop_quality(args.shop)
+    if args.evidence:
+        return {s: evidence(demo_shop(args.root, s)) for s in args.evidence}
     if args.tune:
         return tune(args.root)
     if args.report:

@@ -8,8 +8,8 @@ one copy lands in train and another in test, retrieval metrics measure memorisat
 find candidate photo pairs between products:
 
 1. ``"embedding"``: every shop photo is embedded by a frozen pretrained CNN (GeM-pooled
-   EfficientNet-Lite0), then **PCA-whitened on the shop's own photos** (``faiss.PCAMatrix``
-   with eigenvalue power -1/2, ``whiten_dim`` components; fitted without labels). Raw CNN
+   EfficientNet-Lite0), then **PCA-whitened on the shop's own photos** (``whiten_dim``
+   leading components, eigenvalue power -1/2; fitted without labels). Raw CNN
    features say "two dark jeans on a white backdrop" as loudly as "the same photo": on the
    tuning shops unrelated garments reach a raw cosine of 0.91 while a fifth of the copies
    stay below 0.88. Whitening divides out the directions every catalogue photo shares
@@ -91,7 +91,7 @@ SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 class DedupParams(BaseModel):
     """Parameters of the dedup/merge and split stage (they go into the version id)."""
 
-    #: how photo pairs are found; products joined by a pair of any listed method are merged
+    #: how photo pairs are found; which count, and how products are grouped: module docstring
     methods: list[MethodName] = Field(default_factory=lambda: ["hash", "embedding"], min_length=1)
     hashes: list[HashName] = Field(default_factory=lambda: ["phash"], min_length=1)
     hash_size: int = Field(8, ge=2, le=32)
@@ -152,7 +152,9 @@ class DedupResult:
     """Output of :func:`merge_near_duplicates`."""
 
     groups: pa.Table  #: GROUPS: item_id, group_id, evidence -- merged by every method
-    pairs: pa.Table  #: :func:`pairs_schema`: every matched photo pair between two products
+    #: :func:`pairs_schema`: every photo pair between two products accepted as a copy (kept
+    #: by the grouping or not)
+    pairs: pa.Table
     #: GROUPS merged by one method's pairs alone (to measure each method on its own)
     groups_by_method: dict[str, pa.Table] = field(default_factory=dict)
     stats: dict[str, float | int] = field(default_factory=dict)
@@ -178,7 +180,7 @@ def pairs_schema(hashes: Sequence[str], methods: Sequence[str] = ("hash",)) -> p
 
 @dataclass(frozen=True)
 class _Pair:
-    """One matched photo pair between two products (``product_a < product_b``)."""
+    """One accepted photo pair between two products (``product_a < product_b``)."""
 
     image_a: str
     image_b: str
@@ -428,13 +430,15 @@ def embed_shop_photos(paths: Sequence[str], params: DedupParams) -> np.ndarray:
 
 #: at most this many photos fit the whitening (a seeded sample beyond): the covariance of a
 #: 1,280-d descriptor is settled long before, and fitting costs O(n d^2)
-WHITEN_FIT_MAX = 20_000
+WHITEN_FIT_MAX = 10_000
 
 
 def whiten(embeddings: np.ndarray, dim: int, seed: int = 0) -> tuple[np.ndarray, bool]:
-    """Unit-norm PCA-whitened rows (``dim`` components, eigenvalue power -1/2, fitted on the
-    rows themselves by ``faiss.PCAMatrix``) and True; the rows as given and False when
-    ``dim`` is 0 or there are fewer than ``2 * dim`` rows or no more than ``dim`` columns."""
+    """Unit-norm PCA-whitened rows (the ``dim`` leading components of the rows' covariance,
+    each divided by its standard deviation: eigenvalue power -1/2) and True; the rows as
+    given and False when ``dim`` is 0 or there are fewer than ``2 * dim`` rows or no more
+    than ``dim`` columns. Fitted by numpy's symmetric eigensolver on the covariance (on the
+    2-core machine three times faster than ``faiss.PCAMatrix``, measured)."""
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (n, dim), got shape {x.shape}")
@@ -444,9 +448,12 @@ def whiten(embeddings: np.ndarray, dim: int, seed: int = 0) -> tuple[np.ndarray,
     fit = x
     if n > WHITEN_FIT_MAX:
         fit = x[np.sort(np.random.default_rng(seed).choice(n, WHITEN_FIT_MAX, replace=False))]
-    pca = faiss.PCAMatrix(d, dim, -0.5)
-    pca.train(np.ascontiguousarray(fit))
-    y = pca.apply(x)
+    mean = fit.mean(axis=0)
+    centred = fit - mean
+    eigenvalues, eigenvectors = np.linalg.eigh((centred.T @ centred).astype(np.float64) / len(fit))
+    top = np.argsort(eigenvalues)[::-1][:dim]
+    projection = (eigenvectors[:, top] / np.sqrt(np.maximum(eigenvalues[top], 1e-12))).astype(np.float32)
+    y = (x - mean) @ projection
     y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
     return y, True
 

@@ -1,4 +1,5 @@
-"""Outfits fit to learn from, and their splits (no product in two splits, by default).
+"""Outfits fit to learn from, and their splits (no product in two splits, by default; for
+lookbook posts, no post, photo or outfit in two splits).
 
 ``usable_outfits`` keeps the outfits whose items can be scored (the items have features) and
 that still have two items of distinct types; ``split_outfits`` assigns outfits to
@@ -8,8 +9,9 @@ train / val / test by connected units:
   product's colours and its re-listings) are one unit, so **no product is in two splits**,
   nor any item. The demo shop's stylists work in lookbooks, so its units are lookbooks, as
   far as dedup merges only true copies: a false merge glues two lookbooks into one unit
-  (the default demo: 11 such groups chain 16 of its 20 lookbooks together, so train takes
-  that unit whole and test is small). ``largest_unit_share`` says how much one unit holds.
+  (under the union-find dedup before issue 21, 11 such groups chained 16 of the default
+  demo's 20 lookbooks together, so train took that unit whole and test was small).
+  ``largest_unit_share`` says how much one unit holds.
 * ``"item"``: outfits that share an item are one unit: **no item in two splits**, the
   disjoint protocol of Polyvore Outfits (two colours of one product may be in two splits).
 * ``"outfit"``: every outfit is its own unit, so an item may be in outfits of two splits:

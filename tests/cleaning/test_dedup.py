@@ -463,3 +463,33 @@ def test_large_cosine_search_uses_an_inverted_file_and_finds_the_copies(monkeypa
     found = set(zip(i.tolist(), j.tolist()))
     assert {(k, 2000 + k) for k in range(100)} <= found
     assert np.all(i < j) and np.all(s >= 0.95) and len(found) == len(i)  # each pair once
+
+
+def test_a_chain_of_lookalikes_is_not_merged_into_one_group(catalogue) -> None:
+    """p000104 lists p000005's navy photo byte for byte; 5's red photo looks like 6's photos,
+    and 6's like 7's, while 5 and 7 do not look alike: union-find makes one group of the chain
+    104~5~6~7; complete linkage keeps {104, 5} (the same bytes) and {6, 7}."""
+    items, images = catalogue
+    angle = {"p000005:red": 0.0, "p000006:navy": 30.0, "p000006:red": 30.0, "p000007:navy": 65.0, "p000007:red": 65.0}
+    item_of_path = {r["path"]: r["item_id"] for r in images.to_pylist()}
+
+    def embed(paths):  # cos 5~6 0.866, 6~7 0.819, 5~7 0.423; every other photo its own way
+        vectors = np.eye(len(paths), 64, 3, dtype=np.float32)
+        for k, path in enumerate(paths):
+            if item_of_path[path] in angle:
+                a = np.deg2rad(angle[item_of_path[path]])
+                vectors[k] = 0
+                vectors[k, :2] = np.cos(a), np.sin(a)
+        return vectors
+
+    params = DedupParams(methods=["embedding"], min_similarity=0.8)
+    chained = _group_of(merge_near_duplicates(items, images, params.model_copy(update={"linkage": "single"}), embed=embed).groups)
+    assert chained["p000104:navy"] == chained["p000005:red"] == chained["p000006:red"] == chained["p000007:red"]
+    result = merge_near_duplicates(items, images, params, embed=embed)
+    group_of = _group_of(result.groups)
+    assert group_of["p000104:navy"] == group_of["p000005:red"] == "gp000005"
+    assert group_of["p000006:red"] == group_of["p000007:navy"] == "gp000006"
+    evidence = dict(zip(result.groups.column("item_id").to_pylist(), result.groups.column("evidence").to_pylist()))
+    assert evidence["p000007:red"].startswith("embedding: cos=0.819 ") and "with p000006; 1/1 product pairs linked" in evidence["p000007:red"]
+    assert "with p000005" not in evidence["p000006:red"]  # its pair with 5 was found, but not kept
+    assert result.stats["largest_group_products"] == 2
