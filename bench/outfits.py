@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             trained = run_outfit_train(store, refs, split, train)
             evaluated = run_outfit_evaluate(store, refs, trained[N.OUTFIT_MODEL], cfg.evaluate)
             m = evaluated.metrics
+            s = m["served"]
+            print(f"{kind} seed {seed}: served {s} by {trained.metrics['serve_rule']}; validation "
+                  + ", ".join(f"{n} AUC {c['val_auc']} FITB {c['val_fitb']}" for n, c in trained.metrics["candidates"].items())
+                  + f"; served test AUC {m.get(s + '_auc')} {m.get(s + '_auc_ci95')} (train {m.get(s + '_auc_train')}), "
+                  f"FITB {m.get(s + '_fitb')} {m.get(s + '_fitb_ci95')} (train {m.get(s + '_fitb_train')})")
             for model in ORDER:
                 if f"{model}_auc" in m:
                     per_model[model].append((m[f"{model}_auc"], m[f"{model}_fitb"]))

@@ -71,6 +71,7 @@ from street2shop.service.schemas import (
 )
 from street2shop.service.looks import looks_router
 from street2shop.service.outfits import outfits_router
+from street2shop.service.side_engine import side_models
 from street2shop.service.uploads import BadImage
 from street2shop.storage.promotions import index_to_serve
 from street2shop.storage.store import ArtifactStore
@@ -402,6 +403,7 @@ def create_app(
             items=len(engine.items),
             categories=engine.categories,
             street_photos=StreetStatus(**engine.street_status()),
+            side_models=side_models(store, v.crawl),
         )
 
     @app.post(

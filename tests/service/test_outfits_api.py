@@ -97,3 +97,11 @@ def test_bad_input_is_a_clear_4xx_and_the_service_stays_up(client, outfit_home, 
 def test_no_outfit_model_for_the_served_crawl_is_a_404(tiny_home):
     r = TestClient(create_app(tiny_home, street_in_background=False)).get("/outfits/types")
     assert r.status_code == 404 and "no outfit model" in r.json()["detail"]
+
+
+def test_health_says_which_outfit_model_is_served_and_why(client):
+    side = client.get("/health").json()["side_models"]
+    outfits = side["outfits"]
+    assert outfits["served"] in outfits["validation"] and "validation" in outfits["rule"]
+    assert {"val_auc", "val_fitb", "val_score"} <= set(outfits["validation"]["backbone"])
+    assert "looks" not in side  # no looks model is published for this crawl
