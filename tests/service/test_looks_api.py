@@ -60,9 +60,7 @@ def test_related_items_of_a_snapshot_photo(client, looks_home):
     scores = [h["score"] for h in body["results"]]
     assert scores == sorted(scores, reverse=True)
     query = engine.photo_features(Image.open(io.BytesIO(photo)))
-    from street2shop.models.looks import embed
-
-    q = embed(engine._head, query)[0]
+    q = engine._project(query)[0]  # into the space served (a head, or a baseline's own)
     assert [h["item_id"] for h in body["results"]] == _expected(engine, q, engine.items, engine.item_ids, lambda i: True, 4)
     assert body["results"][0]["image_url"].startswith("/images/") and body["results"][0]["item_url"].startswith("/items/")
 
