@@ -5,13 +5,17 @@ On a store with a crawl that has outfits and a lookbook, its ``outfit_train`` an
 ``looks_train`` models published (``street2shop demo --home H`` makes one; so do
 ``bench/outfits.py`` and ``bench/looks.py``) and a served index::
 
-    python bench/side_latency.py --home H [--clients 1,10] [--requests 200]
+    python bench/side_latency.py --home H [--clients 1,10] [--requests 200] [--threads 1,2]
 
 ``--build-index``: when H serves no index, publish one of the crawl's shop photos with an
 untrained tiny embedder (``backbone="tiny"``), only so the app starts: the side endpoints
 never read the search index, so their latency does not depend on it. The checkpoint is
 imported under its own stage, not as the evaluate stage's, so no stage takes it for the
 street-to-shop embedder.
+
+``--threads``: the app's ``torch_threads`` (intra-op threads; default: the CPUs the process
+may use), each measured in turn: on a busy 2-core machine one thread is faster per photo than
+two (two wait on each other), which is most of ``/looks/related``'s time.
 
 The app runs in-process (FastAPI's TestClient, ``inference_mode="eager"``); clients are
 threads, each sending its share of the requests back to back. The timings include the
@@ -59,13 +63,13 @@ def _percentiles(times: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(times, 99)), 1), "n": len(times)}
 
 
-def measure(home: Path, clients: list[int], requests: int) -> dict:
+def measure(home: Path, clients: list[int], requests: int, threads: int | None = None) -> dict:
     from fastapi.testclient import TestClient
 
     from street2shop.service.app import create_app
 
     store = ArtifactStore(home)
-    client = TestClient(create_app(home, street_in_background=False, inference_mode="eager"))
+    client = TestClient(create_app(home, street_in_background=False, inference_mode="eager", torch_threads=threads))
     crawl = client.get("/health").json()["crawl"]
     snaps = store.newest(N.CRAWL, N.SNAPS, nonempty=True)
     outfits = store.read_table(snaps.sibling(N.OUTFITS)).to_pylist()
@@ -106,7 +110,7 @@ def measure(home: Path, clients: list[int], requests: int) -> dict:
                 times = list(pool.map(one, range(requests)))
             wall = time.perf_counter() - started
             out[f"{endpoint} c{n}"] = _percentiles(times) | {"requests_per_s": round(requests / wall, 1)}
-            print(f"{endpoint} at {n} client(s): {out[f'{endpoint} c{n}']}")
+            print(f"{endpoint} at {n} client(s), torch threads {threads or 'all'}: {out[f'{endpoint} c{n}']}")
     health = client.get("/health").json().get("side_models", {})
     out["served"] = {side: v.get("served") for side, v in health.items()}
     return out
@@ -117,6 +121,7 @@ def main() -> None:
     ap.add_argument("--home", required=True, type=Path)
     ap.add_argument("--clients", default="1,10", help="concurrent clients, comma-separated")
     ap.add_argument("--requests", type=int, default=200, help="requests per endpoint and client count")
+    ap.add_argument("--threads", default="", help="the app's torch threads, comma-separated, each in turn ('': the default)")
     ap.add_argument("--build-index", action="store_true", help="publish a tiny index when H serves none")
     ap.add_argument("--out", help="append the JSON results to this file")
     args = ap.parse_args()
@@ -124,11 +129,13 @@ def main() -> None:
     if args.build_index and store.latest_or_none(N.INDEX, N.INDEX_IDS) is None:
         snaps = store.newest(N.CRAWL, N.SNAPS, nonempty=True, missing=f"{args.home} has no crawl with a lookbook")
         build_index(store, snaps.sibling(N.IMAGES))
-    load_before = os.getloadavg()
-    figures = measure(args.home, [int(c) for c in args.clients.split(",")], args.requests)
-    emit({"bench": "side_latency", "home": str(args.home), "machine": platform.node(), "cpus": os.cpu_count(),
-          "load_before": [round(x, 1) for x in load_before], "load_after": [round(x, 1) for x in os.getloadavg()],
-          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **figures}, args.out)
+    for threads in [int(n) for n in args.threads.split(",") if n] or [None]:
+        load_before = os.getloadavg()
+        figures = measure(args.home, [int(c) for c in args.clients.split(",")], args.requests, threads)
+        emit({"bench": "side_latency", "home": str(args.home), "machine": platform.node(), "cpus": os.cpu_count(),
+              "torch_threads": threads, "load_before": [round(x, 1) for x in load_before],
+              "load_after": [round(x, 1) for x in os.getloadavg()], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              **figures}, args.out)
 
 
 if __name__ == "__main__":
