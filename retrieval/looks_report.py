@@ -44,7 +44,8 @@ def looks_report(metrics: pa.Table, view: LooksView, spaces: dict, item_ids: lis
                 for direction in ("snap_to_items", "item_to_snaps"):
                     for metric in ("map", "recall", "hit"):
                         r = key.get((model, direction, split, exp, "all", metric))
-                        ci = (figures or {}).get(f"{model}_{direction}_map{k}_ci95") if (metric, split, exp) == ("map", "test", "none") else None
+                        shown = (metric, split, exp) == ("map", "test", "none")
+                        ci = (figures or {}).get(f"{model}_{direction}_map{k}_ci95") if shown else None
                         extra = f" <small>[{ci[0]:.3f}, {ci[1]:.3f}]</small>" if ci else ""
                         cells.append(f"<td>{r['value']:.3f}{extra}</td>" if r else "<td></td>")
                 if any(c != "<td></td>" for c in cells):

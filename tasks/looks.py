@@ -253,9 +253,9 @@ def run_looks_evaluate(store: ArtifactStore, refs: LooksRefs, model: ArtifactRef
         figures["served_test"] = {f"map{params.k}": figures.get(key), f"map{params.k}_ci95": figures.get(f"{key}_ci95"),
                                   f"map{params.k}_train": figures.get(f"{key}_train")}
         for name in spaces:
-            test_map, train_map = figures.get(f"{name}_snap_to_items_map{params.k}"), figures.get(f"{name}_snap_to_items_map{params.k}_train")
-            if test_map is not None and train_map is not None:
-                figures[f"{name}_snap_to_items_map{params.k}_train_gap"] = round(train_map - test_map, 4)
+            key = f"{name}_snap_to_items_map{params.k}"
+            if figures.get(key) is not None and figures.get(f"{key}_train") is not None:
+                figures[f"{key}_train_gap"] = round(figures[f"{key}_train"] - figures[key], 4)
         w.metrics.update(figures)
         test_posts = [s for s in snap_ids if split_of.get(s) == "test"][: params.examples]
         w.path(N.LOOKS_REPORT_FILE).write_text(looks_report(metrics, view, spaces, item_ids, snap_ids, test_posts,
