@@ -14,7 +14,10 @@ of real garments, seed 0) under ``H/demo-shop``, serve it on loopback, crawl it 
 as the demo does (``DemoSize().dedup_methods``); nothing else of the demo runs.
 
 ``--checkpoint``: a street-to-shop embedder checkpoint file (imported into H) scored as the
-"street2shop" baseline; default: the checkpoint H serves, when it has one.
+"street2shop" baseline and given to ``looks_train`` (heads on its descriptor, and a candidate
+to serve); default: the checkpoint H serves, when it has one. Each seed prints the space served
+by the validation rule, every candidate's validation mAP@6, and the served one's test mAP@6
+with its 95 % interval and its figure on training posts.
 ``--epochs``: the epochs ArcFace and softmax are trained for in the overfitting sweep
 (train-post and test-post mAP per epoch count, each a fresh training run).
 ``--split-key product``: posts split by product id instead of the dedup stage's product
