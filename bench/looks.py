@@ -14,7 +14,10 @@ of real garments, seed 0) under ``H/demo-shop``, serve it on loopback, crawl it 
 as the demo does (``DemoSize().dedup_methods``); nothing else of the demo runs.
 
 ``--checkpoint``: a street-to-shop embedder checkpoint file (imported into H) scored as the
-"street2shop" baseline; default: the checkpoint H serves, when it has one.
+"street2shop" baseline and given to ``looks_train`` (heads on its descriptor, and a candidate
+to serve); default: the checkpoint H serves, when it has one. Each seed prints the space served
+by the validation rule, every candidate's validation mAP@6, and the served one's test mAP@6
+with its 95 % interval and its figure on training posts.
 ``--epochs``: the epochs ArcFace and softmax are trained for in the overfitting sweep
 (train-post and test-post mAP per epoch count, each a fresh training run).
 ``--split-key product``: posts split by product id instead of the dedup stage's product
@@ -42,7 +45,7 @@ from street2shop.tasks.features import run_features
 from street2shop.models.looks_view import LooksRefs
 from street2shop.tasks.looks import LooksConfig, run_looks_evaluate, run_looks_train
 
-ORDER = ["backbone", "street2shop", "cgd_softmax", "cgd_arcface"]
+ORDER = ["backbone", "street2shop", "cgd_softmax", "cgd_arcface", "cgd_softmax_s2s", "cgd_arcface_s2s"]
 EXPANSIONS = ["none", "qe", "dba", "dba+qe"]
 DIRECTIONS = ("snap_to_items", "item_to_snaps")
 
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for seed in seeds:
         train = cfg.train.model_copy(update={"seed": seed})
         started = time.perf_counter()
-        trained = run_looks_train(store, refs, cfg.split, train)
+        trained = run_looks_train(store, refs, cfg.split, train, checkpoint)
         stage_s["looks_train"].append(time.perf_counter() - started)
         started = time.perf_counter()
         evaluated = run_looks_evaluate(store, refs, trained[N.LOOKS_MODEL], cfg.evaluate, checkpoint)
@@ -162,8 +165,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = store.read_table(evaluated[N.LOOKS_METRICS]).to_pylist()
         leaking = _dedup_leaks(store, refs, trained[N.LOOKS_SPLITS], dedup_groups)
         metric_rows += rows
-        for loss in train.losses:
-            train_s[f"cgd_{loss}"].append(trained.metrics[f"cgd_{loss}_train_s"])
+        for name in ORDER:
+            if f"{name}_train_s" in trained.metrics:
+                train_s[name].append(trained.metrics[f"{name}_train_s"])
+        served = evaluated.metrics["served_test"]
+        print(f"seed {seed}: served {trained.metrics['served']} (validation: "
+              + ", ".join(f"{n} {c['val_map6']}" for n, c in trained.metrics["candidates"].items())
+              + f"); its test snap→items mAP@6 {served['map6']} (95 % interval {served['map6_ci95']}), "
+              f"train {served['map6_train']}")
         record = {"bench": "looks", "seed": seed, "split_key": args.split_key, "dedup_groups_in_two_splits": leaking,
                   "train_version": trained.version, "evaluate_version": evaluated.version,
                   "train": trained.metrics, "figures": evaluated.metrics, "checkpoint": checkpoint.version if checkpoint else None,
@@ -193,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{model:<13} " + " ".join(f"{c:>16}" for c in cells))
     train_rows = _table(metric_rows, "train")
     print("\nthe same heads on their own training posts (no expansion): how much each fits its training posts")
-    for model in ("cgd_softmax", "cgd_arcface"):
+    for model in [m for m in ORDER if any(key[0] == m for key in train_rows)]:
         cells = [_fmt(train_rows.get((model, "none", d, "map"), [])) for d in DIRECTIONS]
         print(f"{model:<13} train snap→items mAP@6 {cells[0]:>12}   item→snaps mAP@6 {cells[1]:>12}")
     print(f"\nlooks stages (mean of {len(seeds)}): looks_train {np.mean(stage_s['looks_train']):.1f} s, "
@@ -206,7 +215,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         sweep = []
         for loss in ("softmax", "arcface"):
             for e in epochs:
-                train = cfg.train.model_copy(update={"seed": seeds[0], "epochs": e, "losses": [loss], "serve": loss})
+                train = cfg.train.model_copy(update={"seed": seeds[0], "epochs": e, "losses": [loss], "serve": f"cgd_{loss}",
+                                                "patience": 0})
                 trained = run_looks_train(store, refs, cfg.split, train)
                 figures = run_looks_evaluate(store, refs, trained[N.LOOKS_MODEL], cfg.evaluate).metrics
                 row = {"loss": loss, "epochs": e, "train_map": figures[f"cgd_{loss}_snap_to_items_map6_train"],

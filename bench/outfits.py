@@ -10,6 +10,9 @@ published, so a second run reuses them), and a table of test-split figures per m
 
 ``--truth``: the demo shop's folder; adds the hidden rule itself as a model ("oracle"), the
 ceiling of the generated task (a random swap is sometimes compatible by the rule).
+``--train JSON``: training parameters over the defaults (``'{"pca": 16, "dropout": 0.2}'``);
+every run prints the model served and each candidate's validation figures beside the served
+one's test figures (95 % intervals) and its figures on training outfits.
 ``--latency N``: N requests to ``POST /outfits/complete`` (item ids; and with a photo) against
 the app serving H's index (in-process client), p50 / p99 ms.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import io
 import os
 import platform
@@ -113,12 +117,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--polyvore", type=Path, help="a Polyvore Outfits folder in its own layout")
     ap.add_argument("--version", default="nondisjoint", choices=["nondisjoint", "disjoint"])
     ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--train", default="{}", help="training params over the defaults, as JSON: '{\"pca\": 16}'")
     ap.add_argument("--latency", type=int, default=0, help="requests to POST /outfits/complete (0: none)")
     ap.add_argument("--out", help="append the JSON results to this file")
     args = ap.parse_args(argv)
     store = ArtifactStore(args.home)
     home = str(args.home)
     cfg = OutfitConfig(features=FeatureParams(backbone=args.backbone))
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=json.loads(args.train))})
     if args.polyvore is not None:
         source = run_polyvore(store, PolyvoreParams(path=str(args.polyvore), version=args.version))
         images, groups = source[N.IMAGES], None
@@ -140,6 +146,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             trained = run_outfit_train(store, refs, split, train)
             evaluated = run_outfit_evaluate(store, refs, trained[N.OUTFIT_MODEL], cfg.evaluate)
             m = evaluated.metrics
+            s = m["served"]
+            print(f"{kind} seed {seed}: served {s} by {trained.metrics['serve_rule']}; validation "
+                  + ", ".join(f"{n} AUC {c['val_auc']} FITB {c['val_fitb']}" for n, c in trained.metrics["candidates"].items())
+                  + f"; served test AUC {m.get(s + '_auc')} {m.get(s + '_auc_ci95')} (train {m.get(s + '_auc_train')}), "
+                  f"FITB {m.get(s + '_fitb')} {m.get(s + '_fitb_ci95')} (train {m.get(s + '_fitb_train')})")
             for model in ORDER:
                 if f"{model}_auc" in m:
                     per_model[model].append((m[f"{model}_auc"], m[f"{model}_fitb"]))

@@ -31,8 +31,11 @@ def latest_looks_refs(home: str, params: FeatureParams) -> LooksRefs:
 
 
 @flow(name="looks-train", log_prints=True)
-def looks_train_flow(home: str, cfg: LooksConfig, refs: LooksRefs | None = None) -> StageResult:
-    return looks_train_task(home, refs or latest_looks_refs(home, cfg.features), cfg.split, cfg.train)
+def looks_train_flow(home: str, cfg: LooksConfig, refs: LooksRefs | None = None,
+                     checkpoint: ArtifactRef | None = None) -> StageResult:
+    if checkpoint is None:  # the street-to-shop embedder: a baseline, and a descriptor the heads may start from
+        checkpoint = ArtifactStore(home).latest_or_none(N.EVALUATE, N.CHECKPOINT)
+    return looks_train_task(home, refs or latest_looks_refs(home, cfg.features), cfg.split, cfg.train, checkpoint)
 
 
 @flow(name="looks-evaluate", log_prints=True)

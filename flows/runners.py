@@ -215,7 +215,7 @@ def looks_train(run: Run) -> None:
         run.steps += [(N.FEATURES, items), (f"{N.FEATURES}[snaps]", snaps)]
         run.looks = LooksRefs.of_crawl(run.ref(N.CRAWL, N.IMAGES), items[N.PHOTO_FEATURES], snaps[N.PHOTO_FEATURES],
                                        run.ref(N.DEDUP, N.GROUPS))
-    run.add(N.LOOKS_TRAIN, N.LOOKS_TRAIN, looks_train_flow(run.home, cfg, run.looks))
+    run.add(N.LOOKS_TRAIN, N.LOOKS_TRAIN, looks_train_flow(run.home, cfg, run.looks, run.ref(N.EVALUATE, N.CHECKPOINT)))
 
 
 def looks_evaluate(run: Run) -> None:

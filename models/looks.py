@@ -9,13 +9,21 @@ smoothing and temperature: the registries of ``models/losses.py``, by name). A s
 each of its items are samples of its post's class (an item linked by several posts is a
 sample of each), so a snapshot lands near the items its post links and an item near the
 posts that link it.
+
+A head reads the frozen features (``cgd_<loss>``) or, when the street-to-shop embedder is
+given, that embedder's descriptor (``cgd_<loss>_s2s``: one branch, its embedding). Each head
+stops early on validation posts (snapshot -> items mAP@k, ``patience`` epochs without a
+better one) and keeps its best epoch. What the service uses is chosen by measurement
+(``serve="best"``): of the heads and the baselines (the untrained features ``BACKBONE``, the
+embedder's own embedding ``STREET2SHOP``), the best on validation posts; a head that loses to
+a baseline is never served, the baseline is.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +34,11 @@ from torch import nn
 from street2shop.models.losses import CLASSIFICATION_LOSSES, create_loss
 
 FORMAT = "street2shop-looks-1"
+#: the baselines: the untrained features (cosine), and the street-to-shop embedder's embedding
+BACKBONE = "backbone"
+STREET2SHOP = "street2shop"
+#: the layout of the embedder's descriptor as a head's input: one branch
+EMBEDDING_LAYOUT = [("embedding", 0)]
 
 
 class LooksTrainParams(BaseModel):
@@ -33,8 +46,13 @@ class LooksTrainParams(BaseModel):
 
     #: the models trained, by loss name (``models/losses.py``); each is a CGD head
     losses: list[str] = ["softmax", "arcface"]
-    #: the loss of the model the service uses
-    serve: str = "arcface"
+    #: what the service uses: "best" (the best on validation posts of the heads and the
+    #: baselines), or a space's name ("cgd_arcface", "backbone", "street2shop", ...) to force it
+    serve: str = "best"
+    #: also train the heads on the street-to-shop embedder's descriptor, when one is given
+    on_embedder: bool = True
+    #: stop a head after this many epochs without a better validation mAP (0: every epoch)
+    patience: int = Field(8, ge=0)
     #: branches of the features the head projects (those the features have)
     branches: list[str] = ["gem", "spoc", "colour", "shape"]
     dim: int = Field(128, gt=0)
@@ -80,11 +98,27 @@ class TrainedLooks:
     head: CGDHead
     seconds: float
     log: list[dict]
+    #: the head's name: cgd_<loss>, or cgd_<loss>_s2s on the embedder's descriptor
+    name: str = ""
+    #: what the head reads: "features" or STREET2SHOP
+    reads: str = "features"
+    layout: list = field(default_factory=list)
+    best_epoch: int = 0
+    val_map: float = float("nan")
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"cgd_{self.loss}"
+
+
+#: a head -> its validation figure (higher is better)
+Validate = Callable[[CGDHead], float]
 
 
 def train_looks(features: np.ndarray, labels: np.ndarray, layout: Sequence[tuple[str, int]], loss_name: str,
-                params: LooksTrainParams) -> TrainedLooks:
-    """Train a CGD head on ``features`` (one row per sample) to classify ``labels`` (post index)."""
+                params: LooksTrainParams, validate: Validate | None = None, reads: str = "features") -> TrainedLooks:
+    """Train a CGD head on ``features`` (one row per sample) to classify ``labels`` (post
+    index); ``validate`` scores the head after each epoch and the best epoch is kept (with
+    early stopping). ``reads``: STREET2SHOP when the rows are the embedder's descriptors."""
     if loss_name not in CLASSIFICATION_LOSSES:
         raise ValueError(f"looks are classes: use a classification loss ({sorted(CLASSIFICATION_LOSSES)}), not {loss_name!r}")
     # Batches of a few hundred rows through a few small layers: one thread does them fastest,
@@ -93,16 +127,25 @@ def train_looks(features: np.ndarray, labels: np.ndarray, layout: Sequence[tuple
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(features, labels, layout, loss_name, params)
+        trained = _train(features, labels, layout, loss_name, params, validate)
     finally:
         torch.set_num_threads(threads)
+    trained.reads = reads
+    trained.name = f"cgd_{loss_name}" + ("_s2s" if reads == STREET2SHOP else "")
+    return trained
+
+
+def head_for(layout: Sequence[tuple[str, int]], params: LooksTrainParams) -> CGDHead:
+    """A CGD head for ``layout``: the params' branches, or the embedder's one branch."""
+    branches = [layout[0][0]] if [n for n, _ in layout] == [n for n, _ in EMBEDDING_LAYOUT] else params.branches
+    return CGDHead(layout, branches, params.dim)
 
 
 def _train(features: np.ndarray, labels: np.ndarray, layout: Sequence[tuple[str, int]], loss_name: str,
-           params: LooksTrainParams) -> TrainedLooks:
+           params: LooksTrainParams, validate: Validate | None) -> TrainedLooks:
     started = time.perf_counter()
     torch.manual_seed(params.seed)
-    head = CGDHead(layout, params.branches, params.dim)
+    head = head_for(layout, params)
     n_classes = int(labels.max()) + 1
     loss = create_loss(loss_name, margin=params.margin, num_classes=n_classes, embedding_size=params.dim,
                        scale=params.scale, temperature=params.temperature, label_smoothing=params.label_smoothing)
@@ -111,6 +154,7 @@ def _train(features: np.ndarray, labels: np.ndarray, layout: Sequence[tuple[str,
     y = torch.as_tensor(labels, dtype=torch.long)
     gen = torch.Generator().manual_seed(params.seed)
     log = []
+    best = (-1.0, 0, None)
     for epoch in range(1, params.epochs + 1):
         head.train()
         order = torch.randperm(len(x), generator=gen)
@@ -123,9 +167,20 @@ def _train(features: np.ndarray, labels: np.ndarray, layout: Sequence[tuple[str,
             opt.step()
             total += float(value.detach()) * len(b)
             n += len(b)
-        log.append({"epoch": epoch, "loss": total / max(n, 1)})
+        row = {"epoch": epoch, "loss": total / max(n, 1)}
+        if validate is not None:
+            head.eval()
+            row["val_map"] = float(validate(head))
+            if row["val_map"] > best[0]:
+                best = (row["val_map"], epoch, {k: v.clone() for k, v in head.state_dict().items()})
+        log.append(row)
+        if validate is not None and params.patience and epoch - best[1] >= params.patience:
+            break  # early stopping: no better validation mAP for `patience` epochs
+    if best[2] is not None:
+        head.load_state_dict(best[2])
     head.eval()
-    return TrainedLooks(loss_name, head, time.perf_counter() - started, log)
+    return TrainedLooks(loss_name, head, time.perf_counter() - started, log, layout=[list(x) for x in layout],
+                        best_epoch=best[1] if best[2] is not None else len(log), val_map=best[0] if best[2] is not None else float("nan"))
 
 
 def embed(head: CGDHead, features: np.ndarray) -> np.ndarray:
@@ -133,10 +188,30 @@ def embed(head: CGDHead, features: np.ndarray) -> np.ndarray:
         return head(torch.as_tensor(np.atleast_2d(features), dtype=torch.float32)).numpy()
 
 
+@dataclass
+class Embedded:
+    """The street-to-shop embedder's descriptors of a crawl's items and posts (kept in the
+    model file, so the service does not embed the shop again) and the checkpoint's version."""
+
+    checkpoint: dict  # an ArtifactRef's fields
+    items: dict[str, np.ndarray]
+    snaps: dict[str, np.ndarray]
+
+
 def save_looks(path, trained: Sequence[TrainedLooks], params: LooksTrainParams, layout: Sequence[tuple[str, int]],
-               features: dict) -> None:
-    torch.save({"format": FORMAT, "params": params.model_dump(), "layout": [list(x) for x in layout],
-                "heads": {t.loss: t.head.state_dict() for t in trained}, "features": dict(features)}, path)
+               features: dict, served: str | None = None, embedded: Embedded | None = None) -> None:
+    """Every head (by name, with what it reads and its layout), the name served (a head or a
+    baseline) and, when the embedder was given, its descriptors of the items and posts."""
+    payload = {"format": FORMAT, "params": params.model_dump(), "layout": [list(x) for x in layout],
+               "heads": {t.name: t.head.state_dict() for t in trained}, "features": dict(features),
+               "reads": {t.name: t.reads for t in trained}, "layouts": {t.name: t.layout for t in trained},
+               "served": served or params.serve}
+    if embedded is not None:
+        item_ids, snap_ids = sorted(embedded.items), sorted(embedded.snaps)
+        payload["embedded"] = {"checkpoint": dict(embedded.checkpoint), "item_ids": item_ids, "snap_ids": snap_ids,
+                               "items": torch.as_tensor(np.stack([embedded.items[i] for i in item_ids])),
+                               "snaps": torch.as_tensor(np.stack([embedded.snaps[s] for s in snap_ids]))}
+    torch.save(payload, path)
 
 
 @dataclass
@@ -144,10 +219,23 @@ class LoadedLooks:
     params: LooksTrainParams
     heads: dict[str, CGDHead]
     features: dict
+    #: the space served: a head's name, BACKBONE or STREET2SHOP
+    served_name: str = ""
+    #: head name -> "features" or STREET2SHOP
+    reads: dict[str, str] = field(default_factory=dict)
+    embedded: Embedded | None = None
 
     @property
-    def served(self) -> CGDHead:
-        return self.heads[self.params.serve]
+    def served(self) -> CGDHead | None:
+        """The served head; None when a baseline is served."""
+        return self.heads.get(self.served_name)
+
+    @property
+    def served_reads(self) -> str:
+        """What the served space is computed from: "features" or STREET2SHOP."""
+        if self.served_name in self.heads:
+            return self.reads.get(self.served_name, "features")
+        return STREET2SHOP if self.served_name == STREET2SHOP else "features"
 
 
 def load_looks(path) -> LoadedLooks:
@@ -158,7 +246,20 @@ def load_looks(path) -> LoadedLooks:
     layout = [(str(n), int(w)) for n, w in payload["layout"]]
     heads = {}
     for name, state in payload["heads"].items():
-        head = CGDHead(layout, params.branches, params.dim)
+        head_layout = [(str(n), int(w)) for n, w in payload.get("layouts", {}).get(name, layout)]
+        head = head_for(head_layout, params)
         head.load_state_dict(state)
-        heads[name] = head.eval()
-    return LoadedLooks(params, heads, dict(payload["features"]))
+        key = name if name.startswith("cgd_") else f"cgd_{name}"  # files before heads were named by space
+        heads[key] = head.eval()
+    reads = {(k if k.startswith("cgd_") else f"cgd_{k}"): v for k, v in payload.get("reads", {}).items()}
+    embedded = None
+    if "embedded" in payload:
+        e = payload["embedded"]
+        embedded = Embedded(dict(e["checkpoint"]), dict(zip(e["item_ids"], e["items"].numpy())),
+                            dict(zip(e["snap_ids"], e["snaps"].numpy())))
+    served = str(payload.get("served", f"cgd_{params.serve}"))
+    if served not in heads and served not in (BACKBONE, STREET2SHOP):
+        raise ValueError(f"{path} serves {served!r}, which it does not hold")
+    if served == STREET2SHOP and embedded is None:
+        raise ValueError(f"{path} serves the street-to-shop embedder but holds none of its descriptors")
+    return LoadedLooks(params, heads, dict(payload["features"]), served, reads, embedded)

@@ -18,7 +18,12 @@ The masks have an L1 penalty, as in the paper. Variants by name (``VARIANTS``):
 
 Triplets: an anchor item, a compatible item of type ``v`` from the same outfit, and an item of
 type ``v`` from another outfit of the training split (drawn afresh each epoch). The epoch with
-the best validation compatibility AUC is kept.
+the best validation compatibility AUC is kept, and training stops ``patience`` epochs after it.
+
+What the service uses is chosen by measurement (``serve="best"``): of the trained variants and
+the untrained features (``BACKBONE``), the best on validation outfits
+(``retrieval/outfit_metrics.serve_by_validation``), so a model that loses to the baseline is
+never served: the baseline is.
 
 An outfit's score is minus the mean pairwise distance of its items; a FITB candidate's score is
 minus its mean distance to the outfit's items.
@@ -41,6 +46,8 @@ from torch import nn
 from street2shop.registry import Registry
 
 FORMAT = "street2shop-outfits-1"
+#: the untrained baseline: the frozen features, one space, cosine distance
+BACKBONE = "backbone"
 
 
 @dataclass(frozen=True)
@@ -61,12 +68,15 @@ class OutfitTrainParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     variants: list[str] = ["siamese", "type_aware", "type_aware_sat"]
-    #: the variant the service uses
-    serve: str = "type_aware_sat"
+    #: what the service uses: "best" (the best of the variants and the backbone on validation
+    #: outfits), or a variant's name or "backbone" to force it
+    serve: str = "best"
     dim: int = Field(32, gt=0)
     #: width of the hidden layer; 0: one linear projection
     hidden: int = Field(64, ge=0)
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(40, ge=1)
+    #: stop after this many epochs without a better validation AUC (0: train every epoch)
+    patience: int = Field(5, ge=0)
     batch_size: int = Field(256, ge=2)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
@@ -264,6 +274,8 @@ def train_variant(data: OutfitData, variant: str, params: OutfitTrainParams,
             if row["val_auc"] > best[0]:
                 best = (row["val_auc"], epoch, {k: v.clone() for k, v in model.state_dict().items()})
         log.append(row)
+        if val_outfits and params.patience and epoch - best[1] >= params.patience:
+            break  # early stopping: no better validation AUC for `patience` epochs
     if val_outfits:
         model.load_state_dict(best[2])
         best_epoch, val_auc = best[1], best[0]
@@ -346,11 +358,13 @@ class OutfitScorer:
 # -- checkpoint ----------------------------------------------------------------------------
 def save_outfit_models(path, trained: Sequence[TrainedOutfitModel], params: OutfitTrainParams, *, in_dim: int,
                        type_of_category: Mapping[str, str], centroids: Mapping[str, np.ndarray],
-                       features: Mapping) -> None:
+                       features: Mapping, served: str | None = None) -> None:
     """Every trained variant, how to rebuild it, and what the service needs beside it: the
-    type of each category and the type centroids (to guess a photo's type)."""
+    type of each category and the type centroids (to guess a photo's type), and the name
+    served (a variant or ``BACKBONE``; default: ``params.serve``)."""
     payload = {
         "format": FORMAT,
+        "served": served or params.serve,
         "params": params.model_dump(),
         "in_dim": int(in_dim),
         "types": trained[0].model.types if trained else [],
@@ -370,10 +384,18 @@ class LoadedOutfitModels:
     type_of_category: dict[str, str]
     centroids: dict[str, np.ndarray]
     features: dict
+    #: the name served: a variant, or BACKBONE (the frozen features themselves)
+    served_name: str = BACKBONE
 
     @property
-    def served(self) -> CompatibilityModel:
-        return self.models[self.params.serve]
+    def served(self) -> CompatibilityModel | None:
+        """The served model; None when the baseline (the frozen features) is served."""
+        return None if self.served_name == BACKBONE else self.models[self.served_name]
+
+    def scorer(self, features: Mapping[str, np.ndarray], type_of: Mapping[str, str]) -> OutfitScorer:
+        """The served scorer of items with ``features``."""
+        model = self.served
+        return OutfitScorer.of_features(features, type_of) if model is None else OutfitScorer.of_model(model, features, type_of)
 
     def guess_type(self, features: np.ndarray) -> str:
         """The type whose items' mean features are nearest (cosine) to ``features``."""
@@ -395,4 +417,7 @@ def load_outfit_models(path) -> LoadedOutfitModels:
         m.load_state_dict(state)
         models[variant] = m.eval()
     centroids = {k: v.numpy() for k, v in payload["centroids"].items()}
-    return LoadedOutfitModels(params, models, dict(payload["type_of_category"]), centroids, dict(payload["features"]))
+    served = str(payload.get("served", params.serve))
+    if served not in models and served != BACKBONE:
+        raise ValueError(f"{path} serves {served!r}, which it does not hold")
+    return LoadedOutfitModels(params, models, dict(payload["type_of_category"]), centroids, dict(payload["features"]), served)

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from street2shop.retrieval.expansion import expand
+from street2shop.retrieval.outfit_metrics import mean_ci
 
 K = 6
 
@@ -51,10 +52,12 @@ def rank_metrics(
     k: int = K,
     expansion: str | None = None,
     groups: Sequence[str] | None = None,
+    ci_seed: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{group: {"map": .., "recall": .., "hit": .., "n": ..}}`` (group "all" always), for
     unit-norm ``queries`` ranked over ``gallery`` by cosine; ``expansion``: one of
-    ``retrieval.expansion.EXPANSIONS`` applied first."""
+    ``retrieval.expansion.EXPANSIONS`` applied first. With ``ci_seed``, group "all" also has
+    ``map_ci95``: the 95 % bootstrap interval of the mAP (queries resampled, seeded)."""
     if expansion is not None:
         queries, gallery = expand(expansion, queries, gallery)
     scores = queries @ gallery.T
@@ -66,8 +69,11 @@ def rank_metrics(
         per["all"].append(row)
         if groups is not None:
             per[groups[q]].append(row)
-    return {g: {"map": float(np.mean([r[0] for r in rows])), "recall": float(np.mean([r[1] for r in rows])),
-                "hit": float(np.mean([r[2] for r in rows])), "n": len(rows)} for g, rows in sorted(per.items())}
+    out = {g: {"map": float(np.mean([r[0] for r in rows])), "recall": float(np.mean([r[1] for r in rows])),
+               "hit": float(np.mean([r[2] for r in rows])), "n": len(rows)} for g, rows in sorted(per.items())}
+    if ci_seed is not None and "all" in out:
+        out["all"]["map_ci95"] = mean_ci([r[0] for r in per["all"]], ci_seed)
+    return out
 
 
 def top_k(queries: np.ndarray, gallery: np.ndarray, gallery_ids: Sequence[str], k: int = K) -> list[list[tuple[str, float]]]:

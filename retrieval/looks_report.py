@@ -1,5 +1,6 @@
-"""The looks_evaluate stage's HTML page: figures per model, direction and expansion, per
-style, and grids of held-out posts with what two models found."""
+"""The looks_evaluate stage's HTML page: figures per model, direction and expansion (the test
+snapshot -> items mAP with its 95 % bootstrap interval), per style, the space served and the
+validation figures that chose it, and grids of held-out posts with what two models found."""
 
 from __future__ import annotations
 
@@ -16,8 +17,20 @@ from street2shop.retrieval.thumbnails import thumb_img
 BACKBONE = "backbone"
 
 
+def _selection(train_figures: dict, k: int) -> str:
+    candidates = train_figures.get("candidates") or {}
+    if not candidates:
+        return ""
+    rows = "".join(f"<tr><td>{escape(n)}{' (served)' if n == train_figures.get('served') else ''}</td>"
+                   f"<td>{'' if c.get(f'val_map{k}') is None else format(c[f'val_map{k}'], '.3f')}</td></tr>"
+                   for n, c in candidates.items())
+    return (f"<h2>Served: {escape(str(train_figures.get('served')))}</h2><p>Rule: {escape(str(train_figures.get('serve_rule')))}; "
+            f"on validation posts, never test ones.</p><table><tr><th>candidate</th><th>val snap→items mAP@{k}</th></tr>"
+            f"{rows}</table>")
+
+
 def looks_report(metrics: pa.Table, view: LooksView, spaces: dict, item_ids: list[str], snap_ids: list[str],
-                 examples: list[str], served: str, k: int) -> str:
+                 examples: list[str], served: str, k: int, figures: dict | None = None, train_figures: dict | None = None) -> str:
     """Figures per model, direction and expansion (test split, and train for the heads), per
     style, and grids: a held-out post, what its stylists linked, and the top k of two models."""
     rows = metrics.to_pylist()
@@ -31,7 +44,10 @@ def looks_report(metrics: pa.Table, view: LooksView, spaces: dict, item_ids: lis
                 for direction in ("snap_to_items", "item_to_snaps"):
                     for metric in ("map", "recall", "hit"):
                         r = key.get((model, direction, split, exp, "all", metric))
-                        cells.append(f"<td>{r['value']:.3f}</td>" if r else "<td></td>")
+                        shown = (metric, split, exp) == ("map", "test", "none")
+                        ci = (figures or {}).get(f"{model}_{direction}_map{k}_ci95") if shown else None
+                        extra = f" <small>[{ci[0]:.3f}, {ci[1]:.3f}]</small>" if ci else ""
+                        cells.append(f"<td>{r['value']:.3f}{extra}</td>" if r else "<td></td>")
                 if any(c != "<td></td>" for c in cells):
                     lines.append(f"<tr><td>{split}</td><td>{escape(model)}</td><td>{exp}</td>{''.join(cells)}</tr>")
     head = "".join(f"<th>{d} {m}@{k}</th>" for d in ("snap→items", "item→snaps") for m in ("mAP", "recall", "hit"))
@@ -66,4 +82,5 @@ def looks_report(metrics: pa.Table, view: LooksView, spaces: dict, item_ids: lis
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Shop the look</title><style>{style}</style></head><body>"
             f"<h1>Shop the look</h1><p>Held-out posts (no post and no product in two splits). snap→items: a post's photo "
             f"against every item of the shop, relevant = the items its stylists linked; item→snaps: a linked item against "
-            f"every post.</p>{table}<h2>Per style</h2>{by_style}<h2>Examples</h2>{''.join(grids)}</body></html>")
+            f"every post. In square brackets: the 95 % bootstrap interval of the test mAP (posts resampled).</p>{table}"
+            f"{_selection(train_figures or {}, k)}<h2>Per style</h2>{by_style}<h2>Examples</h2>{''.join(grids)}</body></html>")

@@ -18,6 +18,7 @@ Figures are per outfit size and over all sizes (size 0).
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
@@ -153,3 +154,85 @@ def chance_rows(questions: pa.Table, model: str = "random") -> pa.Table:
     rows = [{"model": model, "split": s, "size": z, "metric": m, "value": 0.5 if m == "auc" else 1 / FITB_CANDIDATES, "n": n}
             for (s, m, z), n in sorted(counts.items())]
     return pa.Table.from_pylist(rows, schema=OUTFIT_METRICS)
+
+
+# -- 95 % intervals and the serving rule ---------------------------------------------------------
+#: resamples of a bootstrap interval
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_ci(samples: Sequence, statistic: Callable[..., np.ndarray], seed: int = 0, level: float = 0.95,
+                 resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """The percentile bootstrap interval ``(low, high)`` of ``statistic`` over the questions
+    (or queries) ``samples``: one array, or a tuple of arrays resampled together (paired,
+    e.g. ``(scores, labels)`` for an AUC). ``statistic(*arrays, axis=-1)`` is vectorised
+    over resamples (scipy's convention). Seeded, so a rerun gives the same interval; NaN with
+    fewer than two samples."""
+    from scipy.stats import DegenerateDataWarning, bootstrap  # the library's resampler; scipy is slow to import
+
+    arrays = tuple(np.asarray(a, float) for a in (samples if isinstance(samples, tuple) else (samples,)))
+    if len(arrays[0]) < 2:
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():  # every resample alike (all FITB right, say): the interval is that point
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap(arrays, statistic, n_resamples=resamples, confidence_level=level, method="percentile",
+                        paired=True, vectorized=True, rng=np.random.default_rng([seed, 41]))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def auc_ci(scores: Sequence[float], labels: Sequence[int], seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the compatibility AUC, questions resampled."""
+    return bootstrap_ci((scores, labels), _auc_along, seed)
+
+
+def _auc_along(scores: np.ndarray, labels: np.ndarray, axis: int = -1) -> np.ndarray:
+    """:func:`compatibility_auc` of each row (resample) at once: Mann-Whitney U over average
+    ranks; NaN for a resample without both labels."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, axis=axis)
+    y = labels > 0.5
+    pos = y.sum(axis=axis)
+    neg = y.shape[axis] - pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * y).sum(axis=axis) - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def mean_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """95 % interval of a mean of per-question values (FITB right or not, a query's AP@k)."""
+    return bootstrap_ci(np.asarray(values, float), np.mean, seed)
+
+
+def question_intervals(questions: pa.Table, answers: Mapping[str, list[float]], seed: int = 0
+                       ) -> dict[str, tuple[float, float]]:
+    """``{"auc": (low, high), "fitb": (low, high)}`` of one model's ``answers`` (from
+    :func:`score_questions`) to ``questions`` (one split)."""
+    scores, labels, right = [], [], []
+    for q in questions.to_pylist():
+        if q["question_id"] not in answers:
+            continue
+        if q["kind"] == "compatibility":
+            scores.append(answers[q["question_id"]][0])
+            labels.append(q["label"])
+        else:
+            right.append(fitb_correct(answers[q["question_id"]], q["label"]))
+    return {"auc": auc_ci(scores, labels, seed), "fitb": mean_ci(right, seed)}
+
+
+def serve_by_validation(scores: Mapping[str, float], baselines: Sequence[str], forced: str = "best") -> tuple[str, str]:
+    """``(served, rule)``: the candidate with the highest validation score; a baseline wins a
+    tie (a trained model must beat every baseline to be served), NaN scores never win.
+    ``forced``: a candidate's name serves it whatever the figures ("best": the rule)."""
+    if forced != "best":
+        if forced not in scores:
+            raise ValueError(f"serve={forced!r} is not a candidate: {sorted(scores)}")
+        return forced, f"forced by serve={forced!r}"
+    if not scores:
+        raise ValueError("no candidate to serve")
+    order = [*(b for b in baselines if b in scores), *(n for n in scores if n not in baselines)]
+    best = order[0]
+    for name in order[1:]:
+        value, top = scores[name], scores[best]
+        if value == value and (top != top or value > top):
+            best = name
+    return best, "highest validation score; baselines win ties"

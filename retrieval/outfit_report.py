@@ -1,5 +1,7 @@
-"""The outfit_evaluate stage's HTML page: the figures per model and size, and FITB examples
-with what each model picked, so a person can judge."""
+"""The outfit_evaluate stage's HTML page: the figures per model and size (over all sizes with
+95 % bootstrap intervals and the figure on training outfits), the model served and the
+validation figures that chose it, and FITB examples with what each model picked, so a
+person can judge."""
 
 from __future__ import annotations
 
@@ -15,8 +17,27 @@ from street2shop.retrieval.thumbnails import thumb_img
 RANDOM = "random"
 
 
+def _interval(figures: dict, key: str) -> str:
+    ci = figures.get(f"{key}_ci95")
+    train = figures.get(f"{key}_train")
+    out = f" <small>[{ci[0]:.3f}, {ci[1]:.3f}]</small>" if ci else ""
+    return out + (f" <small>train {train:.3f}</small>" if train is not None else "")
+
+
+def _selection(train_figures: dict) -> str:
+    candidates = train_figures.get("candidates") or {}
+    if not candidates:
+        return ""
+    rows = "".join(f"<tr><td>{escape(n)}{' (served)' if n == train_figures.get('served') else ''}</td>"
+                   + "".join(f"<td>{'' if c.get(k) is None else f'{c[k]:.3f}'}</td>" for k in ("val_auc", "val_fitb", "val_score"))
+                   + "</tr>" for n, c in candidates.items())
+    return (f"<h2>Served: {escape(str(train_figures.get('served')))}</h2><p>Rule: {escape(str(train_figures.get('serve_rule')))}; "
+            f"on validation outfits, never test ones.</p><table><tr><th>candidate</th><th>val AUC</th><th>val FITB</th>"
+            f"<th>val score</th></tr>{rows}</table>")
+
+
 def outfit_report(metrics: pa.Table, test: pa.Table, answers: dict[str, dict], view: OutfitView, examples: int,
-                  train_figures: dict) -> str:
+                  train_figures: dict, figures: dict | None = None) -> str:
     """A self-contained HTML page: the figures per model and size, and FITB examples with
     what each model picked, so a person can judge."""
     rows = metrics.to_pylist()
@@ -30,7 +51,8 @@ def outfit_report(metrics: pa.Table, test: pa.Table, answers: dict[str, dict], v
         for metric in ("auc", "fitb"):
             for z in sizes:
                 r = value.get((model, metric, z))
-                cells.append(f"<td>{r['value']:.3f} <small>({r['n']})</small></td>" if r else "<td></td>")
+                extra = _interval(figures or {}, f"{model}_{metric}") if z == 0 else ""
+                cells.append(f"<td>{r['value']:.3f}{extra} <small>({r['n']})</small></td>" if r else "<td></td>")
         seconds = train_figures.get(f"{model}_train_s")
         body.append(f"<tr><td>{escape(model)}</td>{''.join(cells)}<td>{seconds if seconds is not None else ''}</td></tr>")
     table = f"<table><tr><th>model</th>{head}<th>train s</th></tr>{''.join(body)}</table>"
@@ -51,5 +73,7 @@ def outfit_report(metrics: pa.Table, test: pa.Table, answers: dict[str, dict], v
              ".right{outline:3px solid #2a2}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Outfit compatibility</title><style>{style}</style></head>"
             f"<body><h1>Outfit compatibility (test split)</h1><p>AUC: real outfits against outfits of random items of the "
-            f"same types. FITB: four candidates of the blank's type; chance 0.25. In brackets: questions.</p>{table}"
+            f"same types. FITB: four candidates of the blank's type; chance 0.25. In square brackets: the 95 % bootstrap "
+            f"interval (questions resampled); 'train': the same figure on training outfits; in round brackets: "
+            f"questions.</p>{table}{_selection(train_figures)}"
             f"<h2>Fill in the blank: examples</h2>{''.join(blocks)}</body></html>")

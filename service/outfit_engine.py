@@ -19,8 +19,8 @@ import torch
 
 from street2shop.models.features import FeatureParams
 from street2shop.models.outfit_view import OutfitRefs, load_view
-from street2shop.models.outfits import OutfitScorer, load_outfit_models
-from street2shop.service.side_engine import EngineInputError, SideEngine, find_model
+from street2shop.models.outfits import load_outfit_models
+from street2shop.service.side_engine import EngineInputError, SideEngine, find_model, served_by_measurement
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 
@@ -46,7 +46,10 @@ class OutfitEngine(SideEngine):
         self.crawl = refs.images.version
         self.models = load_outfit_models(store.file(model_ref, N.OUTFIT_MODEL_FILE))
         self.view = load_view(store, refs)
-        self.scorer = OutfitScorer.of_model(self.models.served, self.view.features, self.view.type_of)
+        #: the model served (a variant, or "backbone": the untrained features) and why
+        self.served = self.models.served_name
+        self.selection = served_by_measurement(store, model_ref)
+        self.scorer = self.models.scorer(self.view.features, self.view.type_of)
         self.types = sorted(set(self.view.type_of.values()))
         self.by_type = {t: sorted(i for i, ty in self.view.type_of.items() if ty == t) for t in self.types}
         self.product_of = {i: i.split(":")[0] for i in self.view.type_of}

@@ -78,6 +78,11 @@ class Health(BaseModel):
     items: int
     categories: list[str]
     street_photos: StreetStatus
+    side_models: dict[str, dict] = Field(
+        default_factory=dict,
+        description="complete the look ('outfits') and shop the look ('looks'): the model served, the rule that chose it "
+                    "on validation data, each candidate's validation figures and the served one's test figures (95 % intervals)",
+    )
 
 
 class ReloadResponse(BaseModel):

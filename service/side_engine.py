@@ -1,6 +1,8 @@
 """What the two side engines ("complete the look", "shop the look") share: finding the model
-published for the served crawl, the one-line request error, and featurising an uploaded photo
-with the frozen extractor the model's features were made with (built on first use)."""
+published for the served crawl, the one-line request error, featurising an uploaded photo
+with the frozen extractor the model's features were made with (built on first use), and what
+was served by measurement (:func:`served_by_measurement`, :func:`side_models`: the rule, each
+candidate's validation figures and the served one's test figures, for ``/health``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ from PIL import Image
 
 from street2shop.models.features import FeatureParams, feature_extractor, image_features
 from street2shop.storage import names as N
-from street2shop.storage.store import ArtifactRef, ArtifactStore
+from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
+
+#: side -> (train stage, model artifact, evaluate stage, metrics artifact)
+SIDE_STAGES = {
+    "outfits": (N.OUTFIT_TRAIN, N.OUTFIT_MODEL, N.OUTFIT_EVALUATE, N.OUTFIT_METRICS),
+    "looks": (N.LOOKS_TRAIN, N.LOOKS_MODEL, N.LOOKS_EVALUATE, N.LOOKS_METRICS),
+}
 
 
 class EngineInputError(ValueError):
@@ -26,6 +34,33 @@ def find_model(stage: str, name: str, store: ArtifactStore, crawl_version: str) 
     """The newest ``name`` of ``stage`` trained on the crawl (or data set) ``crawl_version``."""
     return store.newest(stage, name, with_input=(N.IMAGES, crawl_version),
                         missing=f"no {name.replace('_', ' ')} is published for crawl {crawl_version}: run {stage} on it")
+
+
+def served_by_measurement(store: ArtifactStore, model_ref: ArtifactRef) -> dict:
+    """What a side model serves and why, from the manifests: ``served``, ``rule``,
+    ``validation`` (each candidate's validation figures, by which it was chosen) and ``test``
+    (the served one's test figures with 95 % intervals, once its evaluate stage ran)."""
+    figures = store.manifest(model_ref).metrics
+    out = {"model": model_ref.version, "served": figures.get("served"), "rule": figures.get("serve_rule"),
+           "validation": figures.get("candidates", {}), "test": {}}
+    for _, name, evaluate, metrics in SIDE_STAGES.values():
+        if name == model_ref.name:
+            evaluated = store.newest(evaluate, metrics, with_input=model_ref)
+            if evaluated is not None:
+                out["test"] = store.manifest(evaluated).metrics.get("served_test", {})
+    return out
+
+
+def side_models(store: ArtifactStore, crawl_version: str) -> dict[str, dict]:
+    """:func:`served_by_measurement` of each side model published for the crawl (a side
+    without one is left out)."""
+    out = {}
+    for side, (stage, name, _, _) in SIDE_STAGES.items():
+        try:
+            out[side] = served_by_measurement(store, find_model(stage, name, store, crawl_version))
+        except ArtifactNotFound:
+            continue
+    return out
 
 
 class SideEngine:

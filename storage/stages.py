@@ -94,8 +94,8 @@ STAGES: tuple[Stage, ...] = (
           (f"{N.OUTFIT_TRAIN}/{N.OUTFIT_MODEL}", f"{N.FEATURES}/{N.PHOTO_FEATURES}"), (N.OUTFIT_METRICS, N.OUTFIT_QUESTIONS),
           needs="outfits"),
     Stage(N.LOOKS_TRAIN, "street2shop.models.looks:train_looks", f"{_RUNNERS}:looks_train", "looks",
-          (f"{N.CRAWL}/{N.SNAPS}", f"{N.CRAWL}/{N.SNAP_ITEMS}", f"{N.FEATURES}/{N.PHOTO_FEATURES}", f"{N.DEDUP}/{N.GROUPS}"),
-          (N.LOOKS_MODEL, N.LOOKS_SPLITS), needs="looks"),
+          (f"{N.CRAWL}/{N.SNAPS}", f"{N.CRAWL}/{N.SNAP_ITEMS}", f"{N.FEATURES}/{N.PHOTO_FEATURES}", f"{N.DEDUP}/{N.GROUPS}",
+           f"{N.EVALUATE}/{N.CHECKPOINT}"), (N.LOOKS_MODEL, N.LOOKS_SPLITS), needs="looks"),
     Stage(N.LOOKS_EVALUATE, "street2shop.retrieval.look_metrics:rank_metrics", f"{_RUNNERS}:looks_evaluate", "looks",
           (f"{N.LOOKS_TRAIN}/{N.LOOKS_MODEL}", f"{N.EVALUATE}/{N.CHECKPOINT}"), (N.LOOKS_METRICS,), needs="looks"),
 )  # fmt: skip

@@ -2,11 +2,16 @@
 
 * ``outfit_train``: the outfits of a crawl (or of Polyvore), restricted to items with
   features, split (``cleaning/outfits.py``: by product group by default, or the data set's
-  own split), and every compatibility model variant trained on the frozen photo features;
-  publishes ``outfit_splits`` and ``outfit_model`` (``outfits.pt``).
+  own split), and every compatibility model variant trained on the frozen photo features
+  (early stopping on validation outfits); the model served is the best of the variants and
+  the untrained features on the *validation* questions (``serve_by_validation``: mean of AUC
+  and FITB; the baseline wins a tie), and every candidate's validation figures are in the
+  manifest (``candidates``, ``served``, ``serve_rule``); publishes ``outfit_splits`` and
+  ``outfit_model`` (``outfits.pt``).
 * ``outfit_evaluate``: compatibility AUC and FITB accuracy of every variant and the
-  baselines (chance, the untrained features), per outfit size, on the test split; publishes
-  the questions asked (``outfit_questions``) and ``outfit_metrics`` with ``outfits.html``.
+  baselines (chance, the untrained features), per outfit size, on the test split, with 95 %
+  bootstrap intervals, and on training outfits (the train-test gap); publishes the questions
+  asked (``outfit_questions``) and ``outfit_metrics`` with ``outfits.html``.
 * ``polyvore``: a Polyvore Outfits folder published as ``items``, ``images``, ``outfits``,
   its own ``outfit_splits`` and ``outfit_questions`` (versioned by content), so the two stages
   above run on it unchanged and score the data set's own questions.
@@ -30,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from street2shop.cleaning.outfits import OutfitSplitParams, largest_unit_share, leaks, split_outfits
 from street2shop.models.outfit_view import OutfitRefs, load_view, outfit_data
 from street2shop.models.outfits import (
+    BACKBONE,
     VARIANTS,
     OutfitScorer,
     OutfitTrainParams,
@@ -37,7 +43,13 @@ from street2shop.models.outfits import (
     save_outfit_models,
     train_variant,
 )
-from street2shop.retrieval.outfit_metrics import chance_rows, make_questions, score_questions
+from street2shop.retrieval.outfit_metrics import (
+    chance_rows,
+    make_questions,
+    question_intervals,
+    score_questions,
+    serve_by_validation,
+)
 from street2shop.retrieval.outfit_report import RANDOM, outfit_report
 from street2shop.sources.polyvore import PolyvoreParams, polyvore_tables
 from street2shop.storage import names as N
@@ -45,11 +57,9 @@ from street2shop.storage.store import ArtifactRef, ArtifactStore, content_versio
 from street2shop.tasks.features import FeaturesConfig
 from street2shop.tasks.stage import StageResult, report_to_prefect, run_stage
 
-TRAIN_CODE_VERSION = "1"
-EVALUATE_CODE_VERSION = "1"
+TRAIN_CODE_VERSION = "2"
+EVALUATE_CODE_VERSION = "2"
 POLYVORE_CODE_VERSION = "1"
-#: the untrained baseline: the frozen features, cosine distance
-BACKBONE = "backbone"
 
 
 class OutfitEvaluateParams(BaseModel):
@@ -71,10 +81,10 @@ class OutfitConfig(FeaturesConfig):
 
 # -- outfit_train ------------------------------------------------------------------------------
 def run_outfit_train(store: ArtifactStore, refs: OutfitRefs, split: OutfitSplitParams, params: OutfitTrainParams) -> StageResult:
-    for v in (*params.variants, params.serve):
+    for v in params.variants:
         VARIANTS.get(v)  # an unknown name fails before any work
-    if params.serve not in params.variants:
-        raise ValueError(f"serve={params.serve!r} is not among the variants trained: {params.variants}")
+    if params.serve not in (*params.variants, BACKBONE, "best"):
+        raise ValueError(f"serve={params.serve!r} is not 'best', {BACKBONE!r} or a variant trained: {params.variants}")
     features_params = store.manifest(refs.features).params
 
     def compute(writers) -> None:
@@ -96,6 +106,7 @@ def run_outfit_train(store: ArtifactStore, refs: OutfitRefs, split: OutfitSplitP
             if row["kind"] == "compatibility" and all(i in data.index for i in row["items"]):
                 val.append(([data.index[i] for i in row["items"]], row["label"]))
         trained = [train_variant(data, v, params, val) for v in params.variants]
+        served, rule, candidates = _choose(view, val_q, trained, params.serve)
         train_items = sorted({data.item_ids[i] for o in data.outfits.get("train", []) for i in o})
         by_type: dict[str, list[np.ndarray]] = defaultdict(list)
         for item in train_items:
@@ -104,7 +115,8 @@ def run_outfit_train(store: ArtifactStore, refs: OutfitRefs, split: OutfitSplitP
                      for t, v in by_type.items()}
         w = writers[N.OUTFIT_MODEL]
         save_outfit_models(w.path(N.OUTFIT_MODEL_FILE), trained, params, in_dim=data.features.shape[1],
-                           type_of_category=view.type_of_category, centroids=centroids, features=features_params)
+                           type_of_category=view.type_of_category, centroids=centroids, features=features_params,
+                           served=served)
         writers[N.OUTFIT_SPLITS].write_table(splits)
         counts = Counter(splits.column("split").to_pylist())
         key_leaks = leaks(view.outfits, splits, view.group_of if split.kind == "group" else None)
@@ -121,6 +133,7 @@ def run_outfit_train(store: ArtifactStore, refs: OutfitRefs, split: OutfitSplitP
             figures[f"{t.variant}_best_epoch"] = t.best_epoch
             figures[f"{t.variant}_val_auc"] = round(t.val_auc, 4) if t.val_auc == t.val_auc else None
         figures["train_s"] = round(sum(t.seconds for t in trained), 2)
+        figures.update({"served": served, "serve_rule": rule, "candidates": candidates})
         if refs.splits is None and split.kind != "outfit" and key_leaks:
             raise AssertionError(f"{split.kind} split leaks across splits: {list(key_leaks)[:5]}")
         for name in (N.OUTFIT_MODEL, N.OUTFIT_SPLITS):
@@ -128,6 +141,28 @@ def run_outfit_train(store: ArtifactStore, refs: OutfitRefs, split: OutfitSplitP
 
     return run_stage(store, N.OUTFIT_TRAIN, TRAIN_CODE_VERSION, (N.OUTFIT_MODEL, N.OUTFIT_SPLITS), compute,
                      inputs=refs.as_inputs(), params={"split": split, "train": params})
+
+
+def _choose(view, val_q: pa.Table, trained, serve: str) -> tuple[str, str, dict]:
+    """(served, rule, candidates' validation figures): each trained variant and the backbone
+    answer the validation questions; the score is the mean of AUC and FITB accuracy."""
+    known = set(view.features)
+    ok = [all(i in known for i in (r["items"] + (r["candidates"] or []))) for r in val_q.to_pylist()]
+    val_q = val_q.filter(pa.array(ok, pa.bool_()))
+    scorers = {BACKBONE: OutfitScorer.of_features(view.features, view.type_of)}
+    scorers.update({t.variant: OutfitScorer.of_model(t.model, view.features, view.type_of) for t in trained})
+    candidates = {}
+    for name, scorer in scorers.items():
+        table, _ = score_questions(val_q, name, scorer.outfit, scorer.candidates)
+        got = {r["metric"]: r["value"] for r in table.to_pylist() if r["size"] == 0}
+        auc, fitb = got.get("auc", float("nan")), got.get("fitb", float("nan"))
+        known = [v for v in (auc, fitb) if v == v]  # a split too small for one kind of question: the other alone
+        candidates[name] = {"val_auc": round(auc, 4) if auc == auc else None,
+                            "val_fitb": round(fitb, 4) if fitb == fitb else None,
+                            "val_score": round(sum(known) / len(known), 4) if known else None}
+    scores = {n: (c["val_score"] if c["val_score"] is not None else float("nan")) for n, c in candidates.items()}
+    served, rule = serve_by_validation(scores, [BACKBONE], serve)
+    return served, f"{rule} (score: mean of validation AUC and FITB)", candidates
 
 
 # -- outfit_evaluate ---------------------------------------------------------------------------
@@ -146,17 +181,24 @@ def run_outfit_evaluate(store: ArtifactStore, refs: OutfitRefs, model: ArtifactR
         else:
             questions = make_questions(view.outfits, splits, view.type_of, params.seed, params.negatives_per_outfit)
         test = questions.filter(pc.equal(questions.column("split"), "test"))
+        # the training outfits asked the same way: how far each model's figures fall from them
+        train_q = make_questions(view.outfits, splits, view.type_of, params.seed, params.negatives_per_outfit, which=("train",))
         loaded = load_outfit_models(store.file(model, N.OUTFIT_MODEL_FILE))
         scorers = {BACKBONE: OutfitScorer.of_features(view.features, view.type_of)}
         scorers.update({name: OutfitScorer.of_model(m, view.features, view.type_of) for name, m in loaded.models.items()})
         tables = [chance_rows(test, RANDOM)]
         answers = {}
         seconds = {}
+        intervals = {}
+        train_figures = {}
         for name, scorer in scorers.items():
             started = time.perf_counter()
             table, answers[name] = score_questions(test, name, scorer.outfit, scorer.candidates)
             seconds[name] = time.perf_counter() - started
             tables.append(table)
+            intervals[name] = question_intervals(test, answers[name], params.seed)
+            on_train, _ = score_questions(train_q, name, scorer.outfit, scorer.candidates)
+            train_figures.update({f"{name}_{r['metric']}_train": round(r["value"], 4) for r in on_train.to_pylist() if r["size"] == 0})
         metrics = pa.concat_tables(tables)
         writers[N.OUTFIT_QUESTIONS].write_table(questions)
         w = writers[N.OUTFIT_METRICS]
@@ -167,11 +209,19 @@ def run_outfit_evaluate(store: ArtifactStore, refs: OutfitRefs, model: ArtifactR
                 figures[f"{row['model']}_{row['metric']}"] = round(row["value"], 4)
         figures["test_compatibility_questions"] = int(pc.sum(pc.equal(test.column("kind"), "compatibility")).as_py() or 0)
         figures["test_fitb_questions"] = int(pc.sum(pc.equal(test.column("kind"), "fitb")).as_py() or 0)
-        figures["served"] = loaded.params.serve
+        for name, ci in intervals.items():
+            for metric, (lo, hi) in ci.items():
+                figures[f"{name}_{metric}_ci95"] = [round(lo, 4), round(hi, 4)] if lo == lo else None
+                if f"{name}_{metric}" in figures and f"{name}_{metric}_train" in train_figures:
+                    figures[f"{name}_{metric}_train_gap"] = round(train_figures[f"{name}_{metric}_train"] - figures[f"{name}_{metric}"], 4)
+        figures.update(train_figures)
+        figures["served"] = loaded.served_name
+        figures["served_test"] = {m: figures.get(f"{loaded.served_name}_{m}") for m in ("auc", "fitb")} | {
+            f"{m}_ci95": figures.get(f"{loaded.served_name}_{m}_ci95") for m in ("auc", "fitb")}
         w.metrics.update(figures)
         writers[N.OUTFIT_QUESTIONS].metrics.update(figures)
         (w.path(N.OUTFIT_REPORT_FILE)).write_text(
-            outfit_report(metrics, test, answers, view, params.examples, store.manifest(model).metrics), encoding="utf-8")
+            outfit_report(metrics, test, answers, view, params.examples, store.manifest(model).metrics, figures), encoding="utf-8")
 
     return run_stage(store, N.OUTFIT_EVALUATE, EVALUATE_CODE_VERSION, (N.OUTFIT_METRICS, N.OUTFIT_QUESTIONS), compute,
                      inputs=inputs, params=params)

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 
 from street2shop.service.deps import Config, Engine, Served, get_served
 from street2shop.service.schemas import ErrorDetail, Health, ReloadResponse, StreetStatus
+from street2shop.service.side_engine import side_models
 from street2shop.storage.promotions import index_to_serve
 
 router = APIRouter(tags=["admin"])
 
 
 @router.get("/health", response_model=Health, summary="Versions served and readiness")
-def health(engine: Engine) -> Health:
+def health(engine: Engine, config: Config) -> Health:
     v = engine.versions
     return Health(
         status="ok" if engine.warmed.is_set() else "warming",
@@ -32,6 +33,7 @@ def health(engine: Engine) -> Health:
         items=len(engine.items),
         categories=engine.categories,
         street_photos=StreetStatus(**engine.street_status()),
+        side_models=side_models(config.store, v.crawl),
     )
 
 

@@ -19,8 +19,9 @@ def test_the_pipeline_runs_the_looks_stages_last(real_tiny_demo):
     trained = first.stage("looks_train")["metrics"]
     assert trained["posts_test"] > 0 and trained["leaking_keys"] == 0
     figures = first.stage("looks_evaluate")["metrics"]
-    assert figures["served"] == "cgd_arcface" and figures["test_posts"] == trained["posts_test"]
-    for model in ("backbone", "cgd_softmax", "cgd_arcface", "street2shop"):  # the served embedder as a baseline
+    assert figures["served"] == trained["served"] and figures["test_posts"] == trained["posts_test"]
+    assert "street2shop" in trained["candidates"]  # the served embedder is a candidate
+    for model in ("backbone", "cgd_softmax", "cgd_arcface", "street2shop", "cgd_arcface_s2s"):  # the served embedder as a baseline
         assert 0.0 <= figures[f"{model}_snap_to_items_map6"] <= figures[f"{model}_snap_to_items_hit6"] <= 1.0, model
     # the looks model reads the features of the items' photos the outfit stages made, not its own copy
     store = ArtifactStore(home)

@@ -70,15 +70,35 @@ def test_only_classification_losses():
 
 def test_save_and_load_give_the_same_embeddings(tmp_path):
     x, y = _posts(n_posts=4)
-    params = LooksTrainParams(dim=8, epochs=2, serve="softmax")
+    params = LooksTrainParams(dim=8, epochs=2, serve="cgd_softmax")
     trained = [train_looks(x, y, LAYOUT, loss, params) for loss in params.losses]
     path = tmp_path / "looks.pt"
     save_looks(path, trained, params, LAYOUT, {"backbone": "tiny"})
     loaded = load_looks(path)
-    assert loaded.params == params and set(loaded.heads) == {"softmax", "arcface"} and loaded.features == {"backbone": "tiny"}
+    assert loaded.params == params and set(loaded.heads) == {"cgd_softmax", "cgd_arcface"} and loaded.features == {"backbone": "tiny"}
     for t in trained:
-        assert np.allclose(embed(loaded.heads[t.loss], x), embed(t.head, x))
-    assert loaded.served is loaded.heads["softmax"]
+        assert np.allclose(embed(loaded.heads[t.name], x), embed(t.head, x))
+    assert loaded.served is loaded.heads["cgd_softmax"] and loaded.served_reads == "features"
+    save_looks(path, trained, params, LAYOUT, {"backbone": "tiny"}, served="backbone")
+    assert load_looks(path).served is None  # the baseline: the features themselves
+    save_looks(path, trained, params, LAYOUT, {"backbone": "tiny"}, served="street2shop")
+    with pytest.raises(ValueError, match="none of its descriptors"):
+        load_looks(path)
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a street2shop looks model"):
         load_looks(tmp_path / "other.pt")
+
+
+def test_a_head_stops_early_on_validation_and_keeps_its_best_epoch():
+    x, y = _posts()
+    params = LooksTrainParams(dim=16, epochs=40, batch_size=32, lr=1e-2, patience=3)
+    calls = []
+
+    def validate(head) -> float:  # a validation figure that peaks at epoch 4
+        calls.append(embed(head, x[:1]).copy())
+        return [0.1, 0.2, 0.3, 0.5, 0.4, 0.3, 0.2][min(len(calls) - 1, 6)]
+
+    trained = train_looks(x, y, LAYOUT, "softmax", params, validate)
+    assert trained.best_epoch == 4 and trained.val_map == 0.5 and len(trained.log) == 7
+    assert np.allclose(embed(trained.head, x[:1]), calls[3], atol=1e-6)  # the head of epoch 4, not the last one
+    assert [row["val_map"] for row in trained.log] == [0.1, 0.2, 0.3, 0.5, 0.4, 0.3, 0.2]

@@ -144,3 +144,15 @@ def test_features_are_the_blocks_side_by_side(tmp_path):
     one = image_features(model, Image.open(paths[1]), params)
     assert one == pytest.approx(f[1], abs=5e-3)  # the loader may decode a JPEG at a reduced scale
     assert np.array_equal(photo_features(feature_extractor(params), paths, params), f)  # seeded: the same every time
+
+
+def test_training_stops_early_on_validation_and_keeps_the_best_epoch():
+    data, val, _ = _toy_world(n=24)
+    params = OutfitTrainParams(dim=4, hidden=8, pca=4, epochs=25, patience=2, lr=5e-2, seed=0)
+    trained = train_variant(data, "siamese", params, val[:60])
+    aucs = [row["val_auc"] for row in trained.log]
+    assert trained.val_auc == max(aucs) and aucs[trained.best_epoch - 1] == trained.val_auc
+    # stopped `patience` epochs after the best one, or ran out of epochs
+    assert len(trained.log) == min(params.epochs, trained.best_epoch + params.patience)
+    every = train_variant(data, "siamese", params.model_copy(update={"patience": 0}), val[:60])
+    assert len(every.log) == params.epochs

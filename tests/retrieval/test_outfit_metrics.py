@@ -1,16 +1,22 @@
-"""Compatibility AUC and FITB against hand-computed values; the questions made."""
+"""Compatibility AUC and FITB against hand-computed values; the questions made; bootstrap
+intervals and the serving rule."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from street2shop.retrieval.outfit_metrics import (
+    _auc_along,
+    auc_ci,
     chance_rows,
     compatibility_auc,
     fitb_correct,
     make_questions,
+    mean_ci,
     score_questions,
+    serve_by_validation,
 )
 from street2shop.storage.schemas import OUTFIT_QUESTIONS, OUTFIT_SPLITS, OUTFITS
 
@@ -81,3 +87,33 @@ def test_score_questions_by_hand():
     assert answers["e"] == [0.0, 1.0, 1.0, 5.0]
     chance = {(r["size"], r["metric"]): r["value"] for r in chance_rows(q).to_pylist()}
     assert chance[(0, "auc")] == 0.5 and chance[(0, "fitb")] == pytest.approx(0.25)
+
+
+def test_bootstrap_intervals_hold_the_figure_are_seeded_and_narrow_with_more_questions():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    scores = labels + rng.normal(0, 1.0, 400)
+    low, high = auc_ci(scores, labels)
+    assert low < compatibility_auc(scores, labels) < high and auc_ci(scores, labels) == (low, high)
+    small = auc_ci(scores[:60], labels[:60])
+    assert small[1] - small[0] > high - low  # fewer questions, wider interval
+    right = rng.random(200) < 0.4
+    m_low, m_high = mean_ci(right)
+    assert m_low < right.mean() < m_high and 0.3 < m_low and m_high < 0.5
+    assert np.isnan(mean_ci([1.0])[0])  # one question: no interval
+
+
+def test_the_vectorised_auc_is_the_auc():
+    rng = np.random.default_rng(1)
+    scores = np.round(rng.normal(size=(3, 50)), 1)  # ties
+    labels = rng.integers(0, 2, (3, 50))
+    assert np.allclose(_auc_along(scores, labels), [compatibility_auc(s, y) for s, y in zip(scores, labels)])
+
+
+def test_serve_by_validation_picks_the_best_and_a_baseline_wins_ties():
+    assert serve_by_validation({"backbone": 0.6, "a": 0.7, "b": 0.65}, ["backbone"])[0] == "a"
+    assert serve_by_validation({"a": 0.6, "backbone": 0.6}, ["backbone"])[0] == "backbone"
+    assert serve_by_validation({"backbone": float("nan"), "a": 0.1}, ["backbone"])[0] == "a"
+    assert serve_by_validation({"backbone": 0.9, "a": 0.1}, ["backbone"], forced="a") == ("a", "forced by serve='a'")
+    with pytest.raises(ValueError, match="not a candidate"):
+        serve_by_validation({"a": 0.1}, [], forced="b")

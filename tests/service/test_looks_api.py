@@ -60,9 +60,7 @@ def test_related_items_of_a_snapshot_photo(client, looks_home):
     scores = [h["score"] for h in body["results"]]
     assert scores == sorted(scores, reverse=True)
     query = engine.photo_features(Image.open(io.BytesIO(photo)))
-    from street2shop.models.looks import embed
-
-    q = embed(engine._head, query)[0]
+    q = engine._project(query)[0]  # into the space served (a head, or a baseline's own)
     assert [h["item_id"] for h in body["results"]] == _expected(engine, q, engine.items, engine.item_ids, lambda i: True, 4)
     assert body["results"][0]["image_url"].startswith("/images/") and body["results"][0]["item_url"].startswith("/items/")
 
@@ -203,3 +201,32 @@ def test_the_page_switches_between_find_shop_the_look_and_wear_it_with(chromium,
     page.check("input[name=mode][value=find]")
     page.locator("#status", has_text="(index ").wait_for()
     assert page.locator("#results .card.look").count() == 0
+
+
+def test_health_says_which_looks_space_is_served_and_why(client):
+    looks = client.get("/health").json()["side_models"]["looks"]
+    assert looks["served"] in looks["validation"] and set(looks["validation"]) >= {"backbone", "cgd_arcface", "cgd_softmax"}
+
+
+@pytest.mark.slow
+def test_the_engine_serves_a_baseline_or_a_head_on_the_embedder_as_chosen(tmp_path, tiny_checkpoint):
+    """A space read from the street-to-shop embedder embeds an uploaded photo with the embedder:
+    a post's own photo lands where the stage put the post."""
+    from PIL import Image as PILImage
+    from street2shop.models.looks import STREET2SHOP
+    from street2shop.tasks.catalog import resolve_checkpoint
+
+    store, crawl, refs = crawled_looks(tmp_path, 24, CFG.features)
+    checkpoint = resolve_checkpoint(store, tiny_checkpoint)
+    best = run_looks_train(store, refs, CFG.split, CFG.train, checkpoint)
+    assert {"street2shop", "cgd_arcface_s2s", "cgd_softmax_s2s"} <= set(best.metrics["candidates"])
+    for serve in (STREET2SHOP, "cgd_softmax_s2s", "backbone"):
+        trained = run_looks_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": serve}), checkpoint)
+        engine = LookEngine(store, trained["looks_model"])
+        assert engine.served == serve == engine.selection["served"]
+        snap = engine.snap_ids[0]
+        with PILImage.open(engine.image_of_snap[snap]) as image:
+            query = engine.photo_features(image)
+        assert np.allclose(engine._project(query)[0], engine.snaps[0], atol=1e-3), serve
+        assert [h.id for h in engine.related(query, 3)] == _expected(engine, engine.snaps[0], engine.items, engine.item_ids,
+                                                                     lambda i: True, 3)

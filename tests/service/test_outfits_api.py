@@ -97,3 +97,38 @@ def test_bad_input_is_a_clear_4xx_and_the_service_stays_up(client, outfit_home, 
 def test_no_outfit_model_for_the_served_crawl_is_a_404(tiny_home):
     r = TestClient(create_app(tiny_home, street_in_background=False)).get("/outfits/types")
     assert r.status_code == 404 and "no outfit model" in r.json()["detail"]
+
+
+def test_health_says_which_outfit_model_is_served_and_why(client):
+    side = client.get("/health").json()["side_models"]
+    outfits = side["outfits"]
+    assert outfits["served"] in outfits["validation"] and "validation" in outfits["rule"]
+    assert {"val_auc", "val_fitb", "val_score"} <= set(outfits["validation"]["backbone"])
+    assert "looks" not in side  # no looks model is published for this crawl
+
+
+@pytest.mark.slow
+def test_the_engine_serves_the_untrained_features_when_they_are_chosen(tmp_path):
+    """A baseline served: candidates scored by minus their mean cosine distance to the outfit."""
+    import numpy as np
+    from street2shop.service.outfit_engine import OutfitEngine
+
+    store, crawl, dedup = crawled_shop(tmp_path, 24)
+    features = run_features(store, crawl["images"], CFG.features)
+    refs = OutfitRefs.of_photos(crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES])
+    trained = run_outfit_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": "backbone"}))
+    engine = OutfitEngine(store, trained[N.OUTFIT_MODEL])
+    assert engine.served == "backbone" == engine.selection["served"] and "forced" in engine.selection["rule"]
+    rows = store.read_table(crawl["outfits"]).to_pylist()
+    top, bottom = [r for r in rows if r["outfit_id"] == rows[0]["outfit_id"]][:2]
+    hits, _ = engine.complete([top["item_id"]], bottom["type"], k=3)
+
+    def unit(i):
+        v = engine.view.features[i]
+        return v / np.linalg.norm(v)
+
+    taken = top["item_id"].split(":")[0]
+    expected = sorted((float(-np.linalg.norm(unit(i) - unit(top["item_id"]))), i) for i in engine.by_type[bottom["type"]]
+                      if i.split(":")[0] != taken)[::-1][:3]
+    assert [h.item_id for h in hits] == [i for _, i in expected]
+    assert [h.score for h in hits] == pytest.approx([s for s, _ in expected], abs=1e-5)

@@ -93,7 +93,13 @@ def test_train_and_evaluate_publish_every_model_both_ways_and_rerun_skips(crawle
     store, refs = crawled
     trained = run_looks_train(store, refs, CFG.split, CFG.train)
     loaded = load_looks(store.file(trained[N.LOOKS_MODEL], N.LOOKS_MODEL_FILE))
-    assert set(loaded.heads) == {"softmax", "arcface"} and loaded.features["backbone"] == "tiny"
+    assert set(loaded.heads) == {"cgd_softmax", "cgd_arcface"} and loaded.features["backbone"] == "tiny"
+    # served by measurement: the best on validation posts, a baseline winning a tie
+    figures = trained.metrics
+    scores = {n: c["val_map6"] for n, c in figures["candidates"].items()}
+    assert set(scores) == {"backbone", "cgd_softmax", "cgd_arcface"} and loaded.served_name == figures["served"]
+    best = max(v for v in scores.values() if v is not None)
+    assert scores[figures["served"]] == best and (scores["backbone"] < best or figures["served"] == "backbone")
     assert refs_of_model(store, trained[N.LOOKS_MODEL]) == refs
     checkpoint = resolve_checkpoint(store, tiny_checkpoint)
     evaluated = run_looks_evaluate(store, refs, trained[N.LOOKS_MODEL], CFG.evaluate, checkpoint)
@@ -110,7 +116,10 @@ def test_train_and_evaluate_publish_every_model_both_ways_and_rerun_skips(crawle
     styles = {view.style_of[s] for s in view.snaps if split_of[s] == "test"}
     assert {r["group"] for r in test if r["direction"] == "snap_to_items"} == {"all", *styles}
     assert evaluated.metrics["test_posts"] == sum(1 for s in view.snaps if split_of[s] == "test")
-    assert evaluated.metrics["served"] == "cgd_arcface"
+    assert evaluated.metrics["served"] == figures["served"]
+    ci = evaluated.metrics["backbone_snap_to_items_map6_ci95"]
+    assert ci[0] <= evaluated.metrics["backbone_snap_to_items_map6"] <= ci[1]
+    assert evaluated.metrics["served_test"]["map6"] == evaluated.metrics[f"{figures['served']}_snap_to_items_map6"]
     html = store.file(evaluated[N.LOOKS_METRICS], N.LOOKS_REPORT_FILE).read_text()
     assert "<table>" in html and "linked by the stylists" in html and "data:image/jpeg;base64," in html
     # nothing changed: both skip; a changed parameter re-runs training
@@ -138,7 +147,16 @@ def test_the_backbone_figures_are_those_of_its_own_ranking(crawled):
     assert evaluated.metrics["backbone_snap_to_items_hit6"] == pytest.approx(np.mean(hits), abs=1e-4)
 
 
-def test_serving_a_loss_that_is_not_trained_fails_before_any_work(crawled):
+def test_serving_a_head_that_is_not_trained_fails_before_any_work(crawled):
     store, refs = crawled
-    with pytest.raises(ValueError, match="not among the losses trained"):
-        run_looks_train(store, refs, CFG.split, CFG.train.model_copy(update={"losses": ["softmax"], "serve": "arcface"}))
+    with pytest.raises(ValueError, match="not 'best', a baseline or a head trained"):
+        run_looks_train(store, refs, CFG.split, CFG.train.model_copy(update={"losses": ["softmax"], "serve": "cgd_arcface"}))
+    with pytest.raises(ValueError, match="not 'best', a baseline or a head trained"):  # no embedder given
+        run_looks_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": "street2shop"}))
+
+
+def test_a_forced_space_is_served_whatever_the_figures(crawled):
+    store, refs = crawled
+    trained = run_looks_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": "backbone"}))
+    assert trained.metrics["served"] == "backbone" and "forced" in trained.metrics["serve_rule"]
+    assert load_looks(store.file(trained[N.LOOKS_MODEL], N.LOOKS_MODEL_FILE)).served is None

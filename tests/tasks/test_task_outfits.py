@@ -43,18 +43,41 @@ def test_train_and_evaluate_publish_and_rerun_skips(crawled):
     loaded = load_outfit_models(store.file(trained[N.OUTFIT_MODEL], N.OUTFIT_MODEL_FILE))
     assert set(loaded.models) == {"siamese", "type_aware", "type_aware_sat"}
     assert loaded.type_of_category["trousers"] == "bottom" and loaded.features["backbone"] == "tiny"
+    # served by measurement on validation outfits: the best score, the baseline winning a tie
+    figures = trained.metrics
+    scores = {n: c["val_score"] for n, c in figures["candidates"].items()}
+    assert set(scores) == {"backbone", "siamese", "type_aware", "type_aware_sat"} and loaded.served_name == figures["served"]
+    assert scores["backbone"] is not None, figures["candidates"]  # the validation outfits were asked
+    best = max(v for v in scores.values() if v is not None)
+    assert scores[figures["served"]] == best and (scores["backbone"] < best or figures["served"] == "backbone")
+    assert all(figures[f"{v}_best_epoch"] <= CFG.train.epochs for v in loaded.models)
     evaluated = run_outfit_evaluate(store, refs, trained[N.OUTFIT_MODEL], CFG.evaluate)
     metrics = store.read_table(evaluated[N.OUTFIT_METRICS]).to_pylist()
     models = {r["model"] for r in metrics}
     assert models == {"random", "backbone", "siamese", "type_aware", "type_aware_sat"}
     assert all(0.0 <= r["value"] <= 1.0 and r["split"] == "test" for r in metrics)
     assert evaluated.metrics["random_fitb"] == 0.25
+    for metric in ("auc", "fitb"):  # 95 % intervals around the test figure, and the training outfits' figure
+        low, high = evaluated.metrics[f"backbone_{metric}_ci95"]
+        assert low <= evaluated.metrics[f"backbone_{metric}"] <= high
+        assert 0 <= evaluated.metrics[f"siamese_{metric}_train"] <= 1
+    assert evaluated.metrics["served"] == figures["served"]
+    assert evaluated.metrics["served_test"]["auc"] == evaluated.metrics[f"{figures['served']}_auc"]
     assert "<table>" in store.file(evaluated[N.OUTFIT_METRICS], N.OUTFIT_REPORT_FILE).read_text()
     # nothing changed: both skip; a changed parameter re-runs training
     assert run_outfit_train(store, refs, CFG.split, CFG.train).skipped
     assert run_outfit_evaluate(store, refs, trained[N.OUTFIT_MODEL], CFG.evaluate).skipped
     other = run_outfit_train(store, refs, CFG.split, CFG.train.model_copy(update={"seed": 1}))
     assert not other.skipped and other.version != trained.version
+
+
+def test_a_forced_model_is_served_whatever_the_figures(crawled):
+    store, refs = crawled
+    trained = run_outfit_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": "backbone"}))
+    assert trained.metrics["served"] == "backbone" and "forced" in trained.metrics["serve_rule"]
+    assert load_outfit_models(store.file(trained[N.OUTFIT_MODEL], N.OUTFIT_MODEL_FILE)).served is None
+    with pytest.raises(ValueError, match="not 'best'"):
+        run_outfit_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": "nope"}))
 
 
 def test_unknown_variant_fails_before_any_work(crawled):
