@@ -27,20 +27,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from street2shop.service.look_engine import LookEngine, find_looks_model
-from street2shop.service.side_routes import ServedSideEngine, answer, shop_fields, upload_features
+from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
 from street2shop.storage.store import ArtifactStore
 
 MAX_K = 50
 
 
-class RelatedItem(BaseModel):
-    item_id: str
+class RelatedItem(ShopItem):
     score: float = Field(description="cosine to the photo in the looks space; higher is more related")
-    title: str | None = None
-    category: str | None = None
-    colour: str | None = None
-    image_url: str | None = None
-    item_url: str
 
 
 class RelatedResponse(BaseModel):

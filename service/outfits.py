@@ -22,21 +22,15 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
 from street2shop.service.outfit_engine import OutfitEngine, find_outfit_model
-from street2shop.service.side_routes import ServedSideEngine, answer, shop_fields, upload_features
+from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
 from street2shop.storage.store import ArtifactStore
 
 MAX_K = 50
 
 
-class OutfitItemHit(BaseModel):
-    item_id: str
+class OutfitItemHit(ShopItem):
     type: str
     score: float = Field(description="minus the mean distance to the outfit's items in their type-pair spaces; higher goes better")
-    title: str | None = None
-    category: str | None = None
-    colour: str | None = None
-    image_url: str | None = None
-    item_url: str
 
 
 class CompleteResponse(BaseModel):

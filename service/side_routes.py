@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from fastapi import HTTPException, UploadFile
+from pydantic import BaseModel
 
 from street2shop.service.side_engine import EngineInputError, SideEngine
 from street2shop.service.uploads import BadImage, decode_upload
@@ -57,6 +58,17 @@ def answer(call: Callable):
         return call()
     except EngineInputError as exc:
         raise HTTPException(exc.status, str(exc)) from None
+
+
+class ShopItem(BaseModel):
+    """An item as the side answers carry it (:func:`shop_fields`)."""
+
+    item_id: str
+    title: str | None = None
+    category: str | None = None
+    colour: str | None = None
+    image_url: str | None = None
+    item_url: str
 
 
 def shop_fields(served, item_id: str) -> dict:
