@@ -101,4 +101,6 @@ def _stage_sections() -> dict[str, tuple]:
 #: Everything a pipeline run needs besides the artifact store's home: :class:`PipelineSettings`
 #: and a section per declared stage (``noise``, ``dedup``, ``views``, ``train``, ``mine``,
 #: ``evaluate``, ``index``; ``outfits`` and ``looks``, None: not run).
-PipelineConfig = create_model("PipelineConfig", __base__=PipelineSettings, __module__=__name__, **_stage_sections())
+PipelineConfig = create_model("PipelineConfig", __base__=PipelineSettings, __module__=__name__,
+                              __doc__="Everything a pipeline run needs besides the artifact store's home.",
+                              **_stage_sections())
