@@ -18,38 +18,16 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from _results import emit  # bench/ is on sys.path when a benchmark is run as a script
 
 from street2shop.crawler.core import CrawlParams, CrawlResult, crawl
-from street2shop.shop.faults import HOSTILE, FaultConfig
+from street2shop.shop.faults import HOSTILE, Canary, FaultConfig
 from street2shop.shop.generator import ShopParams, generate_shop
 from street2shop.shop.server import ShopServer
 from street2shop.storage.blobs import BlobStore
-
-
-def _canary() -> tuple[ThreadingHTTPServer, Counter]:
-    """A loopback server an SSRF trap points at; it counts every request that reaches it."""
-    hits: Counter = Counter()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits[self.path] += 1
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, hits
 
 
 def _photo_keys(result: CrawlResult) -> set[tuple]:
@@ -68,10 +46,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--out", type=Path, help="append the JSON result lines here")
     args = ap.parse_args(argv)
 
-    canary, hits = _canary()
-    canary_url = f"http://127.0.0.1:{canary.server_address[1]}/latest/meta-data/"
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="s2s-bench-hostile-") as tmp:
+    with Canary() as canary, tempfile.TemporaryDirectory(prefix="s2s-bench-hostile-") as tmp:
+        hits = canary.hits
         root = Path(tmp)
         shop_dir = generate_shop(root / "shop", ShopParams(seed=args.seed, n_products=args.products,
                                                            garments="procedural", image_size=args.image_size))
@@ -88,7 +65,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if name == "clean":
                 result = clean
             else:
-                faults = FaultConfig(hostile={name}, ssrf_url=canary_url, drip_interval_s=args.drip_interval_s)
+                faults = FaultConfig(hostile={name}, ssrf_url=canary.url, drip_interval_s=args.drip_interval_s)
                 previous = (clean.items, clean.images) if name == "robots_disallow_all" else None
                 result = run(name, faults, previous)
             s = result.stats
@@ -102,8 +79,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "photos_as_clean": _photo_keys(result) == _photo_keys(clean),
                 "reasons": sorted(Counter(r["reason"].split(":")[0] for r in result.rejects.to_pylist()).items()),
             })
-    canary.shutdown()
-    canary.server_close()
 
     head = ("behaviour", "pages", "image URLs", "requests", "rejected", "photos", "slowest s", "crawl s", "canary",
             "as clean")

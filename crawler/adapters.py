@@ -226,6 +226,18 @@ class ShopAdapter(ABC):
         return soup
 
     @staticmethod
+    def _cards(soup: BeautifulSoup, url: str, kind: str, id_attr: str, link: str, what: str | None = None) -> list[tuple[str, str]]:
+        """(id, absolute link) of each ``div.<kind>-card`` with its ``data-<id_attr>``; a card
+        without its ``a.<kind>-link`` is a parse error naming it."""
+        found = []
+        for card in soup.select(f"div.{kind}-card[data-{id_attr}]"):
+            a = card.select_one(f"a.{kind}-link[href]")
+            if a is None:
+                raise PageParseError(f"{what or kind} card {card[f'data-{id_attr}']} has no {link}")
+            found.append((str(card[f"data-{id_attr}"]), urljoin(url, str(a["href"]))))
+        return found
+
+    @staticmethod
     def _next_link(soup: BeautifulSoup, url: str) -> str | None:
         a = soup.select_one('a[rel~="next"][href]')
         return urljoin(url, str(a["href"])) if a else None
@@ -248,14 +260,8 @@ class ShopAdapter(ABC):
 
     def parse_listing(self, html: str, url: str, category: str) -> ListingPage:
         soup = self.soup(html, url)
-        products = []
-        for card in soup.select("div.product-card[data-product-id]"):
-            link = card.select_one("a.product-link[href]")
-            if link is None:
-                raise PageParseError(f"product card {card['data-product-id']} has no product link")
-            products.append(
-                ProductLink(str(card["data-product-id"]), urljoin(url, str(link["href"])), category)
-            )
+        products = [ProductLink(pid, link, category)
+                    for pid, link in self._cards(soup, url, "product", "product-id", "product link")]
         return ListingPage(products, self._next_link(soup, url))
 
     # -- the lookbook (shared markup) ----------------------------------------------------
@@ -266,13 +272,7 @@ class ShopAdapter(ABC):
 
     def parse_looks(self, html: str, url: str) -> LooksPage:
         soup = self.soup(html, url)
-        snaps = []
-        for card in soup.select("div.snap-card[data-snap-id]"):
-            link = card.select_one("a.snap-link[href]")
-            if link is None:
-                raise PageParseError(f"lookbook card {card['data-snap-id']} has no link")
-            snaps.append((str(card["data-snap-id"]), urljoin(url, str(link["href"]))))
-        return LooksPage(snaps, self._next_link(soup, url))
+        return LooksPage(self._cards(soup, url, "snap", "snap-id", "link", what="lookbook"), self._next_link(soup, url))
 
     def parse_snap(self, html: str, url: str, snap_id: str) -> SnapRecord:
         """A post from its ``__SNAP__`` blob, checked against the markup (photo, style, items)."""

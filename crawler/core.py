@@ -50,7 +50,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,23 +429,32 @@ class _CrawlRun:
         return [_ProductOutcome(ProductLink(pid, "", ""), failed=True)
                 for pid in sorted(self.previous.items_by_product)]
 
-    def _walk_listing(self, slug: str, url: str | None) -> list[ProductLink]:
-        links: list[ProductLink] = []
-        chain = _Pagination(self, f"listing of {slug}", "products")
+    def _pages(self, url: str | None, chain: _Pagination, parse: Callable, keys: Callable, salvage: bool) -> Iterator:
+        """Each page of the ``rel=next`` chain from ``url``, parsed by ``parse(text, url)`` (its
+        entries' ``keys(page)`` tell the chain when it stops finding new ones). A page that
+        fails is rejected and ends the chain; an unreadable one too, unless ``salvage``: then
+        the next link read from it is followed."""
         while url is not None and chain.enter(url):
             res, text = self.fetch_page(url)
             if not res.ok:
                 self.reject(url, "page", res.error or "fetch failed")
                 break
             try:
-                page = self.adapter.parse_listing(text, url, slug)
+                page = parse(text, url)
             except PageParseError as e:
                 self.reject(url, "page", e.reason)
+                if not salvage:
+                    break
                 url = e.next_url
                 continue
-            links.extend(page.products)
-            url = chain.next_of(url, [(p.product_id, p.url) for p in page.products], page.next_url)
-        return links
+            yield page
+            url = chain.next_of(url, keys(page), page.next_url)
+
+    def _walk_listing(self, slug: str, url: str | None) -> list[ProductLink]:
+        chain = _Pagination(self, f"listing of {slug}", "products")
+        pages = self._pages(url, chain, lambda text, at: self.adapter.parse_listing(text, at, slug),
+                            lambda page: [(p.product_id, p.url) for p in page.products], salvage=True)
+        return [link for page in pages for link in page.products]
 
     def _product_links(self, pool: ThreadPoolExecutor, categories: dict[str, str]) -> list[list[ProductLink]]:
         """Every URL each product is listed under, lowest first, products by id.
@@ -631,21 +640,11 @@ class _CrawlRun:
     def _lookbook(self, pool: ThreadPoolExecutor) -> list[tuple[SnapRecord, ImageOutcome]]:
         """Every post of the lookbook (when the home page links one) and its photo."""
         links: dict[str, str] = {}
-        url = self.lookbook_url
         chain = _Pagination(self, "lookbook", "posts")
-        while url is not None and chain.enter(url):
-            res, text = self.fetch_page(url)
-            if not res.ok:
-                self.reject(url, "page", res.error or "fetch failed")
-                break
-            try:
-                page = self.adapter.parse_looks(text, url)
-            except PageParseError as e:
-                self.reject(url, "page", e.reason)
-                break
+        for page in self._pages(self.lookbook_url, chain, self.adapter.parse_looks, lambda page: [s for s, _ in page.snaps],
+                                salvage=False):
             for snap_id, link in page.snaps:
                 links.setdefault(snap_id, link)
-            url = chain.next_of(url, [s for s, _ in page.snaps], page.next_url)
 
         def read(item: tuple[str, str]) -> tuple[SnapRecord, ImageOutcome] | None:
             snap_id, link = item

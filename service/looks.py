@@ -16,7 +16,6 @@ saying what is wrong; no looks model for the served crawl is a 404 saying so.
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
 import mimetypes
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,21 +26,15 @@ from fastapi import APIRouter, File, HTTPException, Path as PathParam, Query, Up
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from street2shop.service.look_engine import LookEngine, LooksInputError, find_looks_model
-from street2shop.service.uploads import BadImage, decode_upload
-from street2shop.storage.store import ArtifactNotFound, ArtifactStore
+from street2shop.service.look_engine import LookEngine, find_looks_model
+from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
+from street2shop.storage.store import ArtifactStore
 
 MAX_K = 50
 
 
-class RelatedItem(BaseModel):
-    item_id: str
+class RelatedItem(ShopItem):
     score: float = Field(description="cosine to the photo in the looks space; higher is more related")
-    title: str | None = None
-    category: str | None = None
-    colour: str | None = None
-    image_url: str | None = None
-    item_url: str
 
 
 class RelatedResponse(BaseModel):
@@ -83,34 +76,7 @@ _ERRORS = {400: {"description": "unknown style or category, empty or broken phot
 def looks_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
     """The router; ``search_engine()`` is the served search engine (its crawl decides the model)."""
     router = APIRouter(tags=["looks"])
-    cache: dict[str, LookEngine] = {}
-    lock = threading.Lock()
-
-    def engine() -> tuple[LookEngine, object]:
-        served = search_engine()
-        crawl = served.versions.crawl
-        with lock:
-            if crawl not in cache:
-                try:
-                    loaded = LookEngine(store, find_looks_model(store, crawl))
-                except ArtifactNotFound as exc:
-                    raise HTTPException(404, str(exc)) from None
-                cache.clear()  # one crawl is served at a time
-                cache[crawl] = loaded
-            return cache[crawl], served
-
-    def answer(call: Callable):
-        try:
-            return call()
-        except LooksInputError as exc:
-            raise HTTPException(exc.status, str(exc)) from None
-
-    def item(served, item_id: str, score: float) -> RelatedItem:
-        row = served.items.get(item_id, {})
-        shop = served.photos.get(item_id, {}).get("shop", [])
-        return RelatedItem(item_id=item_id, score=score, title=row.get("title"), category=row.get("category"),
-                           colour=row.get("colour"), image_url=f"/images/{shop[0]['image_id']}" if shop else None,
-                           item_url=f"/items/{item_id}")
+    engine = ServedSideEngine(store, search_engine, LookEngine, find_looks_model)
 
     @router.post("/looks/related", response_model=RelatedResponse, responses=_ERRORS,
                  summary="Shop the look: a snapshot photo in, the items related to it out")
@@ -122,14 +88,11 @@ def looks_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
     ) -> RelatedResponse:
         started = time.perf_counter()
         looks, served = engine()
-        data = image.file.read(served.limits.max_bytes + 1)
-        try:
-            features = looks.photo_features(decode_upload(data, served.limits, looks.feature_params.image_size))
-        except BadImage as exc:
-            raise HTTPException(exc.status, f"{image.filename or 'upload'}: {exc}") from None
+        features = upload_features(looks, served, image)
         hits = answer(lambda: looks.related(features, k, style, category))
         return RelatedResponse(k=k, style=style or None, category=category or None, looks_model=looks.version,
-                               results=[item(served, h.id, h.score) for h in hits], took_ms=1000 * (time.perf_counter() - started))
+                               results=[RelatedItem(score=h.score, **shop_fields(served, h.id)) for h in hits],
+                               took_ms=1000 * (time.perf_counter() - started))
 
     @router.get("/items/{item_id}/looks", response_model=LooksResponse, responses=_ERRORS,
                 summary="Wear it with: the lookbook posts nearest an item")

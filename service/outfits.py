@@ -14,34 +14,23 @@ served crawl is a 404 saying so.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
-import threading
 import time
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from street2shop.service.outfit_engine import (
-    OutfitEngine,
-    OutfitInputError,
-    find_outfit_model,
-)
-from street2shop.service.uploads import BadImage, decode_upload
-from street2shop.storage.store import ArtifactNotFound, ArtifactStore
+from street2shop.service.outfit_engine import OutfitEngine, find_outfit_model
+from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
+from street2shop.storage.store import ArtifactStore
 
 MAX_K = 50
 
 
-class OutfitItemHit(BaseModel):
-    item_id: str
+class OutfitItemHit(ShopItem):
     type: str
     score: float = Field(description="minus the mean distance to the outfit's items in their type-pair spaces; higher goes better")
-    title: str | None = None
-    category: str | None = None
-    colour: str | None = None
-    image_url: str | None = None
-    item_url: str
 
 
 class CompleteResponse(BaseModel):
@@ -76,28 +65,10 @@ _ERRORS = {400: {"description": "empty outfit, an item twice, a type the shop la
 def outfits_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
     """The router; ``search_engine()`` is the served search engine (its crawl decides the model)."""
     router = APIRouter(tags=["outfits"])
-    cache: dict[str, OutfitEngine] = {}
-    lock = threading.Lock()
-
-    def engine() -> tuple[OutfitEngine, object]:
-        served = search_engine()
-        crawl = served.versions.crawl
-        with lock:
-            if crawl not in cache:
-                try:
-                    loaded = OutfitEngine(store, find_outfit_model(store, crawl))
-                except ArtifactNotFound as exc:
-                    raise HTTPException(404, str(exc)) from None
-                cache.clear()  # one crawl is served at a time
-                cache[crawl] = loaded
-            return cache[crawl], served
+    engine = ServedSideEngine(store, search_engine, OutfitEngine, find_outfit_model)
 
     def hit(served, outfit: OutfitEngine, item_id: str, score: float) -> OutfitItemHit:
-        row = served.items.get(item_id, {})
-        shop = served.photos.get(item_id, {}).get("shop", [])
-        return OutfitItemHit(item_id=item_id, type=outfit.view.type_of[item_id], score=score, title=row.get("title"),
-                             category=row.get("category"), colour=row.get("colour"),
-                             image_url=f"/images/{shop[0]['image_id']}" if shop else None, item_url=f"/items/{item_id}")
+        return OutfitItemHit(type=outfit.view.type_of[item_id], score=score, **shop_fields(served, item_id))
 
     @router.post("/outfits/complete", response_model=CompleteResponse, responses=_ERRORS,
                  summary="Complete the look: the items of a type that go best with an outfit or a photo")
@@ -112,15 +83,8 @@ def outfits_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
         outfit, served = engine()
         features = None
         if image is not None:
-            data = image.file.read(served.limits.max_bytes + 1)
-            try:
-                features = outfit.photo_features(decode_upload(data, served.limits, outfit.feature_params.image_size))
-            except BadImage as exc:
-                raise HTTPException(exc.status, f"{image.filename or 'upload'}: {exc}") from None
-        try:
-            found, guessed = outfit.complete([i for i in items if i], type, k, features, photo_type)
-        except OutfitInputError as exc:
-            raise HTTPException(exc.status, str(exc)) from None
+            features = upload_features(outfit, served, image)
+        found, guessed = answer(lambda: outfit.complete([i for i in items if i], type, k, features, photo_type))
         return CompleteResponse(type=type, items=items, photo_type=guessed, outfit_model=outfit.version,
                                 results=[hit(served, outfit, c.item_id, c.score) for c in found],
                                 took_ms=1000 * (time.perf_counter() - started))
@@ -128,10 +92,7 @@ def outfits_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
     @router.post("/outfits/score", response_model=ScoreResponse, responses=_ERRORS, summary="How well a set of items goes together")
     def score(body: ScoreRequest) -> ScoreResponse:
         outfit, _ = engine()
-        try:
-            value = outfit.score(body.items)
-        except OutfitInputError as exc:
-            raise HTTPException(exc.status, str(exc)) from None
+        value = answer(lambda: outfit.score(body.items))
         return ScoreResponse(items=body.items, score=value, outfit_model=outfit.version)
 
     @router.get("/outfits/types", response_model=TypesResponse, responses={404: _ERRORS[404]}, summary="The shop's item types")

@@ -19,7 +19,10 @@ second URL per product with different data, a robots.txt that disallows everythi
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import Counter
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import BaseModel, Field, field_serializer, field_validator, model_validator
@@ -246,3 +249,38 @@ class FaultConfig(BaseModel):
     @staticmethod
     def alias_url(product_id: str, slug: str) -> str:
         return f"/p/{product_id}?ref={slug}"
+
+
+class Canary:
+    """A loopback server that only counts who asked it something: the SSRF target that a crawler
+    must never reach (``FaultConfig.ssrf_url``, for the tests and bench/hostile_crawl.py). Use as
+    a context manager; ``url`` is where to point traps, ``hits`` counts requests by path."""
+
+    def __init__(self) -> None:
+        hits: Counter = Counter()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits[self.path] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "7")
+                self.end_headers()
+                self.wfile.write(b"secret\n")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.hits = hits
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/latest/meta-data/"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Canary:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()

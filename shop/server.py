@@ -78,6 +78,14 @@ class _NotFound(Exception):
     pass
 
 
+def _named(entries: dict, path: str):
+    """The entry the path's second segment names (``/o/<id>``); an unknown one is a 404."""
+    entry = entries.get(path.strip("/").split("/")[1])
+    if entry is None:
+        raise _NotFound
+    return entry
+
+
 class _BadRequest(Exception):
     pass
 
@@ -304,9 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "home":
             return _Reply(200, pages.home_page(state.catalog).encode(), _HTML)
         if kind == "outfit":
-            outfit = state.outfits.get(path.strip("/").split("/")[1])
-            if outfit is None:
-                raise _NotFound
+            outfit = _named(state.outfits, path)
             return _Reply(200, pages.outfit_page(outfit, state.variants).encode(), _HTML)
         if kind == "looks":
             snaps = [state.snaps[k] for k in sorted(state.snaps)]
@@ -315,9 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _NotFound
             return _Reply(200, pages.looks_page(snaps, page).encode(), _HTML)
         if kind == "snap":
-            snap = state.snaps.get(path.strip("/").split("/")[1])
-            if snap is None:
-                raise _NotFound
+            snap = _named(state.snaps, path)
             return _Reply(200, pages.snap_page(snap, state.variants).encode(), _HTML)
         if kind == "listing":
             slug = path.strip("/").split("/")[1]

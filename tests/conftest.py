@@ -104,3 +104,16 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     model = build_embedder(backbone="tiny", dim=16, pretrained=False, image_size=32)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model)
+
+
+@pytest.fixture()
+def single_torch_thread():
+    """One torch thread for the test (the models and cleaning tests use it for every test): tiny
+    tensors gain nothing from threads on a shared 2-core machine, and a multi-threaded backward
+    sums in any order (under load a one-ulp difference changed a report)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -79,6 +79,13 @@ def output_format(as_json: bool, as_csv: bool) -> str:
     return "json" if as_json else "csv" if as_csv else "table"
 
 
+def reading(home: str | Path | None, as_json: bool, as_csv: bool):
+    """(output format, store) of a command that reads the store: the flags are checked first,
+    then the folder must exist."""
+    form = output_format(as_json, as_csv)
+    return form, open_store(home, must_exist=True)
+
+
 def print_rows(
     rows: list[dict[str, Any]], form: str, title: str | None = None, max_rows: int | None = 200, columns: list[str] | None = None,
 ) -> None:

@@ -17,10 +17,10 @@ from street2shop.cli._common import (
     console,
     fmt,
     open_store,
-    output_format,
     print_rows,
     print_table,
     print_wide,
+    reading,
 )
 from street2shop.cli._errors import InputError
 
@@ -41,8 +41,7 @@ def sql(
 
     from street2shop.storage.catalog import query as run_query
 
-    form = output_format(as_json, as_csv)
-    store = open_store(home, must_exist=True)
+    form, store = reading(home, as_json, as_csv)
     try:
         result = run_query(store, query)
     except duckdb.Error as exc:
@@ -72,8 +71,7 @@ def versions(
     as_csv: CsvFlag = False,
 ) -> None:
     """List published versions, one row per artifact, with lineage (inputs) and row counts."""
-    form = output_format(as_json, as_csv)
-    store = open_store(home, must_exist=True)
+    form, store = reading(home, as_json, as_csv)
     _known_stage(store, stage)
     manifests = store.manifests(stage)
     rows = [

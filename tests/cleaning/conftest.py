@@ -5,12 +5,8 @@ load a one-ulp difference changed a report), and tiny tensors gain nothing from 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def single_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(single_torch_thread):
+    """Every cleaning test runs on one torch thread (tests/conftest.py)."""

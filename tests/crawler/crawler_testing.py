@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
@@ -70,37 +67,3 @@ def trap_links(shop: Path, faults: FaultConfig) -> dict[tuple[str, str, str | No
 
 def reject_keys(result: CrawlResult) -> set[tuple]:
     return {(r["url"], r["kind"], r["item_id"]) for r in result.rejects.to_pylist()}
-
-
-class Canary:
-    """A loopback server that only counts who asked it something: an SSRF target that a
-    crawler must never reach. Use as a context manager; ``url`` is where to point traps."""
-
-    def __init__(self) -> None:
-        hits: Counter = Counter()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hits[self.path] += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "7")
-                self.end_headers()
-                self.wfile.write(b"secret\n")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.hits = hits
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/latest/meta-data/"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> Canary:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()

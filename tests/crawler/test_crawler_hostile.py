@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from crawler_testing import Canary, fast_params, ipc_bytes, reject_keys, trap_links
+from crawler_testing import fast_params, ipc_bytes, reject_keys, trap_links
 from PIL import Image
 
 from street2shop.crawler.core import CrawlResult, RobotsDisallowed, crawl
 from street2shop.shop.catalog import load_catalog
-from street2shop.shop.faults import HOSTILE, FaultConfig
+from street2shop.shop.faults import HOSTILE, Canary, FaultConfig
 from street2shop.shop.pages import FEEDBACK_PAGE_SIZE, LISTING_PAGE_SIZE, n_pages
 from street2shop.shop.server import ShopServer
 from street2shop.storage.blobs import BlobStore
@@ -69,34 +69,33 @@ def _same_as_clean(result: CrawlResult, clean: CrawlResult) -> None:
     assert ipc_bytes(result.images) == ipc_bytes(clean.images)
 
 
-def test_redirect_loops_chains_and_off_site_or_private_targets_are_not_followed(
-        shop_template: Path, tmp_path: Path, clean: CrawlResult, canary: Canary) -> None:
-    faults = FaultConfig(hostile={"redirects"}, ssrf_url=canary.url)
-    result, stats = _hostile(shop_template, tmp_path, faults)
-    _assert_traps(result, shop_template, faults, {
+#: hostile switch -> the reject reason of each of its traps
+REFUSED_LINKS = {
+    "redirects": {
         "redirect-loop": r"^redirect loop: /trap/redirect-loop/\S+ -> \S+\?hop=1 -> /trap/redirect-loop/",
         "redirect-chain": r"^too many redirects: more than 5 hops",
         "redirect-offsite": r"^redirected to http://mirror\.demomarket\.example/\S+: off-site URL",
         # The canary is on the shop's own host (127.0.0.1), another port: the address check.
         "redirect-private": r"^redirected to http://127\.0\.0\.1:\d+/latest/meta-data/: SSRF guard: .* a loopback "
                             r"address that is not the shop$",
-    })
-    assert canary.hits == {}
-    # Every real photo answered with a same-origin redirect first, and was still fetched.
-    assert stats["faults"]["redirect"] >= clean.stats["images_fetched"]
-    _same_as_clean(result, clean)
-
-
-def test_links_to_private_and_loopback_addresses_are_never_requested(
-        shop_template: Path, tmp_path: Path, clean: CrawlResult, canary: Canary) -> None:
-    faults = FaultConfig(hostile={"ssrf"}, ssrf_url=canary.url)
-    result, _ = _hostile(shop_template, tmp_path, faults)
-    _assert_traps(result, shop_template, faults, {
+    },
+    "ssrf": {
         "ssrf-link": r"^SSRF guard: 127\.0\.0\.1:\d+ resolves to 127\.0\.0\.1, a loopback address that is not the shop",
         "private-link": r"^off-site URL: 10\.0\.0\.1, a private address, is not the shop's host \(never followed\)$",
         "loopback-link": r"^SSRF guard: 127\.0\.0\.1:1 resolves to 127\.0\.0\.1, a loopback address",
-    })
+    },
+}
+
+
+@pytest.mark.parametrize("hostile", sorted(REFUSED_LINKS))
+def test_redirect_loops_and_links_off_site_or_to_private_addresses_are_never_followed(
+        hostile: str, shop_template: Path, tmp_path: Path, clean: CrawlResult, canary: Canary) -> None:
+    faults = FaultConfig(hostile={hostile}, ssrf_url=canary.url)
+    result, stats = _hostile(shop_template, tmp_path, faults)
+    _assert_traps(result, shop_template, faults, REFUSED_LINKS[hostile])
     assert canary.hits == {}
+    if hostile == "redirects":  # every real photo answered with a same-origin redirect first, and was still fetched
+        assert stats["faults"]["redirect"] >= clean.stats["images_fetched"]
     _same_as_clean(result, clean)
 
 

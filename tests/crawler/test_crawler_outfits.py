@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from crawler_testing import fast_params
+from shop_testing import first_outfit_page
 
 from street2shop.crawler.adapters import (
     DemoShopAdapter,
@@ -16,7 +17,6 @@ from street2shop.crawler.adapters import (
     ProductLink,
 )
 from street2shop.crawler.core import crawl
-from street2shop.shop.catalog import load_catalog
 from street2shop.shop.generator import ShopParams, generate_shop
 from street2shop.shop.outfits import TYPE_OF_CATEGORY
 from street2shop.shop.server import ShopServer
@@ -122,13 +122,8 @@ def test_jsonld_related_products_make_one_outfit():
 
 
 def test_the_shop_renderer_and_both_adapters_agree_on_a_products_outfits(real_shop):
-    catalog = load_catalog(real_shop)
-    outfit = catalog.outfits[0]
-    pid = outfit.items[0].item_id.split(":")[0]
     with ShopServer(real_shop) as server:
-        import urllib.request
-
-        html = urllib.request.urlopen(f"{server.url}/p/{pid}").read().decode()
+        _, pid, html = first_outfit_page(real_shop, server.url)
     link = ProductLink(pid, f"http://shop/p/{pid}", "x")
     demo = DemoShopAdapter().parse_product(html, link.url, link)
     ld = JsonLdProductAdapter().parse_product(html, link.url, link)

@@ -9,7 +9,7 @@ import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pytest
 
@@ -108,44 +108,43 @@ class _Conn:
         self.sock = sock
 
 
-def test_the_watchdog_wakes_a_read_blocked_past_the_deadline() -> None:
+@pytest.fixture()
+def watched() -> Iterator[tuple[Watchdog, socket.socket, socket.socket]]:
+    """A watchdog and a connected socket pair (ours, theirs), all closed after the test."""
     dog = Watchdog()
     ours, theirs = socket.socketpair()
-    try:
-        theirs.sendall(b"x")  # a byte now and then would never trip a read timeout
-        ours.settimeout(10)
-        watch = dog.watch(0.3)
-        t0 = time.monotonic()
-        with watch.running():
-            watch.attach(_Conn(ours))  # type: ignore[arg-type]
-            assert ours.recv(1) == b"x"
-            assert ours.recv(1) == b""  # blocked until the watchdog shut the socket down
-        assert 0.25 < time.monotonic() - t0 < 2
-        assert watch.expired and watch.reason == "deadline exceeded: no complete answer within 0.3 s"
-        with pytest.raises(DeadlineExceeded):  # the budget is spent: no second attempt
-            with watch.running():
-                pass
-    finally:
-        dog.close()
-        ours.close()
-        theirs.close()
+    yield dog, ours, theirs
+    dog.close()
+    ours.close()
+    theirs.close()
 
 
-def test_a_watch_that_finishes_in_time_never_fires() -> None:
-    dog = Watchdog()
-    ours, theirs = socket.socketpair()
-    try:
-        watch = dog.watch(0.2)
+def test_the_watchdog_wakes_a_read_blocked_past_the_deadline(watched) -> None:
+    dog, ours, theirs = watched
+    theirs.sendall(b"x")  # a byte now and then would never trip a read timeout
+    ours.settimeout(10)
+    watch = dog.watch(0.3)
+    t0 = time.monotonic()
+    with watch.running():
+        watch.attach(_Conn(ours))  # type: ignore[arg-type]
+        assert ours.recv(1) == b"x"
+        assert ours.recv(1) == b""  # blocked until the watchdog shut the socket down
+    assert 0.25 < time.monotonic() - t0 < 2
+    assert watch.expired and watch.reason == "deadline exceeded: no complete answer within 0.3 s"
+    with pytest.raises(DeadlineExceeded):  # the budget is spent: no second attempt
         with watch.running():
-            watch.attach(_Conn(ours))  # type: ignore[arg-type]
-        time.sleep(0.4)  # past the deadline: the socket now serves someone else
-        theirs.sendall(b"still open")
-        assert ours.recv(10) == b"still open" and not watch.expired
-        assert 0 < watch.left_s < 0.2
-    finally:
-        dog.close()
-        ours.close()
-        theirs.close()
+            pass
+
+
+def test_a_watch_that_finishes_in_time_never_fires(watched) -> None:
+    dog, ours, theirs = watched
+    watch = dog.watch(0.2)
+    with watch.running():
+        watch.attach(_Conn(ours))  # type: ignore[arg-type]
+    time.sleep(0.4)  # past the deadline: the socket now serves someone else
+    theirs.sendall(b"still open")
+    assert ours.recv(10) == b"still open" and not watch.expired
+    assert 0 < watch.left_s < 0.2
 
 
 def test_the_budget_is_shared_by_every_hop_but_not_by_waits_outside() -> None:

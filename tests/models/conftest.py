@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from street2shop.storage.schemas import IMAGES
@@ -61,12 +60,8 @@ def make_images_table(root: Path, shop_per_item: int = 2, street_per_item: int =
 
 
 @pytest.fixture(autouse=True)
-def single_torch_thread():
-    """Tiny tensors: thread fan-out costs more than it saves on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(single_torch_thread):
+    """Every models test runs on one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,10 @@ tests compare with it; the signal tests start from it, so a run reaches its stag
 from __future__ import annotations
 
 import importlib
-import socket
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 TESTS = Path(__file__).resolve().parents[1]
 BENCH = TESTS.parent / "bench"
@@ -23,7 +19,7 @@ for folder in (TESTS / "service", BENCH):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from service_testing import publish_crawl, publish_index  # noqa: E402
+from service_testing import publish_crawl, publish_index, served_in_thread  # noqa: E402
 
 from street2shop.service.app import create_app  # noqa: E402
 from street2shop.storage.store import ArtifactStore  # noqa: E402
@@ -57,20 +53,8 @@ def app(tiny_home):
 @pytest.fixture(scope="session")
 def live_url(app):
     """The app served by uvicorn on a free loopback port, in a thread of this process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_in_thread(app, log_level="error", start_s=60) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

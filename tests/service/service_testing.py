@@ -10,17 +10,25 @@ against itself, so "search with a shop photo returns its item first" is a sharp 
 from __future__ import annotations
 
 import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+import uvicorn
 from PIL import Image, ImageDraw
 
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import build_embedder, save_checkpoint
 from street2shop.storage.blobs import BlobStore
-from street2shop.storage.schemas import embeddings_schema
+from street2shop.storage.names import CHECKPOINT_FILE, SERVING_FILE
+from street2shop.storage.schemas import embeddings_schema, vectors_table
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
 from street2shop.retrieval.index import IndexParams
 from street2shop.tasks.index import run_build_index
@@ -119,3 +127,40 @@ def publish_served_store(home) -> ArtifactStore:
     publish_index(store, publish_crawl(store), seed=0)
     return store
 
+
+def publish_serving(store: ArtifactStore, images: ArtifactRef, trained: ArtifactRef, model, version: str,
+                    serving: dict) -> ArtifactRef:
+    """An evaluate version serving ``trained`` as ``serving`` says (its serving.json), the shop
+    photos' vectors by ``model`` and the Flat index the real index stage builds on them."""
+    table = store.read_table(images)
+    shop = table.filter(pc.equal(table.column("role"), "shop"))
+    with store.publish("evaluate", ["checkpoint", "embeddings"], version, inputs=[trained, images]) as w:
+        w["checkpoint"].path(CHECKPOINT_FILE).write_bytes(store.file(trained, CHECKPOINT_FILE).read_bytes())
+        w["checkpoint"].path(SERVING_FILE).write_text(json.dumps({"model": "trained", **serving}))
+        paths = [str(store.home / p) for p in shop.column("path").to_pylist()]
+        vectors = vectors_table(shop.column("image_id").to_pylist(), embed_images(model, paths, num_workers=0))
+        w["embeddings"].write_table(vectors, vectors.schema)
+    checkpoint = ArtifactRef(stage="evaluate", name="checkpoint", version=version)
+    embeddings = ArtifactRef(stage="evaluate", name="embeddings", version=version)
+    return run_build_index(store, embeddings, images, checkpoint, IndexParams(factory="Flat"))["index_ids"]
+
+
+@contextmanager
+def served_in_thread(app, log_level: str = "warning", start_s: float = 20) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread of this process: its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -9,14 +9,9 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from service_testing import publish_checkpoint, publish_crawl
-from street2shop.models.embed import embed_images
-from street2shop.retrieval.index import IndexParams
+from service_testing import publish_checkpoint, publish_crawl, publish_serving
 from street2shop.service.engine import SearchEngine
-from street2shop.storage.names import CHECKPOINT_FILE, SERVING_FILE
-from street2shop.storage.schemas import vectors_table
-from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
-from street2shop.tasks.index import run_build_index
+from street2shop.storage.store import ArtifactNotFound, ArtifactStore
 
 pytest.importorskip("openvino")
 
@@ -25,18 +20,10 @@ def served_store(home, serving: dict):
     store = ArtifactStore(home)
     images = publish_crawl(store)
     trained, model = publish_checkpoint(store)
+    version = "served-" + str(abs(hash(json.dumps(serving, sort_keys=True))))[:8]
+    index = publish_serving(store, images, trained, model, version, serving)
     table = store.read_table(images)
     shop = table.filter(pc.equal(table.column("role"), "shop"))
-    version = "served-" + str(abs(hash(json.dumps(serving, sort_keys=True))))[:8]
-    with store.publish("evaluate", ["checkpoint", "embeddings"], version, inputs=[trained, images]) as w:
-        w["checkpoint"].path(CHECKPOINT_FILE).write_bytes(store.file(trained, CHECKPOINT_FILE).read_bytes())
-        w["checkpoint"].path(SERVING_FILE).write_text(json.dumps({"model": "trained", **serving}))
-        paths = [str(store.home / p) for p in shop.column("path").to_pylist()]
-        vectors = vectors_table(shop.column("image_id").to_pylist(), embed_images(model, paths, num_workers=0))
-        w["embeddings"].write_table(vectors, vectors.schema)
-    checkpoint = ArtifactRef(stage="evaluate", name="checkpoint", version=version)
-    embeddings = ArtifactRef(stage="evaluate", name="embeddings", version=version)
-    index = run_build_index(store, embeddings, images, checkpoint, IndexParams(factory="Flat"))["index_ids"]
     return store, index, shop.column("image_id").to_pylist()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from shop_testing import REAL
 
 from street2shop.shop.generator import ShopParams, generate_shop
 
@@ -19,3 +20,9 @@ def small_params() -> dict:
 @pytest.fixture(scope="session")
 def small_shop(tmp_path_factory):
     return generate_shop(tmp_path_factory.mktemp("shop") / "s", ShopParams(seed=5, **SMALL), workers=1)
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory):
+    """The real-garment shop (seed 2) whose outfits and lookbook the tests read (never write)."""
+    return generate_shop(tmp_path_factory.mktemp("real") / "s", ShopParams(seed=2, **REAL), workers=1)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
-from street2shop.shop.faults import MAX_TRANSIENT_FAILURES, FaultConfig, canonical_url
+from street2shop.shop.faults import MAX_TRANSIENT_FAILURES, Canary, FaultConfig, canonical_url
 
 
 def test_canonical_url_ignores_host_and_query_order():
@@ -97,3 +99,11 @@ def test_half_the_photos_are_disguised_and_half_the_products_listed_twice():
     assert FaultConfig.alias_category("sweaters", slugs) == "dresses"
     assert FaultConfig.alias_category("dresses", slugs) == "sweaters"
     assert FaultConfig.alias_url("p000003", "dresses") == "/p/p000003?ref=dresses"
+
+
+def test_the_canary_counts_every_request_that_reaches_it():
+    with Canary() as canary:
+        assert canary.hits == {}
+        assert urllib.request.urlopen(canary.url, timeout=5).read() == b"secret\n"
+        urllib.request.urlopen(canary.url + "?again", timeout=5).read()
+    assert canary.hits == {"/latest/meta-data/": 1, "/latest/meta-data/?again": 1}

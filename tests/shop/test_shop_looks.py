@@ -4,7 +4,6 @@ a lookbook leaves products, items, photos and outfits as they were."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import urllib.error
@@ -15,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shop_testing import REAL, read_rows
+
 from street2shop.shop import garments as G
 from street2shop.shop import looks as L
 from street2shop.shop import outfits as O
@@ -23,22 +24,9 @@ from street2shop.shop.domain_gap import DomainGapParams
 from street2shop.shop.generator import ShopParams, generate_shop
 from street2shop.shop.server import ShopServer
 
-REAL = {"n_products": 40, "garments": "real", "image_size": 48, "reviews_per_item": (0, 1)}
-
-
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    return generate_shop(tmp_path_factory.mktemp("looks") / "s", ShopParams(seed=2, **REAL), workers=1)
-
-
 def _pieces(shop):
-    items = {r["item_id"]: r for r in _rows(shop / "truth" / "items.csv")}
-    style = {r["design_id"]: r["style"] for r in _rows(shop / "truth" / "styles.csv") if r["style"]}
+    items = {r["item_id"]: r for r in read_rows(shop / "truth" / "items.csv")}
+    style = {r["design_id"]: r["style"] for r in read_rows(shop / "truth" / "styles.csv") if r["style"]}
 
     def piece(item_id):
         r = items[item_id]
@@ -49,13 +37,13 @@ def _pieces(shop):
 
 def test_a_post_links_the_items_shown_then_related_ones_that_keep_the_rule(shop):
     piece, style = _pieces(shop)
-    snaps = {r["snap_id"]: r for r in _rows(shop / "truth" / "snaps.csv")}
+    snaps = {r["snap_id"]: r for r in read_rows(shop / "truth" / "snaps.csv")}
     outfits = defaultdict(list)
-    for r in sorted(_rows(shop / "truth" / "outfits.csv"), key=lambda r: int(r["position"])):
+    for r in sorted(read_rows(shop / "truth" / "outfits.csv"), key=lambda r: int(r["position"])):
         outfits[r["outfit_id"]].append(r["item_id"])
-    lookbook_of = {r["item_id"]: r["lookbook"] for r in _rows(shop / "truth" / "outfits.csv")}
+    lookbook_of = {r["item_id"]: r["lookbook"] for r in read_rows(shop / "truth" / "outfits.csv")}
     links = defaultdict(list)
-    for r in sorted(_rows(shop / "truth" / "snap_items.csv"), key=lambda r: int(r["position"])):
+    for r in sorted(read_rows(shop / "truth" / "snap_items.csv"), key=lambda r: int(r["position"])):
         links[r["snap_id"]].append((r["item_id"], r["shown"] == "1"))
     assert len(snaps) >= 5 and set(links) == set(snaps)
     not_look_alike = 0
@@ -130,8 +118,8 @@ def test_the_lookbook_pages(shop):
 
 def test_adding_a_lookbook_changes_no_product_item_photo_or_outfit(shop, tmp_path):
     plain = generate_shop(tmp_path / "plain", ShopParams(seed=2, snaps_per_outfit=0, **REAL), workers=1)
-    assert load_catalog(plain).snaps == [] and _rows(plain / "truth" / "snaps.csv") == []
-    snap_photos = {r["file"] for r in _rows(shop / "truth" / "snaps.csv")}
+    assert load_catalog(plain).snaps == [] and read_rows(plain / "truth" / "snaps.csv") == []
+    snap_photos = {r["file"] for r in read_rows(shop / "truth" / "snaps.csv")}
     assert {p.name for p in (shop / "images").iterdir()} - snap_photos == {p.name for p in (plain / "images").iterdir()}
     for name in ("items.csv", "images.csv", "designs.csv", "outfits.csv", "styles.csv"):
         assert (plain / "truth" / name).read_bytes() == (shop / "truth" / name).read_bytes(), name

@@ -3,7 +3,6 @@ outfits leaves products and photos exactly as they were."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import urllib.error
@@ -13,25 +12,14 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
+from shop_testing import REAL, first_outfit_page, read_rows
+
 from street2shop.shop import garments as G
 from street2shop.shop import outfits as O
 from street2shop.shop import pages
 from street2shop.shop.catalog import load_catalog, outfits_by_product, variants_by_item
 from street2shop.shop.generator import ShopParams, generate_shop
 from street2shop.shop.server import ShopServer
-
-REAL = {"n_products": 40, "garments": "real", "image_size": 48, "reviews_per_item": (0, 1)}
-
-
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    return generate_shop(tmp_path_factory.mktemp("outfits") / "s", ShopParams(seed=2, **REAL), workers=1)
-
 
 def piece(item_id, colour, type_, design="d1"):
     return O.OutfitPiece(item_id, design, colour, type_)
@@ -73,9 +61,9 @@ def test_style_is_the_photos_pattern_and_silhouette():
 
 def test_outfits_keep_the_rule_and_the_truth_agrees(shop):
     catalog = load_catalog(shop)
-    truth = _rows(shop / "truth" / "outfits.csv")
-    styles = {r["design_id"]: r for r in _rows(shop / "truth" / "styles.csv")}
-    items = {r["item_id"]: r for r in _rows(shop / "truth" / "items.csv")}
+    truth = read_rows(shop / "truth" / "outfits.csv")
+    styles = {r["design_id"]: r for r in read_rows(shop / "truth" / "styles.csv")}
+    items = {r["item_id"]: r for r in read_rows(shop / "truth" / "items.csv")}
     assert len(catalog.outfits) >= 20
     by_outfit = defaultdict(list)
     for r in truth:
@@ -104,8 +92,8 @@ def test_outfits_keep_the_rule_and_the_truth_agrees(shop):
 
 
 def test_random_swaps_are_usually_but_not_always_incompatible(shop):
-    items = {r["item_id"]: r for r in _rows(shop / "truth" / "items.csv")}
-    style = {r["design_id"]: r["style"] for r in _rows(shop / "truth" / "styles.csv")}
+    items = {r["item_id"]: r for r in read_rows(shop / "truth" / "items.csv")}
+    style = {r["design_id"]: r["style"] for r in read_rows(shop / "truth" / "styles.csv")}
     catalog = load_catalog(shop)
     pool = defaultdict(list)
     for item_id, r in items.items():
@@ -133,7 +121,7 @@ def test_adding_outfits_changes_no_product_item_or_photo(shop, tmp_path):
     def digests(folder):
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (folder / "images").iterdir()}
 
-    snap_photos = {r["file"] for r in _rows(shop / "truth" / "snaps.csv")}  # the lookbook's own photos (test_shop_looks)
+    snap_photos = {r["file"] for r in read_rows(shop / "truth" / "snaps.csv")}  # the lookbook's own photos (test_shop_looks)
     assert snap_photos and digests(plain) == {n: d for n, d in digests(shop).items() if n not in snap_photos}
     for name in ("items.csv", "images.csv", "designs.csv"):
         assert (plain / "truth" / name).read_bytes() == (shop / "truth" / name).read_bytes()
@@ -149,11 +137,8 @@ def test_same_seed_same_outfits(shop, tmp_path):
 
 
 def test_item_and_outfit_pages(shop):
-    catalog = load_catalog(shop)
-    outfit = catalog.outfits[0]
-    product_id = outfit.items[0].item_id.split(":")[0]
     with ShopServer(shop) as server:
-        html = urllib.request.urlopen(f"{server.url}/p/{product_id}").read().decode()
+        outfit, _, html = first_outfit_page(shop, server.url)
         look = urllib.request.urlopen(f"{server.url}/o/{outfit.outfit_id}").read().decode()
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"{server.url}/o/o99999")

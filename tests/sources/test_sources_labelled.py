@@ -41,28 +41,25 @@ def test_missing_csv_and_missing_columns(tmp_path):
         read_labelled_csv(bad)
 
 
-def test_empty_cells_duplicates_missing_files_and_unreadable_images_name_their_lines(photo_set, tmp_path):
-    rows = _rows(photo_set["gallery"])
-    empty = write_csv(tmp_path / "empty.csv", [rows[0], {**rows[1], "item_id": ""}])
-    with pytest.raises(DataError, match="line 3: empty item_id"):
-        read_labelled_csv(empty)
-    dup = write_csv(tmp_path / "dup.csv", [rows[0], rows[1], {**rows[0], "item_id": "other"}])
-    with pytest.raises(DataError, match="duplicate paths: line 4: .* repeats line 2"):
-        read_labelled_csv(dup)
-    gone = write_csv(tmp_path / "gone.csv", [rows[0], {**rows[1], "path": "photos/missing.jpg"}])
-    with pytest.raises(DataError, match="missing image files: line 3: .*missing.jpg"):
-        read_labelled_csv(gone)
+#: a broken gallery CSV, from the good rows -> the one-line error naming its line
+BAD_GALLERY = {
+    "empty cell": (lambda r: [r[0], {**r[1], "item_id": ""}], "line 3: empty item_id"),
+    "duplicate path": (lambda r: [r[0], r[1], {**r[0], "item_id": "other"}], "duplicate paths: line 4: .* repeats line 2"),
+    "missing file": (lambda r: [r[0], {**r[1], "path": "photos/missing.jpg"}], "missing image files: line 3: .*missing.jpg"),
+    "unreadable image": (lambda r: [{**r[0], "path": "photos/junk.jpg"}, r[1]], "unreadable images: line 2: junk.jpg"),
+    "conflicting attribute": (lambda r: [r[0], {**r[1], "colour": "green"}], "line 3: item p1:red has colour 'green', elsewhere 'red'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_GALLERY))
+def test_empty_cells_duplicates_missing_files_unreadable_images_and_conflicts_name_their_lines(case, photo_set, tmp_path):
+    broken, message = BAD_GALLERY[case]
     (tmp_path / "photos" / "junk.jpg").write_bytes(b"not an image")
-    junk = write_csv(tmp_path / "junk.csv", [{**rows[0], "path": "photos/junk.jpg"}, rows[1]])
-    with pytest.raises(DataError, match="unreadable images: line 2: junk.jpg"):
-        read_labelled_csv(junk)
+    with pytest.raises(DataError, match=message):
+        read_labelled_csv(write_csv(tmp_path / "bad.csv", broken(_rows(photo_set["gallery"]))))
 
 
-def test_conflicting_attributes_and_unknown_query_items(photo_set, tmp_path):
-    rows = _rows(photo_set["gallery"])
-    conflict = write_csv(tmp_path / "conflict.csv", [rows[0], {**rows[1], "colour": "green"}])
-    with pytest.raises(DataError, match="line 3: item p1:red has colour 'green', elsewhere 'red'"):
-        read_labelled_csv(conflict)
+def test_unknown_query_items(photo_set, tmp_path):
     queries = _rows(photo_set["queries"])
     stray = write_csv(tmp_path / "stray.csv", [queries[0], {**queries[1], "item_id": "p9:pink"}])
     with pytest.raises(DataError, match="no photo in the gallery .*line 3: item p9:pink"):

@@ -30,16 +30,20 @@ def test_each_stage_names_a_core_and_a_runner_that_exist(declared):
 
 
 @pytest.mark.parametrize("declared", STAGES, ids=[s.name for s in STAGES])
-def test_each_stage_params_section_is_a_config_field(declared):
+def test_each_stage_params_section_is_a_config_field_of_its_declared_model(declared):
     from street2shop.flows.config import PipelineConfig
 
+    params = _resolve(declared.params)
     head, _, rest = declared.section.partition(".")
     field = PipelineConfig.model_fields[head]
+    section = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if a is not type(None)][0]
     if rest:
-        inner = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if a is not type(None)][0]
-        assert rest in inner.model_fields
+        section = section.model_fields[rest].annotation
+    assert section is params
     if declared.needs is not None:
         assert declared.needs in PipelineConfig.model_fields and PipelineConfig.model_fields[declared.needs].default is None
+    elif declared.name != N.CRAWL:  # (the crawl or a dataset source: the config's validator wants one)
+        assert isinstance(getattr(PipelineConfig(source={"path": "photos.csv"}), head), params)  # its defaults
 
 
 def test_inputs_are_published_by_declared_stages_before_it():
@@ -50,6 +54,12 @@ def test_inputs_are_published_by_declared_stages_before_it():
             # train reads mine's triplets of the round before (the train <-> mine loop)
             assert name in seen.get(producer, set()) or (s.name, producer) == (N.TRAIN, N.MINE), f"{s.name} reads {ref}"
         seen[s.name] = set(s.outputs)
+
+
+def test_a_stage_output_is_checked_against_the_declaration():
+    assert stage(N.DEDUP).output(N.SPLITS) == "splits"
+    with pytest.raises(KeyError, match="stage 'dedup' publishes no 'split'; it declares groups, splits"):
+        stage(N.DEDUP).output("split")
 
 
 def test_status_shows_the_declared_figures_and_an_unknown_stage_is_one_line():
