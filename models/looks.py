@@ -32,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from street2shop.models.losses import CLASSIFICATION_LOSSES, create_loss
+from street2shop.retrieval.look_metrics import K, rank_metrics
+from street2shop.retrieval.outfit_metrics import serve_by_validation
 
 FORMAT = "street2shop-looks-1"
 #: the baselines: the untrained features (cosine), and the street-to-shop embedder's embedding
@@ -263,3 +265,80 @@ def load_looks(path) -> LoadedLooks:
     if served == STREET2SHOP and embedded is None:
         raise ValueError(f"{path} serves the street-to-shop embedder but holds none of its descriptors")
     return LoadedLooks(params, heads, dict(payload["features"]), served, reads, embedded)
+
+
+def unit(m: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32)."""
+    return (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def post_rows(posts: Sequence[str], snaps: dict, items: dict, links: dict) -> tuple[list[np.ndarray], list[int]]:
+    """Training rows of ``posts``: each post's photo and its items' photos, labelled by post."""
+    rows, labels = [], []
+    for label, s in enumerate(posts):
+        rows.append(snaps[s])
+        labels.append(label)
+        for item in links[s]:
+            rows.append(items[item])
+            labels.append(label)
+    return rows, labels
+
+
+@dataclass
+class LooksSelection:
+    """The heads trained, every candidate's validation mAP@k (baselines included) and the
+    one served by :func:`~street2shop.retrieval.outfit_metrics.serve_by_validation`."""
+
+    trained: list[TrainedLooks]
+    candidates: dict[str, float]
+    served: str
+    rule: str
+    samples: int
+
+
+def train_and_select(view, split_of: dict[str, str], lay: Sequence[tuple[str, int]], params: LooksTrainParams,
+                     embedded: Embedded | None) -> LooksSelection:
+    """One head per loss on the frozen features of the training posts (and, given the
+    street-to-shop embedder's descriptors, one per loss on those), each stopping early on the
+    validation posts; then the space served: the best on validation posts of the heads, the
+    untrained features and the embedder's own embedding (a baseline wins a tie)."""
+    train_posts = sorted(s for s, sp in split_of.items() if sp == "train")
+    val_posts = sorted(s for s, sp in split_of.items() if sp == "val")
+    item_ids = sorted(view.items)
+    rows, labels = post_rows(train_posts, view.snaps, view.items, view.links)
+    if not rows:
+        raise ValueError("no training posts: the lookbook is empty or every post is held out")
+    sources = {"features": (view.items, view.snaps)}
+    if embedded is not None:
+        sources[STREET2SHOP] = (embedded.items, embedded.snaps)
+
+    def val_map(items_m: np.ndarray, snap_vec: dict) -> float:
+        """Validation snapshot -> items mAP@k of a space (items matrix, snap id -> vector)."""
+        if not val_posts:
+            return float("nan")
+        got = rank_metrics(np.stack([snap_vec[s] for s in val_posts]), items_m, item_ids,
+                           [set(view.links[s]) for s in val_posts], K)
+        return got["all"]["map"]
+
+    def validate_on(reads: str):
+        if not val_posts:
+            return None
+        items, snaps = sources[reads]
+        x_items = np.stack([items[i] for i in item_ids])
+        x_snaps = np.stack([snaps[s] for s in val_posts])
+        return lambda head: val_map(embed(head, x_items), dict(zip(val_posts, embed(head, x_snaps))))
+
+    trained = [train_looks(np.stack(rows), np.asarray(labels), lay, loss, params, validate_on("features"))
+               for loss in params.losses]
+    if embedded is not None and params.on_embedder:
+        e_rows, _ = post_rows(train_posts, embedded.snaps, embedded.items, view.links)
+        e_lay = [(EMBEDDING_LAYOUT[0][0], len(e_rows[0]))]
+        trained += [train_looks(np.stack(e_rows), np.asarray(labels), e_lay, loss, params, validate_on(STREET2SHOP),
+                                reads=STREET2SHOP) for loss in params.losses]
+    candidates = {BACKBONE: val_map(unit(np.stack([view.items[i] for i in item_ids])),
+                                    {s: v / max(float(np.linalg.norm(v)), 1e-12) for s, v in view.snaps.items()})}
+    if embedded is not None:
+        candidates[STREET2SHOP] = val_map(np.stack([embedded.items[i] for i in item_ids]), embedded.snaps)
+    candidates.update({t.name: t.val_map for t in trained})
+    served, rule = serve_by_validation(candidates, [BACKBONE, STREET2SHOP], params.serve)
+    return LooksSelection(trained, candidates, served, rule, len(rows))

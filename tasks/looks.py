@@ -33,20 +33,19 @@ from street2shop.models.embed import embed_images
 from street2shop.models.embedder import load_embedder
 from street2shop.models.looks import (
     BACKBONE,
-    EMBEDDING_LAYOUT,
     STREET2SHOP,
     Embedded,
     LooksTrainParams,
     embed,
     load_looks,
     save_looks,
-    train_looks,
+    train_and_select,
+    unit,
 )
 from street2shop.models.looks_view import LooksRefs, layout_of, load_looks_view, posts_table
 from street2shop.retrieval.expansion import EXPANSIONS
 from street2shop.retrieval.look_metrics import K, invert, rank_metrics
 from street2shop.retrieval.looks_report import looks_report
-from street2shop.retrieval.outfit_metrics import serve_by_validation
 from street2shop.storage import names as N
 from street2shop.storage.schemas import LOOKS_METRICS, LOOKS_SPLITS
 from street2shop.storage.store import ArtifactRef, ArtifactStore
@@ -97,61 +96,10 @@ def run_looks_train(store: ArtifactStore, refs: LooksRefs, split: OutfitSplitPar
         posts = posts_table(view)
         splits = split_outfits(posts, split.kind, view.group_of, split.fractions, split.seed, view.snap_photo, view.style_of)
         split_of = dict(zip(splits.column("outfit_id").to_pylist(), splits.column("split").to_pylist()))
-        train_posts = sorted(s for s, sp in split_of.items() if sp == "train")
-        label = {s: k for k, s in enumerate(train_posts)}
-        rows, labels = [], []
-        for s in train_posts:
-            rows.append(view.snaps[s])
-            labels.append(label[s])
-            for item in view.links[s]:
-                rows.append(view.items[item])
-                labels.append(label[s])
-        if not rows:
-            raise ValueError("no training posts: the lookbook is empty or every post is held out")
         lay, feature_params = layout_of(store, refs)
-        val_posts = sorted(s for s, sp in split_of.items() if sp == "val")
-        item_ids = sorted(view.items)
-        sources = {"features": (view.items, view.snaps)}
         embedded = _embedded(store, checkpoint, view) if checkpoint is not None else None
-        if embedded is not None:
-            sources[STREET2SHOP] = (embedded.items, embedded.snaps)
-
-        def val_map(space) -> float:
-            """Validation snapshot -> items mAP@k of a space (items matrix, snap id -> vector)."""
-            if not val_posts:
-                return float("nan")
-            items_m, snap_vec = space
-            got = rank_metrics(np.stack([snap_vec[s] for s in val_posts]), items_m, item_ids,
-                               [set(view.links[s]) for s in val_posts], K)
-            return got["all"]["map"]
-
-        def validate_on(reads: str):
-            items, snaps = sources[reads]
-            x_items = np.stack([items[i] for i in item_ids])
-            x_snaps = np.stack([snaps[s] for s in val_posts]) if val_posts else None
-
-            def validate(head) -> float:
-                if not val_posts:
-                    return float("nan")
-                return val_map((embed(head, x_items), dict(zip(val_posts, embed(head, x_snaps)))))
-            return validate if val_posts else None
-
-        trained = [train_looks(np.stack(rows), np.asarray(labels), lay, loss, params, validate_on("features"))
-                   for loss in params.losses]
-        if embedded is not None and params.on_embedder:
-            e_rows = []
-            for s in train_posts:
-                e_rows.append(embedded.snaps[s])
-                e_rows.extend(embedded.items[item] for item in view.links[s])
-            e_lay = [(EMBEDDING_LAYOUT[0][0], len(e_rows[0]))]
-            trained += [train_looks(np.stack(e_rows), np.asarray(labels), e_lay, loss, params, validate_on(STREET2SHOP),
-                                    reads=STREET2SHOP) for loss in params.losses]
-        candidates = {BACKBONE: val_map((_unit(np.stack([view.items[i] for i in item_ids])),
-                                         {s: v / max(float(np.linalg.norm(v)), 1e-12) for s, v in view.snaps.items()}))}
-        if embedded is not None:
-            candidates[STREET2SHOP] = val_map((np.stack([embedded.items[i] for i in item_ids]), embedded.snaps))
-        candidates.update({t.name: t.val_map for t in trained})
-        served, rule = serve_by_validation(candidates, [BACKBONE, STREET2SHOP], params.serve)
+        chosen = train_and_select(view, split_of, lay, params, embedded)
+        trained, candidates, served = chosen.trained, chosen.candidates, chosen.served
         w = writers[N.LOOKS_MODEL]
         save_looks(w.path(N.LOOKS_MODEL_FILE), trained, params, lay, feature_params, served, embedded)
         writers[N.LOOKS_SPLITS].write_table(pa.Table.from_pylist([{"snap_id": s, "split": sp} for s, sp in sorted(split_of.items())],
@@ -161,12 +109,12 @@ def run_looks_train(store: ArtifactStore, refs: LooksRefs, split: OutfitSplitPar
         if split.kind != "outfit" and product_leaks:
             raise AssertionError(f"posts split leaks products across splits: {list(product_leaks)[:5]}")
         figures = {f"posts_{s}": counts.get(s, 0) for s in ("train", "val", "test")}
-        figures.update({"samples": len(rows), "leaking_keys": len(product_leaks), "branches": trained[0].head.branches})
+        figures.update({"samples": chosen.samples, "leaking_keys": len(product_leaks), "branches": trained[0].head.branches})
         for t in trained:
             figures[f"{t.name}_train_s"] = round(t.seconds, 2)
             figures[f"{t.name}_final_loss"] = round(t.log[-1]["loss"], 4)
             figures[f"{t.name}_best_epoch"] = t.best_epoch
-        figures.update({"served": served, "serve_rule": f"{rule} (score: snapshot -> items mAP@{K} on validation posts)",
+        figures.update({"served": served, "serve_rule": f"{chosen.rule} (score: snapshot -> items mAP@{K} on validation posts)",
                         "candidates": {n: {f"val_map{K}": round(v, 4) if v == v else None} for n, v in candidates.items()}})
         for name in (N.LOOKS_MODEL, N.LOOKS_SPLITS):
             writers[name].metrics.update(figures)
@@ -176,8 +124,24 @@ def run_looks_train(store: ArtifactStore, refs: LooksRefs, split: OutfitSplitPar
 
 
 # -- looks_evaluate ----------------------------------------------------------------------------
-def _unit(m: np.ndarray) -> np.ndarray:
-    return (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+def _spaces(store: ArtifactStore, view, loaded, checkpoint: ArtifactRef | None, item_ids: list[str],
+            snap_ids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every space scored, name -> (items matrix, snaps matrix): the untrained features, the
+    street-to-shop embedder's own embedding (the one the model was trained beside, else the
+    one given) and each head over what it reads."""
+    spaces = {BACKBONE: (unit(np.stack([view.items[i] for i in item_ids])), unit(np.stack([view.snaps[s] for s in snap_ids])))}
+    embedded = loaded.embedded
+    if embedded is None and checkpoint is not None:
+        embedded = _embedded(store, checkpoint, view)
+    sources = {"features": (np.stack([view.items[i] for i in item_ids]), np.stack([view.snaps[s] for s in snap_ids]))}
+    if embedded is not None:
+        sources[STREET2SHOP] = (np.stack([embedded.items[i] for i in item_ids]), np.stack([embedded.snaps[s] for s in snap_ids]))
+        spaces[STREET2SHOP] = sources[STREET2SHOP]
+    for name, head in loaded.heads.items():
+        reads = loaded.reads.get(name, "features")
+        if reads in sources:
+            spaces[name] = (embed(head, sources[reads][0]), embed(head, sources[reads][1]))
+    return spaces
 
 
 def run_looks_evaluate(store: ArtifactStore, refs: LooksRefs, model: ArtifactRef, params: LooksEvaluateParams,
@@ -192,20 +156,8 @@ def run_looks_evaluate(store: ArtifactStore, refs: LooksRefs, model: ArtifactRef
         split_of = dict(zip(*(store.read_table(splits_ref).column(c).to_pylist() for c in ("snap_id", "split"))))
         item_ids = sorted(view.items)
         snap_ids = sorted(view.snaps)
-        spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {
-            BACKBONE: (_unit(np.stack([view.items[i] for i in item_ids])), _unit(np.stack([view.snaps[s] for s in snap_ids])))}
         loaded = load_looks(store.file(model, N.LOOKS_MODEL_FILE))
-        embedded = loaded.embedded  # the embedder the model was trained beside, else the one given
-        if embedded is None and checkpoint is not None:
-            embedded = _embedded(store, checkpoint, view)
-        sources = {"features": (np.stack([view.items[i] for i in item_ids]), np.stack([view.snaps[s] for s in snap_ids]))}
-        if embedded is not None:
-            sources[STREET2SHOP] = (np.stack([embedded.items[i] for i in item_ids]), np.stack([embedded.snaps[s] for s in snap_ids]))
-            spaces[STREET2SHOP] = sources[STREET2SHOP]
-        for name, head in loaded.heads.items():
-            reads = loaded.reads.get(name, "features")
-            if reads in sources:
-                spaces[name] = (embed(head, sources[reads][0]), embed(head, sources[reads][1]))
+        spaces = _spaces(store, view, loaded, checkpoint, item_ids, snap_ids)
         item_posts = invert(view.links)
         rows = []
         figures = {}
