@@ -26,6 +26,7 @@ from fastapi import APIRouter, File, HTTPException, Path as PathParam, Query, Up
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from street2shop.service.deps import AbsoluteUrls
 from street2shop.service.look_engine import LookEngine, find_looks_model
 from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
 from street2shop.storage.store import ArtifactStore
@@ -81,6 +82,7 @@ def looks_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
     @router.post("/looks/related", response_model=RelatedResponse, responses=_ERRORS,
                  summary="Shop the look: a snapshot photo in, the items related to it out")
     def related(
+        urls: AbsoluteUrls,
         image: Annotated[UploadFile, File(description="a photo of a look (JPEG, PNG or WebP)")],
         k: Annotated[int, Query(ge=1, le=MAX_K, description="how many items")] = 6,
         style: Annotated[str | None, Query(description="only items linked by posts of this style (GET /looks/styles)")] = None,
@@ -91,12 +93,13 @@ def looks_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
         features = upload_features(looks, served, image)
         hits = answer(lambda: looks.related(features, k, style, category))
         return RelatedResponse(k=k, style=style or None, category=category or None, looks_model=looks.version,
-                               results=[RelatedItem(score=h.score, **shop_fields(served, h.id)) for h in hits],
+                               results=[RelatedItem(score=h.score, **shop_fields(served, h.id, urls)) for h in hits],
                                took_ms=1000 * (time.perf_counter() - started))
 
     @router.get("/items/{item_id}/looks", response_model=LooksResponse, responses=_ERRORS,
                 summary="Wear it with: the lookbook posts nearest an item")
     def item_looks(
+        urls: AbsoluteUrls,
         item_id: Annotated[str, PathParam(description="item id (product x colour)")],
         k: Annotated[int, Query(ge=1, le=MAX_K, description="how many posts")] = 6,
         style: Annotated[str | None, Query(description="only posts of this style")] = None,
@@ -106,7 +109,7 @@ def looks_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
             raise HTTPException(404, f"unknown item {item_id!r}")
         hits = answer(lambda: looks.looks_of(item_id, k, style))
         return LooksResponse(item_id=item_id, k=k, style=style or None, looks_model=looks.version, results=[
-            LookHit(snap_id=h.id, score=h.score, style=looks.style_of.get(h.id) or None, image_url=f"/looks/{h.id}/photo",
+            LookHit(snap_id=h.id, score=h.score, style=looks.style_of.get(h.id) or None, image_url=f"{urls.base}/looks/{h.id}/photo",
                     items=list(looks.view.links.get(h.id, []))) for h in hits])
 
     @router.get("/looks/styles", response_model=StylesResponse, responses={404: _ERRORS[404]},

@@ -21,6 +21,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
+from street2shop.service.deps import AbsoluteUrls, Urls
 from street2shop.service.outfit_engine import OutfitEngine, find_outfit_model
 from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
 from street2shop.storage.store import ArtifactStore
@@ -67,12 +68,13 @@ def outfits_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
     router = APIRouter(tags=["outfits"])
     engine = ServedSideEngine(store, search_engine, OutfitEngine, find_outfit_model)
 
-    def hit(served, outfit: OutfitEngine, item_id: str, score: float) -> OutfitItemHit:
-        return OutfitItemHit(type=outfit.view.type_of[item_id], score=score, **shop_fields(served, item_id))
+    def hit(served, outfit: OutfitEngine, item_id: str, score: float, urls: Urls) -> OutfitItemHit:
+        return OutfitItemHit(type=outfit.view.type_of[item_id], score=score, **shop_fields(served, item_id, urls))
 
     @router.post("/outfits/complete", response_model=CompleteResponse, responses=_ERRORS,
                  summary="Complete the look: the items of a type that go best with an outfit or a photo")
     def complete(
+        urls: AbsoluteUrls,
         type: Annotated[str, Form(description="the type wanted (GET /outfits/types)")],
         items: Annotated[list[str], Form(description="item ids of the outfit so far")] = [],  # noqa: B006 (FastAPI form default)
         image: Annotated[UploadFile | None, File(description="a photo of a garment to build around")] = None,
@@ -86,7 +88,7 @@ def outfits_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
             features = upload_features(outfit, served, image)
         found, guessed = answer(lambda: outfit.complete([i for i in items if i], type, k, features, photo_type))
         return CompleteResponse(type=type, items=items, photo_type=guessed, outfit_model=outfit.version,
-                                results=[hit(served, outfit, c.item_id, c.score) for c in found],
+                                results=[hit(served, outfit, c.item_id, c.score, urls) for c in found],
                                 took_ms=1000 * (time.perf_counter() - started))
 
     @router.post("/outfits/score", response_model=ScoreResponse, responses=_ERRORS, summary="How well a set of items goes together")

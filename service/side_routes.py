@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import HTTPException, UploadFile
 from pydantic import BaseModel
 
+from street2shop.service.deps import Urls
 from street2shop.service.side_engine import EngineInputError, SideEngine
 from street2shop.service.uploads import BadImage, decode_upload
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
@@ -71,9 +72,10 @@ class ShopItem(BaseModel):
     item_url: str
 
 
-def shop_fields(served, item_id: str) -> dict:
-    """An item's title, category, colour, first shop photo and page, as the side answers carry them."""
+def shop_fields(served, item_id: str, urls: Urls) -> dict:
+    """An item's title, category, colour, first shop photo and page (absolute URLs), as the side
+    answers carry them."""
     row = served.items.get(item_id, {})
     shop = served.photos.get(item_id, {}).get("shop", [])
     return {"item_id": item_id, "title": row.get("title"), "category": row.get("category"), "colour": row.get("colour"),
-            "image_url": f"/images/{shop[0]['image_id']}" if shop else None, "item_url": f"/items/{item_id}"}
+            "image_url": urls.image(shop[0]["image_id"]) if shop else None, "item_url": urls.item(item_id)}

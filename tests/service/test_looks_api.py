@@ -62,7 +62,7 @@ def test_related_items_of_a_snapshot_photo(client, looks_home):
     query = engine.photo_features(Image.open(io.BytesIO(photo)))
     q = engine._project(query)[0]  # into the space served (a head, or a baseline's own)
     assert [h["item_id"] for h in body["results"]] == _expected(engine, q, engine.items, engine.item_ids, lambda i: True, 4)
-    assert body["results"][0]["image_url"].startswith("/images/") and body["results"][0]["item_url"].startswith("/items/")
+    assert body["results"][0]["image_url"].startswith("http://testserver/images/") and body["results"][0]["item_url"].startswith("http://testserver/items/")
 
 
 def test_related_with_style_and_category_filters(client, looks_home):
@@ -91,7 +91,7 @@ def test_looks_of_an_item(client, looks_home):
     q = engine.items[engine.item_row[item]]
     assert [h["snap_id"] for h in body["results"]] == _expected(engine, q, engine.snaps, engine.snap_ids, lambda s: True, 3)
     hit = body["results"][0]
-    assert hit["items"] == engine.view.links[hit["snap_id"]] and hit["image_url"] == f"/looks/{hit['snap_id']}/photo"
+    assert hit["items"] == engine.view.links[hit["snap_id"]] and hit["image_url"] == f"http://testserver/looks/{hit['snap_id']}/photo"
     photo = client.get(hit["image_url"])
     assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
     assert photo.content == _snap_photo(engine, hit["snap_id"])

@@ -54,7 +54,7 @@ def test_complete_from_items_ranks_items_of_the_type(client, outfit_home):
     scores = [h["score"] for h in body["results"]]
     assert scores == sorted(scores, reverse=True)
     assert all(h["item_id"].split(":")[0] != top["item_id"].split(":")[0] for h in body["results"])
-    assert body["results"][0]["image_url"].startswith("/images/")
+    assert body["results"][0]["image_url"].startswith("http://testserver/images/")
 
 
 def test_score_of_a_set_of_items(client, outfit_home):
