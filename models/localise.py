@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -49,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torchvision.ops import generalized_box_iou_loss
+from torchvision.ops import generalized_box_iou_loss, nms
 
 from street2shop.registry import Registry
 from street2shop.retrieval.ranking import combine_crop_scores, parse_crop_scoring
@@ -59,6 +60,16 @@ Box = tuple[float, float, float, float]
 WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
 Positions = Literal["centre", "corners", "corners+centre", "column", "grid3"]
 POSITIONS = ("centre", "corners", "corners+centre", "column", "grid3")
+
+
+@dataclass(frozen=True)
+class Garment:
+    """A garment found in a photo: its box (fractions of the photo), how sure the localiser
+    is (0..1) and its category where the localiser predicts one."""
+
+    box: Box
+    score: float
+    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,9 @@ class Localisation:
     boxes: tuple[Box, ...]
     scoring: str = "max"
     input_size: tuple[int, int] | None = None
+    #: the garments a detecting localiser found, best first (empty: none found, or a
+    #: localiser that does not detect, e.g. ``none`` and ``multicrop``)
+    garments: tuple[Garment, ...] = ()
 
     @property
     def passes(self) -> int:
@@ -362,21 +376,36 @@ class BoxHead(nn.Module):
     photo is assumed (a shopper photographs the thing they look for).
     """
 
-    def __init__(self, in_channels: int = 1280, hidden: int = 128) -> None:
+    def __init__(self, in_channels: int = 1280, hidden: int = 128, categories: Sequence[str] = ()) -> None:
         super().__init__()
+        self.in_channels, self.hidden, self.categories = in_channels, hidden, tuple(categories)
         self.reduce = nn.Conv2d(in_channels, hidden, 1)
         self.norm = nn.GroupNorm(8 if hidden % 8 == 0 else 1, hidden)
         self.body = nn.Conv2d(hidden, hidden, 3, padding=1)
         self.out = nn.Conv2d(hidden, 5, 1)
+        #: per-cell category logits (absent without categories)
+        self.category = nn.Conv2d(hidden, len(self.categories), 1) if self.categories else None
+
+    def _features(self, fmap: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(F.relu(self.norm(self.reduce(fmap)))))
 
     def cells(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits (B, h*w), boxes (B, h*w, 4))`` of every cell, boxes as x0, y0, x1, y1."""
-        z = F.relu(self.body(F.relu(self.norm(self.reduce(fmap)))))
+        return self._cells(self._features(fmap), fmap)
+
+    def _cells(self, z: torch.Tensor, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         o = self.out(z).flatten(2).transpose(1, 2)  # (B, h*w, 5)
         cx, cy = _cell_centres(fmap, o.dtype)
         d = F.softplus(o[..., 1:]) * 0.25
         boxes = torch.stack([cx - d[..., 0], cy - d[..., 1], cx + d[..., 2], cy + d[..., 3]], dim=-1)
         return o[..., 0], boxes
+
+    def detect(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Every cell's ``(logits (B, h*w), boxes (B, h*w, 4), category logits (B, h*w, K) or None)``."""
+        z = self._features(fmap)
+        logits, boxes = self._cells(z, fmap)
+        categories = None if self.category is None else self.category(z).flatten(2).transpose(1, 2)
+        return logits, boxes, categories
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         logits, boxes = self.cells(fmap)
@@ -442,12 +471,86 @@ class LearnedBoxes:
             self.head.eval()
             return tuple(float(v) for v in self.head(fmap)[0])
 
+    def garments(self, image: Image.Image, max_garments: int = 4, min_score: float = 0.3, iou: float = 0.5) -> tuple[Garment, ...]:
+        """The garments in the photo, best first: the pooled box (the one garment the head was
+        trained to find) and then each other cell whose garment probability reaches
+        ``min_score`` and whose box overlaps no better one by IoU ``iou`` or more (NMS)."""
+        with torch.no_grad():
+            fmap = self.feature_map(image)
+            if fmap.ndim == 3:
+                fmap = fmap.unsqueeze(0)
+            self.head.eval()
+            return detect_garments(self.head, fmap, max_garments, min_score, iou)[0]
+
     def __call__(self, image: Image.Image) -> Localisation:
-        box = self.predict(image)
+        if hasattr(self.head, "detect"):  # a BoxHead: its garments; the first is its box
+            garments = self.garments(image)
+            box = garments[0].box
+        else:  # any module mapping a feature map to one box
+            garments, box = (), self.predict(image)
         boxes = [expand_box(box, f, self.aspect, image.width / image.height) for f in self.factors]
         if self.include_whole:
             boxes.append(WHOLE)
-        return Localisation(tuple(boxes), self.scoring)
+        return Localisation(tuple(boxes), self.scoring, garments=garments)
+
+
+def detect_garments(
+    head: BoxHead, fmap: torch.Tensor, max_garments: int = 4, min_score: float = 0.3, iou: float = 0.5
+) -> list[tuple[Garment, ...]]:
+    """Per photo of ``fmap`` ``(B, C, h, w)``: the garments a :class:`BoxHead` finds, best first.
+
+    The first is the softmax-pooled box (what :meth:`BoxHead.forward` returns), scored by the
+    best cell's sigmoid; the others are cells of sigmoid >= ``min_score`` kept by NMS."""
+    logits, boxes, cat_logits = head.detect(fmap)
+    pooled = (logits.softmax(dim=1).unsqueeze(-1) * boxes).sum(dim=1)
+    probs = logits.sigmoid()
+    out = []
+    for b in range(fmap.shape[0]):
+        weights = logits[b].softmax(0)
+        cands = torch.cat([pooled[b : b + 1], boxes[b]]).clamp(0.0, 1.0)
+        scores = torch.cat([probs[b].max().reshape(1), probs[b]])
+        cat_rows = None
+        if cat_logits is not None:
+            cat_rows = torch.cat([(weights.unsqueeze(-1) * cat_logits[b]).sum(0, keepdim=True), cat_logits[b]])
+        keep_mask = scores >= min_score
+        keep_mask[0] = True  # the pooled box is always a garment (or the photo is the whole garment)
+        idx = torch.nonzero(keep_mask).flatten()
+        # NMS wants unique scores ordering with the pooled box first
+        order_scores = scores[idx].clone()
+        order_scores[0] = float("inf")
+        kept = idx[nms(cands[idx], order_scores, iou)][:max_garments]
+        garments = []
+        for i in kept.tolist():
+            x0, y0, x1, y1 = (float(v) for v in cands[i])
+            if x1 - x0 <= 1e-3 or y1 - y0 <= 1e-3:
+                continue
+            category = head.categories[int(cat_rows[i].argmax())] if cat_rows is not None else None
+            garments.append(Garment((x0, y0, x1, y1), float(scores[i]), category))
+        if not garments:
+            garments.append(Garment(WHOLE, float(scores[0]), None))
+        out.append(tuple(garments))
+    return out
+
+
+def save_localiser(path: str | Path, head: BoxHead, **meta) -> None:
+    """Write a trained :class:`BoxHead` (its shape, categories, weights) and ``meta`` (e.g. the
+    backbone and input size whose feature map it reads, training figures) to ``path``."""
+    payload = {
+        "format": "street2shop.localiser/1",
+        "in_channels": head.in_channels, "hidden": head.hidden, "categories": list(head.categories),
+        "state_dict": head.state_dict(), "meta": meta,
+    }
+    torch.save(payload, path)
+
+
+def load_localiser(path: str | Path) -> tuple[BoxHead, dict]:
+    """The :class:`BoxHead` and the ``meta`` that :func:`save_localiser` wrote."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload.get("format") != "street2shop.localiser/1":
+        raise ValueError(f"{path} is not a street2shop localiser (format {payload.get('format')!r})")
+    head = BoxHead(payload["in_channels"], payload["hidden"], payload["categories"])
+    head.load_state_dict(payload["state_dict"])
+    return head.eval(), payload["meta"]
 
 
 @register_localiser("boxhead")
