@@ -318,7 +318,21 @@ def _reshoot(scene: Image.Image, centre: np.ndarray, side: float, theta: float, 
     at most: a real photo has no more room than it shows). When the photo is too small
     for that, the camera comes closer and frames some part of the ``extent`` (w, h) around
     ``centre``: a partial view."""
-    w, h = scene.size
+    view, pad = _reshoot_view(scene.size, centre, side, theta, rng, size, p, extent)
+    return _shoot(scene.convert("RGB"), view, pad, size)
+
+
+def _shoot(img: Image.Image, view: View, pad: int, size: int, mode: str = "reflect") -> Image.Image:
+    """``img`` with a ``pad``-pixel margin (``mode`` of ``numpy.pad``) seen through ``view``."""
+    arr = np.asarray(img)
+    arr = np.pad(arr, ((pad, pad), (pad, pad)) + ((0, 0),) * (arr.ndim - 2), mode=mode)
+    return _mesh(Image.fromarray(arr), size, view)
+
+
+def _reshoot_view(scene_size: tuple[int, int], centre: np.ndarray, side: float, theta: float, rng: np.random.Generator,
+                  size: int, p: DomainGapParams, extent: tuple[float, float]) -> tuple[View, int]:
+    """The camera of :func:`_reshoot` and the mirrored margin (pixels) it sees the scene with."""
+    w, h = scene_size
     pad = int(0.1 * min(w, h))
     jitter = p.perspective / 2
     spread = (abs(np.cos(theta)) + abs(np.sin(theta))) / 2 + jitter
@@ -329,9 +343,7 @@ def _reshoot(scene: Image.Image, centre: np.ndarray, side: float, theta: float, 
     half = side * spread
     lo, hi = np.array([half - pad] * 2), np.array([w + pad - half, h + pad - half])
     centre = np.clip(centre, lo, np.maximum(lo, hi))
-    src = _view(rng, size, centre + pad, side, theta, jitter, 0.0)
-    arr = np.pad(np.asarray(scene.convert("RGB")), ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    return _mesh(Image.fromarray(arr), size, src)
+    return _view(rng, size, centre + pad, side, theta, jitter, 0.0), pad
 
 
 def _lay_over(img: Image.Image, occluder: Cutout, rng: np.random.Generator, size: int) -> Image.Image:
@@ -368,19 +380,40 @@ def street_photo(
     empty real scene) or, without one, a procedural background. ``occluder``: a real
     garment that may lie over an edge (else a procedural hand or object does).
     """
+    return street_photo_with_box(garment, mask, rng, size, params, scene=scene, room=room, occluder=occluder)[0]
+
+
+def street_photo_with_box(
+    garment: Image.Image,
+    mask: Image.Image,
+    rng: np.random.Generator,
+    size: int,
+    params: DomainGapParams | None = None,
+    *,
+    scene: Image.Image | None = None,
+    room: Image.Image | None = None,
+    occluder: Cutout | None = None,
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """:func:`street_photo` (the same pixels for the same ``rng`` state) and the garment's true
+    box in it: (x0, y0, x1, y1) in fractions of the photo, the bounding box of its mask seen
+    by the same camera (its whole extent, an occluded part included; clipped to the frame)."""
     p = params or DomainGapParams()
     box = garment_box(mask)
     partial = bool(rng.random() < p.p_partial)
     centre, side, theta = _place(rng, size, box, p, partial)
     if scene is not None and rng.random() < p.p_keep_background:
-        img = _reshoot(scene, centre, side, theta, rng, size, p, extent=(box[2] - box[0], box[3] - box[1]))
+        src, pad = _reshoot_view(scene.size, centre, side, theta, rng, size, p, extent=(box[2] - box[0], box[3] - box[1]))
+        img = _shoot(scene.convert("RGB"), src, pad, size)
+        seen = _shoot(mask, src, pad, size, mode="constant")  # the garment only, not its mirrored margin
     else:
         base = _room(room, rng, size) if room is not None else cluttered_background(rng, size)
         src = _view(rng, size, centre, side, theta, p.perspective, p.warp)
         img = _to_image(_lay(base, garment, mask, src, size, rng, shadow=0.35))
+        seen = _mesh(mask, size, src)
     if rng.random() < p.p_occlusion:
         img = _lay_over(img, occluder, rng, size) if occluder is not None else _occlude(img, rng)
-    return _degrade(_light(img, rng, p), rng, p)
+    x0, y0, x1, y1 = garment_box(seen)
+    return _degrade(_light(img, rng, p), rng, p), (x0 / size, y0 / size, x1 / size, y1 / size)
 
 
 def closeup_photo(garment: Image.Image, mask: Image.Image, rng: np.random.Generator, size: int,

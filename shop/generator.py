@@ -12,6 +12,8 @@ Layout of a shop folder::
     truth/outfits.csv   outfit_id, lookbook, style, item_id, type, position (``outfits.py``)
     truth/snaps.csv     snap_id, outfit_id, lookbook, style, file, image_id (``looks.py``)
     truth/snap_items.csv snap_id, item_id, shown (1: in the photo, 0: related), position
+    truth/boxes.csv     file, image_id, x0, y0, x1, y1: each customer (street) photo's true
+                        garment box, fractions of the photo (scores a localiser; never trains one)
     labels.csv          image_id, label (good | noise): the labelling team's hand-over
 
 ``design_id`` (``d00012:navy``) is the true garment identity: a product re-listed by another
@@ -67,7 +69,7 @@ from street2shop.shop.domain_gap import (
     DomainGapParams,
     closeup_photo,
     parcel_photo,
-    street_photo,
+    street_photo_with_box,
     unrelated_photo,
 )
 
@@ -80,6 +82,7 @@ STYLE_COLUMNS = ["design_id", "style", "lookbook"]
 OUTFIT_COLUMNS = ["outfit_id", "lookbook", "style", "item_id", "type", "position"]
 SNAP_COLUMNS = ["snap_id", "outfit_id", "lookbook", "style", "file", "image_id"]
 SNAP_ITEM_COLUMNS = ["snap_id", "item_id", "shown", "position"]
+BOX_COLUMNS = ["file", "image_id", "x0", "y0", "x1", "y1"]
 NOISE_KINDS = ("noise_parcel", "noise_closeup", "noise_unrelated")
 IMAGE_KINDS = ("shop", "street", *NOISE_KINDS)
 
@@ -214,7 +217,8 @@ def _other(names: tuple[str, ...], own: str | None, rng: np.random.Generator) ->
     return names[int(rng.integers(len(names)))]
 
 
-def _draw(job: _PhotoJob, params: ShopParams) -> Image.Image:
+def _draw(job: _PhotoJob, params: ShopParams) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+    """The job's photo and, for a customer (street) photo, its garment's true box."""
     size = params.image_size
     design = job.design
     render = _cached_render(design, job.colour, size)
@@ -225,7 +229,7 @@ def _draw(job: _PhotoJob, params: ShopParams) -> Image.Image:
         img = G.seller_photo(render, size, G.STUDIO_BACKGROUNDS[job.studio])
         if job.edit_seed is not None:
             img = _edit_copied_photo(img, np.random.default_rng(job.edit_seed), job.seller_name)
-        return img
+        return img, None
     if job.kind == "street":
         side = G.working_side(size)
         room = G.empty_scene(_other(rooms, design.asset, rng), side) if real else None
@@ -233,35 +237,36 @@ def _draw(job: _PhotoJob, params: ShopParams) -> Image.Image:
         if real:
             other = G.real_photo(_other(occluders, design.asset, rng), side)
             occluder = (Image.fromarray(other.rgb), Image.fromarray((other.alpha * 255).astype(np.uint8)))
-        return street_photo(render.rgb, render.mask, rng, size, params.domain_gap,
-                            scene=render.scene, room=room, occluder=occluder)
+        return street_photo_with_box(render.rgb, render.mask, rng, size, params.domain_gap,
+                                     scene=render.scene, room=room, occluder=occluder)
     if job.kind == "noise_parcel":
         room = G.empty_scene(_other(rooms, design.asset, rng), G.working_side(size)) if real else None
-        return parcel_photo(rng, size, room)
+        return parcel_photo(rng, size, room), None
     if job.kind == "noise_closeup":
         # Real garments: a crop of the photo itself, its own weave and print (in the item's colour).
-        return closeup_photo(render.scene if real else render.rgb, render.mask, rng, size, weave=not real)
+        return closeup_photo(render.scene if real else render.rgb, render.mask, rng, size, weave=not real), None
     if job.kind == "look":
         renders = [(t, _cached_render(d, c, size)) for d, c, t in job.look]
-        return L.compose_look(renders, G.empty_scene(job.room, G.working_side(size)), rng, size, params.domain_gap)
+        return L.compose_look(renders, G.empty_scene(job.room, G.working_side(size)), rng, size, params.domain_gap), None
     if job.kind == "noise_unrelated":
         photo = None
         if real:  # a photo of something else: never of the item's own category
             pool = sorted(n for n, c in G.real_unrelated().items() if c != design.category)
             photo = G.unrelated_photo(pool[int(rng.integers(len(pool)))])
-        return unrelated_photo(rng, size, photo)
+        return unrelated_photo(rng, size, photo), None
     raise ValueError(f"unknown photo kind {job.kind!r}; known: {IMAGE_KINDS}")
 
 
-def _encode(args: tuple[_PhotoJob, ShopParams]) -> bytes:
+def _encode(args: tuple[_PhotoJob, ShopParams]) -> tuple[bytes, tuple[float, float, float, float] | None]:
     job, params = args
     buf = io.BytesIO()
-    _draw(job, params).convert("RGB").save(buf, "JPEG", quality=params.jpeg_quality)
-    return buf.getvalue()
+    img, box = _draw(job, params)
+    img.convert("RGB").save(buf, "JPEG", quality=params.jpeg_quality)
+    return buf.getvalue(), box
 
 
-def _encode_all(jobs: list[_PhotoJob], params: ShopParams, workers: int, min_parallel: int = 256) -> list[bytes]:
-    """JPEG bytes of every job, in order; on ``workers`` processes when there are at least
+def _encode_all(jobs: list[_PhotoJob], params: ShopParams, workers: int, min_parallel: int = 256) -> list[tuple]:
+    """``(JPEG bytes, true garment box or None)`` of every job, in order; on ``workers`` processes when there are at least
     ``min_parallel`` jobs (fewer do not repay starting processes, about a second). The bytes
     do not depend on the number of workers (every job carries its own seed)."""
     # Drawn grouped by garment and colour (seller photo, reviews, re-listings together), so
@@ -277,7 +282,7 @@ def _encode_all(jobs: list[_PhotoJob], params: ShopParams, workers: int, min_par
         ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
         with ctx.Pool(workers) as pool:
             drawn = pool.map(_encode, args, chunksize=max(1, len(jobs) // (workers * 8)))
-    out: list[bytes] = [b""] * len(jobs)
+    out: list[tuple] = [(b"", None)] * len(jobs)
     for k, i in enumerate(order):
         out[i] = drawn[k]
     return out
@@ -301,6 +306,7 @@ class _ShopBuilder:
     lookbook_of: dict[str, str] = field(default_factory=dict)  # design id -> lookbook
     snaps: list[dict] = field(default_factory=list)  # truth/snaps.csv rows
     snap_items: list[dict] = field(default_factory=list)  # truth/snap_items.csv rows
+    boxes: list[dict] = field(default_factory=list)  # truth/boxes.csv rows
 
     def queue(self, job: _PhotoJob, labelled: bool = False) -> str:
         self.jobs.append(job)
@@ -311,7 +317,7 @@ class _ShopBuilder:
     def render(self, workers: int) -> None:
         """Draw every queued photo, write the files, fill in names and truth rows."""
         names: list[str] = []
-        for k, (job, data) in enumerate(zip(self.jobs, _encode_all(self.jobs, self.params, workers))):
+        for k, (job, (data, box)) in enumerate(zip(self.jobs, _encode_all(self.jobs, self.params, workers))):
             sha = hashlib.sha256(data).hexdigest()
             name = f"{sha[:24]}.jpg"
             path = self.out_dir / IMAGES_DIR / name
@@ -323,6 +329,8 @@ class _ShopBuilder:
                 continue
             self.images.append({"file": name, "image_id": sha, "item_id": job.item_id, "kind": job.kind,
                                 "review_id": job.review_id})
+            if box is not None:
+                self.boxes.append({"file": name, "image_id": sha, **{c: f"{v:.6f}" for c, v in zip(BOX_COLUMNS[2:], box)}})
             if k in self.labelled:
                 self.labels.append({"image_id": sha, "label": "good" if job.kind == "street" else "noise"})
 
@@ -559,6 +567,7 @@ def _save(b: _ShopBuilder) -> None:
     _write_csv(b.out_dir / "truth" / "outfits.csv", OUTFIT_COLUMNS, b.outfits)
     _write_csv(b.out_dir / "truth" / "snaps.csv", SNAP_COLUMNS, b.snaps)
     _write_csv(b.out_dir / "truth" / "snap_items.csv", SNAP_ITEM_COLUMNS, b.snap_items)
+    _write_csv(b.out_dir / "truth" / "boxes.csv", BOX_COLUMNS, sorted(b.boxes, key=lambda r: r["file"]))
     _write_csv(b.out_dir / "labels.csv", LABEL_COLUMNS, sorted(b.labels, key=lambda r: r["image_id"]))
     (b.out_dir / PARAMS_FILE).write_text(b.params.model_dump_json(indent=1) + "\n", encoding="utf-8")
     save_catalog(b.catalog, b.out_dir)  # last: a server polling it sees a complete shop
@@ -619,6 +628,8 @@ def grow_shop(
         b.lookbook_of = {r["design_id"]: r["lookbook"] for r in _read_csv(out / "truth" / "styles.csv") if r["lookbook"]}
     if (out / "truth" / "snaps.csv").exists():
         b.snaps, b.snap_items = _read_csv(out / "truth" / "snaps.csv"), _read_csv(out / "truth" / "snap_items.csv")
+    if (out / "truth" / "boxes.csv").exists():  # a shop made before boxes were written: the new photos' only
+        b.boxes = _read_csv(out / "truth" / "boxes.csv")
     rng = np.random.default_rng([params.seed, 1, seed])
     last_product = max(int(p.product_id[1:]) for p in catalog.products)
     last_review = max((int(r.review_id[1:]) for p in catalog.products for r in p.reviews), default=0)

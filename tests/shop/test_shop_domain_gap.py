@@ -8,7 +8,14 @@ from PIL import Image
 
 from street2shop.shop import domain_gap as D
 from street2shop.shop import garments as G
-from street2shop.shop.domain_gap import DomainGapParams, closeup_photo, parcel_photo, street_photo, unrelated_photo
+from street2shop.shop.domain_gap import (
+    DomainGapParams,
+    closeup_photo,
+    parcel_photo,
+    street_photo,
+    street_photo_with_box,
+    unrelated_photo,
+)
 from street2shop.shop.generator import _pick_colours
 
 
@@ -50,6 +57,34 @@ def test_street_photos_are_seeded_and_far_from_the_seller_photo():
     assert np.abs(np.asarray(a, np.float32) - seller).mean() > 25
     # The seller photo is the clean one: plain light background in its corners.
     assert seller[:4, :4].mean() > 200 and seller[:4, :4].std() < 6
+
+
+def _changed_box(a: Image.Image, b: Image.Image, size: int) -> tuple[float, ...]:
+    """The box (fractions) of the pixels where two photos clearly differ."""
+    diff = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean(-1) > 40
+    ys, xs = np.nonzero(diff)
+    return xs.min() / size, ys.min() / size, (xs.max() + 1) / size, (ys.max() + 1) / size
+
+
+@pytest.mark.parametrize("keep_background", [0.0, 1.0])
+def test_the_true_box_is_where_the_garment_is(keep_background):
+    """The same camera draws a black and a white garment: they differ exactly inside the box."""
+    size = 128
+    r = G.render_garment(G.Design("d00001", "dresses", "solid", "procedural", seed=3), "red", size)
+    p = DomainGapParams(p_occlusion=0.0, p_keep_background=keep_background, p_blur=0.0)
+    black, white = Image.new("RGB", r.mask.size, (0, 0, 0)), Image.new("RGB", r.mask.size, (255, 255, 255))
+    grey = Image.new("RGB", r.mask.size, (128, 128, 128))
+    for seed in range(4):
+        photos = []
+        for garment in (black, white):
+            scene = Image.composite(garment, grey, r.mask)  # a real garment's own photo: re-shot when kept
+            photos.append(street_photo_with_box(garment, r.mask, np.random.default_rng(seed), size, p, scene=scene))
+        (a, box), (b, box_b) = photos
+        assert box == box_b and 0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1
+        assert a.tobytes() == street_photo(black, r.mask, np.random.default_rng(seed), size, p,
+                                           scene=Image.composite(black, grey, r.mask)).tobytes()
+        # one JPEG block and a pixel of resampling either way
+        assert np.allclose(_changed_box(a, b, size), box, atol=9 / size), (seed, _changed_box(a, b, size), box)
 
 
 def test_garment_takes_the_asked_share_of_the_frame():

@@ -158,6 +158,17 @@ def real_shop(tmp_path_factory):
     return generate_shop(tmp_path_factory.mktemp("real") / "s", ShopParams(seed=3, **REAL), workers=1)
 
 
+def test_every_street_photo_has_its_true_box(small_shop, real_shop, tmp_path):
+    grown = grow_shop(shutil.copytree(small_shop, tmp_path / "grown"), new_products=2, new_reviews=3, seed=1)
+    for shop in (small_shop, real_shop, grown):
+        street = {(r["file"], r["image_id"]) for r in _rows(shop / "truth" / "images.csv") if r["kind"] == "street"}
+        boxes = _rows(shop / "truth" / "boxes.csv")
+        assert street and {(r["file"], r["image_id"]) for r in boxes} == street and len(boxes) == len(street)
+        for r in boxes:
+            x0, y0, x1, y1 = (float(r[c]) for c in ("x0", "y0", "x1", "y1"))
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and (x1 - x0) * (y1 - y0) > 0.02
+
+
 def test_real_shop_same_seed_gives_identical_files(real_shop, tmp_path):
     again = generate_shop(tmp_path / "again", ShopParams(seed=3, **REAL), workers=1)
     assert _digests(again) == _digests(real_shop)
