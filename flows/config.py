@@ -35,6 +35,8 @@ class PipelineSettings(BaseModel):
     labels_path: str | None = None
     #: the demo shop's ground truth (item_id -> design_id), to measure merge quality
     truth_items_csv: str | None = None
+    #: the demo shop's true garment box of each customer photo, to score the localiser by
+    truth_boxes_csv: str | None = None
     #: offline re-mining rounds after the first (online-mining) training round
     rounds: int = Field(default=1, ge=0)
     #: when a new index replaces the served one

@@ -20,6 +20,7 @@ from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
 from street2shop.flows.config import PipelineConfig
 from street2shop.models.features import FeatureParams
+from street2shop.models.localise_training import LocaliserParams
 from street2shop.models.mining import MineParams
 from street2shop.models.training import TrainParams
 from street2shop.models.views import ViewParams
@@ -149,6 +150,7 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         crawl=CrawlParams(base_url=base_url, progress=progress, concurrency=8, rate_limit_rps=400.0),
         labels_path=str(shop_dir / "labels.csv"),
         truth_items_csv=str(shop_dir / "truth" / "items.csv"),
+        truth_boxes_csv=str(shop_dir / "truth" / "boxes.csv"),
         noise=NoiseParams(seed=size.seed, features=size.noise_features),
         dedup=DedupParams(seed=size.seed, methods=size.dedup_methods),
         views=ViewParams(
@@ -162,6 +164,9 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         ),
         rounds=size.rounds,
         mine=MineParams(seed=size.seed),
+        # the garment localiser reads the map of the whole-photo pass the service makes
+        localise=LocaliserParams(backbone=size.backbone, pretrained=size.backbone != "tiny", seed=size.seed,
+                                 input_size=size.train_image_size, runtime="eager" if size.backbone == "tiny" else "openvino"),
         # the "pretrained" baseline needs a backbone with pretrained weights ("tiny" has none)
         evaluate=EvaluateParams(
             baselines=["colour_histogram", "hog"] + (["pretrained"] if size.backbone != "tiny" else []),

@@ -17,13 +17,14 @@ from street2shop.flows.config import PipelineConfig
 from street2shop.flows.promote import promote_flow
 from street2shop.flows.runners import Run, run_stages
 from street2shop.storage import names as N
-from street2shop.storage.stages import STAGES
+from street2shop.storage.stages import STAGE_NAMES, STAGES
 from street2shop.storage.store import ArtifactStore
 from street2shop.tasks.stage import StageResult
 
-#: the street-to-shop stages up to the index (promotion follows them), then those beside them
-_MAIN = tuple(s for s in STAGES if s.needs is None)
-_BESIDE = tuple(s for s in STAGES if s.needs is not None)
+#: the street-to-shop stages up to the index (promotion follows them; the localiser among
+#: them when configured), then those beside them
+_MAIN = STAGES[: STAGE_NAMES.index(N.INDEX) + 1]
+_BESIDE = STAGES[len(_MAIN) :]
 
 
 class PipelineResult(BaseModel):

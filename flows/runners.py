@@ -24,6 +24,7 @@ from street2shop.flows.stages import (
     crawl_flow,
     dedup_flow,
     evaluate_flow,
+    localise_flow,
     mine_flow,
     noise_filter_flow,
     source_flow,
@@ -173,8 +174,18 @@ def mine(run: Run) -> None:
         run.add(f"{N.TRAIN}[{r}]", N.TRAIN, trained)
 
 
+def localise(run: Run) -> None:
+    """Scored against the shop's true boxes and the evaluation's benchmarks that have theirs."""
+    cfg = run.cfg
+    result = localise_flow(run.home, cfg.localise, data=run.data(), truth_boxes_csv=cfg.truth_boxes_csv,
+                           benchmarks=cfg.evaluate.benchmarks)
+    run.add(N.LOCALISE, N.LOCALISE, result)
+
+
 def evaluate(run: Run) -> None:
-    run.add(N.EVALUATE, N.EVALUATE, evaluate_flow(run.home, run.cfg.evaluate, checkpoint=run.ref(N.TRAIN, N.CHECKPOINT), data=run.data()))
+    result = evaluate_flow(run.home, run.cfg.evaluate, checkpoint=run.ref(N.TRAIN, N.CHECKPOINT), data=run.data(),
+                           localiser=run.ref(N.LOCALISE, N.LOCALISER))
+    run.add(N.EVALUATE, N.EVALUATE, result)
 
 
 def index(run: Run) -> None:

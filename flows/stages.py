@@ -11,11 +11,12 @@ from prefect import flow
 from street2shop.cleaning.dedup import DedupParams
 from street2shop.cleaning.noise import NoiseParams
 from street2shop.crawler.core import CrawlParams
+from street2shop.models.localise_training import LocaliserParams
 from street2shop.models.mining import MineParams
 from street2shop.models.recipes import recipe_of
 from street2shop.models.training import TrainParams
 from street2shop.models.views import ViewParams
-from street2shop.retrieval.evaluation import EvaluateParams
+from street2shop.retrieval.evaluation import Benchmark, EvaluateParams
 from street2shop.retrieval.index import IndexParams
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
@@ -24,6 +25,7 @@ from street2shop.tasks.data import DataRefs
 from street2shop.tasks.dedup import dedup_task
 from street2shop.tasks.evaluate import evaluate_task
 from street2shop.tasks.index import build_index_task
+from street2shop.tasks.localise import localise_task
 from street2shop.tasks.mine import mine_task
 from street2shop.tasks.noise import noise_filter_task
 from street2shop.tasks.source import SourceParams, source_task
@@ -109,10 +111,23 @@ def mine_flow(
     return mine_task(home, data or latest_data_refs(home), checkpoint, params, views, street_crops)
 
 
+@flow(name="localise", log_prints=True)
+def localise_flow(
+    home: str, params: LocaliserParams, data: DataRefs | None = None, truth_boxes_csv: str | None = None,
+    benchmarks: list[Benchmark] | None = None,
+) -> StageResult:
+    """The garment localiser, learned from the training street photos; scored against the
+    shop's true boxes and each benchmark's where there are some."""
+    return localise_task(home, data or latest_data_refs(home), params, truth_boxes_csv, benchmarks or [])
+
+
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(home: str, params: EvaluateParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None) -> StageResult:
+def evaluate_flow(
+    home: str, params: EvaluateParams, checkpoint: ArtifactRef | None = None, data: DataRefs | None = None,
+    localiser: ArtifactRef | None = None,
+) -> StageResult:
     checkpoint = checkpoint or ArtifactStore(home).latest(N.TRAIN, N.CHECKPOINT)
-    return evaluate_task(home, data or latest_data_refs(home), checkpoint, params)
+    return evaluate_task(home, data or latest_data_refs(home), checkpoint, params, localiser=localiser)
 
 
 @flow(name="build-index", log_prints=True)

@@ -423,15 +423,20 @@ def _cell_centres(fmap: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor,
 
 
 def box_loss(
-    head: BoxHead, fmap: torch.Tensor, target: torch.Tensor, inside_weight: float = 0.5, cell_weight: float = 0.5
+    head: BoxHead, fmap: torch.Tensor, target: torch.Tensor, inside_weight: float = 0.5, cell_weight: float = 0.5,
+    categories: torch.Tensor | None = None, category_weight: float = 0.5,
 ) -> torch.Tensor:
     """Training loss of a :class:`BoxHead` against true boxes ``(B, 4)`` (x0, y0, x1, y1).
 
     L1 + generalised IoU of the pooled box, plus BCE of each cell's logit against "my centre
-    lies inside the true box" and the L1 of the boxes those inside cells predict.
+    lies inside the true box" and the L1 of the boxes those inside cells predict. With
+    ``categories`` (``(B,)`` indexes into ``head.categories``): plus ``category_weight`` times
+    the cross-entropy of the category logits pooled as the box is (what
+    :func:`detect_garments` names the first garment by).
     """
-    logits, boxes = head.cells(fmap)
-    box = (logits.softmax(dim=1).unsqueeze(-1) * boxes).sum(dim=1)
+    logits, boxes, cat_logits = head.detect(fmap)
+    weights = logits.softmax(dim=1).unsqueeze(-1)
+    box = (weights * boxes).sum(dim=1)
     loss = F.l1_loss(box, target, reduction="none").sum(-1).mean()
     loss = loss + generalized_box_iou_loss(box, target, reduction="mean")
     cx, cy = _cell_centres(fmap, logits.dtype)
@@ -439,7 +444,12 @@ def box_loss(
     inside = ((cx >= t[..., 0]) & (cx <= t[..., 2]) & (cy >= t[..., 1]) & (cy <= t[..., 3])).to(logits.dtype)
     loss = loss + inside_weight * F.binary_cross_entropy_with_logits(logits, inside)
     cell_l1 = (boxes - t).abs().sum(-1)
-    return loss + cell_weight * (cell_l1 * inside).sum() / inside.sum().clamp(min=1)
+    loss = loss + cell_weight * (cell_l1 * inside).sum() / inside.sum().clamp(min=1)
+    if categories is not None:
+        if cat_logits is None:
+            raise ValueError("category targets given, but this head has no categories")
+        loss = loss + category_weight * F.cross_entropy((weights * cat_logits).sum(dim=1), categories)
+    return loss
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,12 @@ def benchmark_fingerprint(params: EvaluateParams) -> dict[str, str]:
     return out
 
 
-def run_evaluate(store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, params: EvaluateParams) -> StageResult:
+def run_evaluate(
+    store: ArtifactStore, data: DataRefs, checkpoint: ArtifactRef, params: EvaluateParams, localiser: ArtifactRef | None = None,
+) -> StageResult:
+    """``localiser``: the localise stage's box head, where the pipeline learned one (not read yet:
+    the learned localiser is scored beside ``none`` and the crop grid by the evaluate stage's
+    next version; until then it is not an input of the version either)."""
     fingerprints = benchmark_fingerprint(params)
 
     def compute(writers) -> None:
@@ -139,7 +144,9 @@ def _choose_precision(model, annotated: pa.Table, benchmarks: dict, figures: dic
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(home: str, data: DataRefs, checkpoint: ArtifactRef, params: EvaluateParams) -> StageResult:
-    result = run_evaluate(ArtifactStore(home), data, checkpoint, params)
+def evaluate_task(
+    home: str, data: DataRefs, checkpoint: ArtifactRef, params: EvaluateParams, localiser: ArtifactRef | None = None,
+) -> StageResult:
+    result = run_evaluate(ArtifactStore(home), data, checkpoint, params, localiser=localiser)
     report_to_prefect(result, "evaluate")
     return result

@@ -53,11 +53,11 @@ def test_a_declared_stage_brings_its_section(monkeypatch):
     from street2shop.flows import config
     from street2shop.storage.stages import STAGES, Stage
 
-    extra = (Stage("localise", "street2shop.models.localise:x", None, "localise", (), ("boxes",), needs="localise",
+    extra = (Stage("sharpen", "street2shop.models.localise:x", None, "sharpen", (), ("sharpened",), needs="sharpen",
                    params="street2shop.models.mining:MineParams"),
              Stage("tidy", "street2shop.models.localise:x", None, "tidy", (), ("tidied",), params="street2shop.retrieval.index:IndexParams"))
     monkeypatch.setattr(config, "STAGES", STAGES + extra)
     sections = config._stage_sections()
-    assert list(sections)[-2:] == ["localise", "tidy"]
-    assert sections["localise"][1] is None and sections["tidy"][1].default_factory().factory == "auto"
+    assert list(sections)[-2:] == ["sharpen", "tidy"]
+    assert sections["sharpen"][1] is None and sections["tidy"][1].default_factory().factory == "auto"
     assert [s for s in sections if s in ("crawl", "outfits.features")] == []  # written by hand, inside outfits
