@@ -69,6 +69,8 @@ class DemoSize(BaseModel):
     noise_features: str = "cnn"
     #: dedup passes ("embedding" needs the pretrained backbone)
     dedup_methods: list[str] = ["hash", "embedding"]
+    #: training steps of the garment localiser's box head
+    localiser_steps: int = 300
     #: a real-photo benchmark folder (``gallery.csv`` + ``queries.csv``) scored beside the
     #: demo's split and judging which model is served; None: none
     benchmark: Path | None = None
@@ -96,6 +98,7 @@ TINY = DemoSize(
     precisions=[],
     noise_features="colour_edge",
     dedup_methods=["hash"],
+    localiser_steps=30,
 )
 
 
@@ -166,7 +169,8 @@ def demo_config(shop_dir: Path, base_url: str, size: DemoSize, progress: bool = 
         mine=MineParams(seed=size.seed),
         # the garment localiser reads the map of the whole-photo pass the service makes
         localise=LocaliserParams(backbone=size.backbone, pretrained=size.backbone != "tiny", seed=size.seed,
-                                 input_size=size.train_image_size, runtime="eager" if size.backbone == "tiny" else "openvino"),
+                                 input_size=size.train_image_size, steps=size.localiser_steps,
+                                 runtime="eager" if size.backbone == "tiny" else "openvino"),
         # the "pretrained" baseline needs a backbone with pretrained weights ("tiny" has none)
         evaluate=EvaluateParams(
             baselines=["colour_histogram", "hog"] + (["pretrained"] if size.backbone != "tiny" else []),

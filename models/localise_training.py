@@ -35,11 +35,10 @@ from street2shop.cleaning.selection import training_images
 from street2shop.models.backbones import Backbone, BackboneNameStr
 from street2shop.models.localise import BoxHead, box_loss
 from street2shop.models.preprocess import read_image
+from street2shop.storage.schemas import PSEUDO_BOXES
 
 #: maps of this many photos at a time: the whole training set's maps are kept (float16)
 MAP_BATCH = 32
-#: the pseudo-box table's columns
-PSEUDO_BOX_COLUMNS = ("image_id", "x0", "y0", "x1", "y1", "category", "match_score", "round")
 
 
 class LocaliserParams(BaseModel):
@@ -215,7 +214,7 @@ def fit_box_head(
     use_categories = labels is not None and params.category_weight > 0 and len(categories) > 1
     head = BoxHead(int(maps.shape[1]), params.hidden, categories if use_categories else ())
     optimiser = torch.optim.AdamW(head.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, params.lr, total_steps=params.steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=params.steps)
     x_all, y_all = torch.from_numpy(np.asarray(maps)), torch.from_numpy(np.asarray(boxes, np.float32))
     c_all = torch.from_numpy(np.asarray(labels, np.int64)) if use_categories else None
     rng = torch.Generator().manual_seed(params.seed)
@@ -314,7 +313,7 @@ def learn_localiser(annotated: pa.Table, params: LocaliserParams, maps_of: Calla
     table = pa.table({
         "image_id": street.column("image_id"), "x0": boxes[:, 0], "y0": boxes[:, 1], "x1": boxes[:, 2], "y1": boxes[:, 3],
         "category": street.column("category"), "match_score": scores, "round": pa.array([params.rounds] * len(boxes), pa.int32()),
-    })  # fmt: skip
+    }).cast(PSEUDO_BOXES)  # fmt: skip
     figures = {
         "pseudo_boxes": int(len(boxes)), "categories": len(head.categories), "maps_seconds": maps_seconds,
         "training_seconds": time.perf_counter() - started, "head_seconds": fit["train_seconds"], "last_loss": fit["last_loss"],

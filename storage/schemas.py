@@ -94,6 +94,21 @@ TRIPLETS = pa.schema(
     ]
 )
 
+#: pseudo_boxes: the box each training street photo's item's shop photos found in it (the
+#: localise stage learns from them), fractions of the photo.
+PSEUDO_BOXES = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("x0", pa.float32(), nullable=False),
+        pa.field("y0", pa.float32(), nullable=False),
+        pa.field("x1", pa.float32(), nullable=False),
+        pa.field("y1", pa.float32(), nullable=False),
+        pa.field("category", pa.string()),  # the item's
+        pa.field("match_score", pa.float32(), nullable=False),  # cosine of the window and the shop photo
+        pa.field("round", pa.int32(), nullable=False),  # the refinement round that chose it (0: the first search)
+    ]
+)
+
 #: metrics: long format, one row per figure.
 METRICS = pa.schema(
     [
@@ -227,6 +242,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "groups": GROUPS,
     "splits": SPLITS,
     "triplets": TRIPLETS,
+    "pseudo_boxes": PSEUDO_BOXES,
     "metrics": METRICS,
     "index_ids": INDEX_IDS,
     "train_log": TRAIN_LOG,

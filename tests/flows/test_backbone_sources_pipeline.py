@@ -46,7 +46,7 @@ def run(request, tmp_path_factory):
 
 def test_every_stage_runs_with_the_library_backbone(run) -> None:
     name, home, result = run
-    assert result.ran == ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+    assert result.ran == ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "localise", "evaluate", "index"]
     store = ArtifactStore(home)
     assert store.manifest(store.latest("noise", "noise_scores")).params["backbone"] == name
     assert store.manifest(store.latest("dedup", "splits")).params["embed_backbone"] == name

@@ -11,7 +11,7 @@ from street2shop.storage.store import ArtifactStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
-ALL = ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+ALL = ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "localise", "evaluate", "index"]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,24 @@ def test_first_run_publishes_every_stage(demo) -> None:
     assert first.stage("index")["metrics"]["factory"] == "Flat"
 
 
+def test_the_demo_publishes_a_localiser_that_loads_and_is_scored_against_truth(demo) -> None:
+    from street2shop.models.localise import load_localiser
+    from street2shop.storage.names import LOCALISE, LOCALISER, LOCALISER_FILE, PSEUDO_BOXES
+
+    home, _, first = demo
+    store = ArtifactStore(home)
+    head, meta = load_localiser(store.file(store.latest(LOCALISE, LOCALISER), LOCALISER_FILE))
+    assert meta["backbone"] == TINY.backbone and meta["input_size"] == [TINY.train_image_size] * 2 and meta["map_stride"] >= 1
+    figures = first.stage("localise")["metrics"]
+    assert figures["pseudo_boxes"] == store.read_table(store.latest(LOCALISE, PSEUDO_BOXES)).num_rows > 0
+    assert figures["truth"] == "truth/boxes.csv" and figures["test_iou_photos"] > 0 and 0 <= figures["test_iou_median"] <= 1
+    assert meta["figures"]["pseudo_boxes"] == figures["pseudo_boxes"] and head.categories
+
+
 def test_sql_answers_from_the_artifacts(demo) -> None:
     home, _, _ = demo
     rows = query(ArtifactStore(home), "select stage, count(*) as n from versions group by stage order by stage").to_pylist()
-    assert {r["stage"] for r in rows} == {"crawl", "noise", "dedup", "views", "train", "mine", "evaluate", "index"}
+    assert {r["stage"] for r in rows} == {"crawl", "noise", "dedup", "views", "train", "mine", "localise", "evaluate", "index"}
     n_items = query(ArtifactStore(home), "select count(*) as n from latest_items").to_pylist()[0]["n"]
     assert n_items >= TINY.products
 

@@ -24,7 +24,7 @@ from street2shop.storage.store import MANIFEST, ArtifactRef, ArtifactStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
-ALL = ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+ALL = ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "localise", "evaluate", "index"]
 CRAWL_KILLED_AFTER = 20  # images
 
 

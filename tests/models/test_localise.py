@@ -207,3 +207,17 @@ def test_regions_localiser_is_one_pass_and_finds_the_garment():
     assert (vectors[-1] @ gallery.T).argmax() == 1  # the whole photo looks like B
     assert L.combine_scores(vectors @ gallery.T, "max").argmax() == 0  # a window finds A
     assert L.combine_scores(vectors @ gallery.T, "mean").argmax() == 1  # the mean does not
+
+
+def test_box_loss_adds_the_category_cross_entropy():
+    torch.manual_seed(0)
+    head = L.BoxHead(8, 16, categories=("tops", "shoes", "bags"))
+    maps, boxes = torch.rand(4, 8, 5, 5), torch.tensor([[0.1, 0.1, 0.6, 0.9]] * 4)
+    labels = torch.tensor([0, 1, 2, 1])
+    logits, _, cats = head.detect(maps)
+    pooled = (logits.softmax(1).unsqueeze(-1) * cats).sum(1)
+    by_hand = torch.nn.functional.cross_entropy(pooled, labels)
+    with_categories = L.box_loss(head, maps, boxes, categories=labels, category_weight=0.7)
+    assert float(with_categories - L.box_loss(head, maps, boxes)) == pytest.approx(0.7 * float(by_hand), rel=1e-5)
+    with pytest.raises(ValueError, match="no categories"):
+        L.box_loss(L.BoxHead(8, 16), maps, boxes, categories=labels)

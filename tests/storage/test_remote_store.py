@@ -213,7 +213,7 @@ def test_pipeline_runs_on_s3_and_another_machine_reuses_it(url, tmp_path, monkey
         cfg = demo_config(shop_dir, shop_url, TINY, progress=False)
         monkeypatch.setenv("STREET2SHOP_CACHE", str(tmp_path / "machine-a"))
         first = pipeline(url, cfg)
-        assert first.ran == ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+        assert first.ran == ["crawl", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "localise", "evaluate", "index"]
         # Machine B: an empty mirror, the same store URL: every stage is found published.
         monkeypatch.setenv("STREET2SHOP_CACHE", str(tmp_path / "machine-b"))
         again = pipeline(url, cfg)

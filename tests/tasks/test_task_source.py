@@ -65,7 +65,7 @@ def test_the_pipeline_runs_from_a_dataset_instead_of_a_crawl(tmp_path) -> None:
     crawl_cfg = demo_config(shop, "http://127.0.0.1:1", TINY, progress=False)
     cfg = PipelineConfig(**{**crawl_cfg.model_dump(), "crawl": None, "source": {"path": str(dataset)}, "labels_path": None})
     first = pipeline(str(tmp_path / "home"), cfg)
-    assert first.ran == ["source", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "evaluate", "index"]
+    assert first.ran == ["source", "noise", "dedup", "views", "train[0]", "mine[1]", "train[1]", "localise", "evaluate", "index"]
     assert first.stage("noise")["metrics"]["rejected"] == 0  # no labels: every street photo kept
     assert 0.0 <= first.stage("evaluate")["metrics"]["trained_top20"] <= 1.0
     assert pipeline(str(tmp_path / "home"), cfg).ran == []
