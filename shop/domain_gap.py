@@ -362,25 +362,13 @@ def _lay_over(img: Image.Image, occluder: Cutout, rng: np.random.Generator, size
 
 
 # -- public -------------------------------------------------------------------------------
-def street_photo(
-    garment: Image.Image,
-    mask: Image.Image,
-    rng: np.random.Generator,
-    size: int,
-    params: DomainGapParams | None = None,
-    *,
-    scene: Image.Image | None = None,
-    room: Image.Image | None = None,
-    occluder: Cutout | None = None,
-) -> Image.Image:
+def street_photo(garment: Image.Image, mask: Image.Image, rng: np.random.Generator, size: int,
+                 params: DomainGapParams | None = None, **where: Image.Image | Cutout | None) -> Image.Image:
     """A customer's photo of ``garment`` (RGB, the same size as its ``mask``, mode "L").
 
-    ``scene``: the garment's own photo (its real surroundings), re-shot with probability
-    ``p_keep_background``; otherwise the garment is cut out and laid into ``room`` (an
-    empty real scene) or, without one, a procedural background. ``occluder``: a real
-    garment that may lie over an edge (else a procedural hand or object does).
-    """
-    return street_photo_with_box(garment, mask, rng, size, params, scene=scene, room=room, occluder=occluder)[0]
+    ``where``: ``scene``, ``room`` and ``occluder`` of :func:`street_photo_with_box`, which
+    draws the same photo and also says where the garment is in it."""
+    return street_photo_with_box(garment, mask, rng, size, params, **where)[0]
 
 
 def street_photo_with_box(
@@ -394,9 +382,16 @@ def street_photo_with_box(
     room: Image.Image | None = None,
     occluder: Cutout | None = None,
 ) -> tuple[Image.Image, tuple[float, float, float, float]]:
-    """:func:`street_photo` (the same pixels for the same ``rng`` state) and the garment's true
-    box in it: (x0, y0, x1, y1) in fractions of the photo, the bounding box of its mask seen
-    by the same camera (its whole extent, an occluded part included; clipped to the frame)."""
+    """A customer's photo of ``garment`` (RGB, the same size as its ``mask``, mode "L") and the
+    garment's true box in it: (x0, y0, x1, y1) in fractions of the photo, the bounding box of
+    its mask seen by the same camera (its whole extent, an occluded part included; clipped
+    to the frame).
+
+    ``scene``: the garment's own photo (its real surroundings), re-shot with probability
+    ``p_keep_background``; otherwise the garment is cut out and laid into ``room`` (an
+    empty real scene) or, without one, a procedural background. ``occluder``: a real
+    garment that may lie over an edge (else a procedural hand or object does).
+    """
     p = params or DomainGapParams()
     box = garment_box(mask)
     partial = bool(rng.random() < p.p_partial)
