@@ -86,9 +86,10 @@ def test_cli_reruns_one_stage_from_the_latest_upstream_versions(demo, tmp_path) 
     store = ArtifactStore(home)
     before = len(store.manifests())
     runner = CliRunner()
-    result = runner.invoke(app, ["run", "--config", str(config), "--stage", "dedup", "--home", str(home)])
-    assert result.exit_code == 0, result.output
-    assert "reused" in result.output
+    for stage in ("dedup", "localise"):  # localise alone: from the newest split, the same version
+        result = runner.invoke(app, ["run", "--config", str(config), "--stage", stage, "--home", str(home)])
+        assert result.exit_code == 0, result.output
+        assert "reused" in result.output
     assert len(store.manifests()) == before
     listed = runner.invoke(app, ["versions", "train", "--home", str(home)])
     assert listed.exit_code == 0 and "checkpoint" in listed.output
