@@ -70,7 +70,7 @@ class DemoSize(BaseModel):
     #: dedup passes ("embedding" needs the pretrained backbone)
     dedup_methods: list[str] = ["hash", "embedding"]
     #: training steps of the garment localiser's box head
-    localiser_steps: int = 300
+    localiser_steps: int = 150
     #: a real-photo benchmark folder (``gallery.csv`` + ``queries.csv``) scored beside the
     #: demo's split and judging which model is served; None: none
     benchmark: Path | None = None

@@ -62,7 +62,7 @@ class LocaliserParams(BaseModel):
     #: (1: the best window alone); a mean follows the garment between the map's cells
     top_windows: int = Field(default=32, ge=1)
     hidden: int = Field(default=64, ge=8)
-    steps: int = Field(default=300, ge=1)
+    steps: int = Field(default=150, ge=1)
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
