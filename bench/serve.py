@@ -30,7 +30,9 @@ leak shows as a trend rather than a single end-point.
 fresh server on the same store: the whole photo (1 pass), the 11-crop grid, and the learned
 localiser (``--localiser``: a localise/localiser store ref or a ``localiser.pt``; without it a
 **random-init stand-in** box head on the served backbone's map, which costs what a trained one
-costs but finds nothing real). Each setting also reports one client's p50 (``--single-requests``)
+costs but finds nothing real). ``crops2`` embeds the whole photo and one crop, the two
+passes ``boxhead`` embeds, without its feature-map pass: what ``boxhead`` would cost once
+the map comes from the whole photo's own pass. Each setting also reports one client's p50 (``--single-requests``)
 and 10 clients' p50 on a 12-megapixel phone JPEG of the same photo (``--phone-requests``).
 
     python bench/serve.py --home H --clients 10 --requests 2000 --localise none,multicrop,boxhead
@@ -144,6 +146,8 @@ def localise_spec(home: Path, asked: str, localiser: str | None) -> dict | None:
         return None
     if asked == "boxhead":
         return {"name": "boxhead", "options": {"localiser": localiser}}
+    if asked == "crops2":  # the whole photo and one crop: 2 passes, what boxhead embeds
+        return {"name": "multicrop", "options": {"scales": [0.75], "positions": "centre"}}
     return {"name": asked}
 
 
@@ -321,7 +325,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
     parser.add_argument("--localise", default="served",
                         help="query localisation: 'served' (what the evaluate stage scored), 'none' (the whole photo, one pass), "
-                             "'multicrop' (the 11-crop grid) or 'boxhead' (the learned localiser); comma-separated to compare")
+                             "'multicrop' (the 11-crop grid), 'boxhead' (the learned localiser) or 'crops2' (the whole photo and "
+                             "one crop: the 2 passes boxhead embeds, without its map pass); comma-separated to compare")
     parser.add_argument("--localiser", help="boxhead's localiser: a localise/localiser@<version> store ref or a file "
                                             "(default: a random-init stand-in head, see stand_in_localiser)")
     parser.add_argument("--single-requests", type=int, default=200, help="then this many requests from one client (its p50)")
