@@ -77,9 +77,9 @@ def test_the_answer_names_the_garments_and_searches_the_best_as_evaluated(boxhea
         path = store.home / row["path"]
         found = engine.search_photo(path.read_bytes(), k=3)
         expected = localiser(open_image(path, min_size=model.preprocess.image_size))  # decoded as uploads are
-        assert found.query.garments == expected.garments and len(found.query.garments) >= 2
+        assert _close(found.query, expected) and len(found.query.garments) >= 2
         assert found.query.localised == "garment" and found.query.garment == 0
-        assert found.query.box == expected.garments[0].box
+        assert found.query.box == found.query.garments[0].box
         items, scores = expected_ranking(store, model, path, lambda image: localiser(image).boxes)
         assert [h["item_id"] for h in found.hits] == items
         np.testing.assert_allclose([h["score"] for h in found.hits], scores, atol=1e-5)
@@ -91,9 +91,10 @@ def test_a_named_garment_is_searched_by_its_own_crop(boxhead_store, engine) -> N
     best = engine.search_photo(path.read_bytes(), k=3)
     second = best.query.garments[1]
     found = engine.search_photo(path.read_bytes(), k=3, garment=1)
-    assert (found.query.localised, found.query.garment, found.query.box) == ("garment", 1, second.box)
-    assert found.query.garments == best.query.garments
-    crop_box = expand_box(second.box, 1.1, 2 / 3, 1.0)  # the localiser's enlargement; the photos are square
+    assert (found.query.localised, found.query.garment) == ("garment", 1)
+    assert found.query.box == found.query.garments[1].box == pytest.approx(second.box, abs=1e-5)
+    assert _close(found.query, best.query)
+    crop_box = expand_box(found.query.box, 1.1, 2 / 3, 1.0)  # the localiser's enlargement; the photos are square
     assert found.query.boxes == (crop_box,)  # one crop: the garment, not the whole photo again
     items, scores = expected_ranking(store, model, path, lambda image: [crop_box])
     assert [h["item_id"] for h in found.hits] == items
@@ -138,7 +139,8 @@ def test_concurrent_searches_batch_their_feature_maps_and_answer_as_one_at_a_tim
 
 
 def _close(a, b) -> bool:
-    """Garments equal up to float rounding (a batched pass may round differently)."""
+    """Garments equal up to float rounding (passes on other threads, or batched, may round
+    differently in the last bits)."""
     return len(a.garments) == len(b.garments) and all(
         ga.category == gb.category and np.allclose(ga.box, gb.box, atol=1e-5) and abs(ga.score - gb.score) < 1e-5
         for ga, gb in zip(a.garments, b.garments)
@@ -157,7 +159,7 @@ def test_the_api_answers_with_garments_and_the_region_searched(boxhead_store, cl
     data = (store.home / photos(store, "street")[0]["path"]).read_bytes()
     body = upload(client, data).json()
     direct = engine.search_photo(data, k=3)
-    assert [g["box"] for g in body["garments"]] == [list(g.box) for g in direct.query.garments]
+    np.testing.assert_allclose([g["box"] for g in body["garments"]], [g.box for g in direct.query.garments], atol=1e-5)
     assert [g["category"] for g in body["garments"]] == [g.category for g in direct.query.garments]
     assert {g["category"] for g in body["garments"]} <= {"tops", "skirts"}
     assert body["localised"] == "garment" and body["garment"] == 0 and body["box"] == body["garments"][0]["box"]
@@ -168,7 +170,7 @@ def test_the_api_answers_with_garments_and_the_region_searched(boxhead_store, cl
     again = upload(client, data, box=",".join(repr(v) for v in box)).json()
     assert again["localised"] == "box" and again["box"] == box and again["garment"] is None
     other = upload(client, data, garment=1).json()
-    assert other["localised"] == "garment" and other["garment"] == 1 and other["box"] == box
+    assert other["localised"] == "garment" and other["garment"] == 1 and other["box"] == pytest.approx(box, abs=1e-5)
     assert client.get("/health").json()["detects_garments"] is True
 
 
@@ -216,7 +218,7 @@ def test_a_photo_with_no_garment_found_is_searched_whole_and_flagged(tmp_path) -
 
 def test_a_non_detecting_localiser_answers_as_before_and_searches_boxes(tiny_home) -> None:
     """The default store serves no localiser: no garments, the whole photo, and box= works."""
-    with TestClient(create_app(tiny_home, street_in_background=False)) as client:
+    with TestClient(create_app(tiny_home, street_in_background=False, inference_mode="eager")) as client:
         store = ArtifactStore(tiny_home)
         data = (store.home / photos(store, "street")[0]["path"]).read_bytes()
         body = upload(client, data).json()
@@ -244,7 +246,7 @@ def test_openapi_documents_the_region_parameters_and_the_garments(client) -> Non
     operation = spec["paths"]["/search"]["post"]
     params = {p["name"]: p for p in operation["parameters"]}
     assert {"garment", "box"} <= set(params) and "x0,y0,x1,y1" in params["box"]["description"]
-    assert "box outside the photo" in operation["responses"]["422"]["description"] or "422" in operation["responses"]
+    assert "index" in params["garment"]["description"] and params["garment"]["schema"]["anyOf"][0]["minimum"] == 0
     fields = spec["components"]["schemas"]["SearchResponse"]["properties"]
     assert {"garments", "localised", "garment", "box"} <= set(fields)
     assert "detects_garments" in spec["components"]["schemas"]["Health"]["properties"]
