@@ -26,6 +26,17 @@ leak shows as a trend rather than a single end-point.
 
     python bench/serve.py --home /tmp/demo-home --clients 10 --requests 500 --batch-max 1,16
 
+``--localise none,multicrop,boxhead`` compares query localisations side by side, each in a
+fresh server on the same store: the whole photo (1 pass), the 11-crop grid, and the learned
+localiser (``--localiser``: a localise/localiser store ref or a ``localiser.pt``; without it a
+**random-init stand-in** box head on the served backbone's map, which costs what a trained one
+costs but finds nothing real). ``crops2`` embeds the whole photo and one crop, the two
+passes ``boxhead`` embeds, without its feature-map pass: what ``boxhead`` would cost once
+the map comes from the whole photo's own pass. Each setting also reports one client's p50 (``--single-requests``)
+and 10 clients' p50 on a 12-megapixel phone JPEG of the same photo (``--phone-requests``).
+
+    python bench/serve.py --home H --clients 10 --requests 2000 --localise none,multicrop,boxhead
+
 Target (issue 5, this 2-core machine): p50 <= 50 ms, p99 <= 150 ms at 10 clients, no errors,
 memory flat over 10,000 requests. The clients run on the same two cores as the server, so
 they are kept cheap: keep-alive connections of the standard library, the request body
@@ -120,21 +131,64 @@ def phone_photo(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def passes_per_query(home: Path, served: str | None, asked: str) -> int:
-    """Forward passes one query costs under the localisation served."""
-    if asked == "none" or served in (None, "none"):
-        return 1
-    from street2shop.models.localise import create_localiser
-    from street2shop.storage import names as N
-    from street2shop.storage.promotions import latest_index, serving_of
+def served_inputs(home: Path):
+    """(store, the served index's inputs by name: its checkpoint, the crawl's images, ...)."""
+    from street2shop.storage.promotions import latest_index
     from street2shop.storage.store import ArtifactStore
 
     store = ArtifactStore(home)
-    checkpoint = next(r for r in store.manifest(latest_index(store)).inputs if r.name == N.CHECKPOINT)
-    spec = serving_of(store, checkpoint).get("localise", {})
+    return store, {r.name: r for r in store.manifest(latest_index(store)).inputs}
+
+
+def localise_spec(home: Path, asked: str, localiser: str | None) -> dict | None:
+    """The ``localise`` a server is created with: None = what serving.json says."""
+    if asked == "served":
+        return None
+    if asked == "boxhead":
+        return {"name": "boxhead", "options": {"localiser": localiser}}
+    if asked == "crops2":  # the whole photo and one crop: 2 passes, what boxhead embeds
+        return {"name": "multicrop", "options": {"scales": [0.75], "positions": "centre"}}
+    return {"name": asked}
+
+
+def passes_per_query(home: Path, spec: dict | None) -> str:
+    """Forward passes one default query costs under a localisation: the crops embedded,
+    plus the box head's feature-map pass where there is one."""
+    if spec is None:
+        from street2shop.storage.promotions import serving_of
+
+        store, inputs = served_inputs(home)
+        spec = serving_of(store, inputs["checkpoint"]).get("localise", {"name": "none"})
+    name, options = spec.get("name", "none"), dict(spec.get("options", {}))
+    if name == "none":
+        return "1"
+    if name == "boxhead":
+        crops = len(options.get("factors", (1.1,))) + bool(options.get("include_whole", True))
+        return f"{crops} + 1 map"
     from PIL import Image
 
-    return len(create_localiser(spec["name"], **spec.get("options", {}))(Image.new("RGB", (300, 400))).boxes)
+    from street2shop.models.localise import create_localiser
+
+    return str(len(create_localiser(name, **options)(Image.new("RGB", (300, 400))).boxes))
+
+
+def stand_in_localiser(home: Path, folder: Path, seed: int = 0) -> str:
+    """A randomly initialised box head on the served checkpoint's backbone map, saved as the
+    localise stage saves a trained one: the learned localiser's cost, none of its skill."""
+    import torch
+
+    from street2shop.models.embedder import load_embedder
+    from street2shop.models.localise import BoxHead, save_localiser
+    from street2shop.storage import names as N
+
+    store, inputs = served_inputs(home)
+    model = load_embedder(store.file(inputs[N.CHECKPOINT], N.CHECKPOINT_FILE))
+    categories = sorted(set(store.read_table(inputs[N.IMAGES].sibling(N.ITEMS), columns=["category"]).column("category").to_pylist()))
+    torch.manual_seed(seed)
+    head = BoxHead(model.backbone.num_features, 128, categories)
+    path = folder / "stand-in-localiser.pt"
+    save_localiser(path, head, backbone=model.config.backbone, input_size=None, stand_in="random init (bench/serve.py)")
+    return str(path)
 
 
 def free_port() -> int:
@@ -156,13 +210,13 @@ def query_photo(home: Path, role: str) -> tuple[str, bytes]:
 
 
 def serve_forever(home: str, port: int, threads: int | None, inference_mode: str, batch_max: int, batch_wait_ms: float,
-                  streams: int, localise: str = "served") -> None:
+                  streams: int, localise: str = "served", localiser: str | None = None) -> None:
     import uvicorn
     from street2shop.service.app import create_app
 
     app = create_app(home, torch_threads=threads, inference_mode=None if inference_mode == "served" else inference_mode,
                      batch_max=batch_max, batch_wait_ms=batch_wait_ms, streams=streams,
-                     localise=None if localise == "served" else {"name": localise})
+                     localise=localise_spec(Path(home), localise, localiser))
 
     @app.get("/_bench/threads", include_in_schema=False)
     def thread_names() -> dict[int, str]:  # for cpu_by_role: the benchmark's server only
@@ -270,7 +324,14 @@ def main() -> None:
     parser.add_argument("--role", default="street", choices=["street", "shop"], help="which kind of photo to send")
     parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
     parser.add_argument("--localise", default="served",
-                        help="query localisation: 'served' (what the evaluate stage scored) or 'none' (the whole photo, one pass); comma-separated to compare")
+                        help="query localisation: 'served' (what the evaluate stage scored), 'none' (the whole photo, one pass), "
+                             "'multicrop' (the 11-crop grid), 'boxhead' (the learned localiser) or 'crops2' (the whole photo and "
+                             "one crop: the 2 passes boxhead embeds, without its map pass); comma-separated to compare")
+    parser.add_argument("--localiser", help="boxhead's localiser: a localise/localiser@<version> store ref or a file "
+                                            "(default: a random-init stand-in head, see stand_in_localiser)")
+    parser.add_argument("--single-requests", type=int, default=200, help="then this many requests from one client (its p50)")
+    parser.add_argument("--phone-requests", type=int, default=200,
+                        help="then this many 12-megapixel phone JPEGs of the same photo from --clients clients (their p50); 0: skip")
     parser.add_argument("--phone", action="store_true",
                         help="upload the query photo upscaled to a 12-megapixel JPEG (4000 x 3000), as a phone sends it")
     parser.add_argument("--inference-mode", default="served",
@@ -286,12 +347,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve_port:
         serve_forever(str(args.home), args.serve_port, args.threads, args.inference_mode, int(args.batch_max),
-                      args.batch_wait_ms, int(args.streams), args.localise)
+                      args.batch_wait_ms, int(args.streams), args.localise, args.localiser)
         return
 
     image_id, data = query_photo(args.home, args.role)
+    args.phone_data = phone_photo(data) if args.phone_requests else None
     if args.phone:
-        data = phone_photo(data)
+        data = args.phone_data
+    stand_in = None
+    if "boxhead" in args.localise.split(",") and not args.localiser:
+        import tempfile
+
+        stand_in = tempfile.TemporaryDirectory(prefix="bench-serve-")
+        args.localiser = stand_in_localiser(args.home, Path(stand_in.name))
     results = []
     settings = [(m, s, int(b), loc) for m in args.inference_mode.split(",") for s in args.streams.split(",")
                 for b in args.batch_max.split(",") for loc in args.localise.split(",")]
@@ -305,10 +373,11 @@ def main() -> None:
             print(json.dumps(result, indent=2), flush=True)
             results.append(result)
     keys = ["inference_mode", "localise", "passes_per_query", "evaluated", "streams", "batch_max", "repeat", "requests", "errors", "throughput_rps", "p50_ms", "p99_ms",
-            "server_cpu_ms_per_request", "client_cpu_ms_per_request", "ready_s", "first_search_ms", "rss_after_warmup_mb", "rss_end_mb"]
+            "p50_1_client_ms", "phone_p50_ms", "phone_p99_ms", "server_cpu_ms_per_request", "client_cpu_ms_per_request", "ready_s",
+            "first_search_ms", "rss_after_warmup_mb", "rss_end_mb"]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in results:
-        print("| " + " | ".join(str(r[key]) for key in keys) + " |")
+        print("| " + " | ".join(str(r.get(key)) for key in keys) + " |")
     runs_of = {tuple(setting): [r for r in results if r["setting"] == list(setting)] for setting in settings}
     if args.repeats > 1:
         medians = ["throughput_rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request"]
@@ -324,6 +393,9 @@ def main() -> None:
         print(f"  {mode}, {streams} stream(s), batch {batch_max}: " + "; ".join(parts))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    if stand_in is not None:
+        print(f"\nboxhead ran a random-init stand-in box head ({args.localiser}): its cost, not its accuracy")
+        stand_in.cleanup()
 
 
 def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: bytes) -> dict:
@@ -333,6 +405,8 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
     cmd = [sys.executable, __file__, "--home", str(args.home), "--serve-port", str(port),
            "--inference-mode", args.inference_mode, "--batch-max", str(batch_max), "--batch-wait-ms", str(args.batch_wait_ms),
            "--streams", str(args.streams), "--localise", args.localise]
+    if args.localise == "boxhead":
+        cmd += ["--localiser", args.localiser]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     started = time.monotonic()
@@ -356,10 +430,19 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
         n = max(1, result["requests"])
         result["server_cpu_ms_per_request"] = round(1000 * (cpu_s(server.pid) - server_cpu) / n, 2)
         result["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - client_cpu) / n, 2)
+        # the same server, then: one client alone, and phone-sized uploads under the same load
+        if args.single_requests:
+            single = load(base, data, 1, args.single_requests, args.duration, args.k)
+            result.update(p50_1_client_ms=single["p50_ms"], errors_1_client=single["errors"])
+        if args.phone_requests:
+            phone = load(base, args.phone_data, args.clients, args.phone_requests, args.duration, args.k)
+            result.update(phone_p50_ms=phone["p50_ms"], phone_p99_ms=phone["p99_ms"], phone_errors=phone["errors"],
+                          phone_bytes=len(args.phone_data))
         result.update(
             home=str(args.home), index=health["index"], checkpoint=health["checkpoint"], vectors=health["vectors"],
             clients=args.clients, inference_mode=health["inference_mode"], streams=health["streams"],
-            localise=health.get("localise"), passes_per_query=passes_per_query(args.home, health.get("localise"), args.localise),
+            localise=health.get("localise"), passes_per_query=passes_per_query(args.home, localise_spec(args.home, args.localise, args.localiser)),
+            localiser=args.localiser if args.localise == "boxhead" else None,
             evaluated={k: round(v, 3) for k, v in health.get("evaluated", {}).items() if "top" in k}, batch_max=batch_max, batch_wait_ms=args.batch_wait_ms,
             query=f"{args.role} photo {image_id[:12]} ({len(data)} bytes)", ready_s=round(ready_s, 1),
             first_search_ms=round(first_search_ms, 1),

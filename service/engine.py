@@ -19,15 +19,24 @@ as one batch. On two cores one batched pass of several photos costs far less tha
 single passes, so under load this raises throughput and cuts queueing (``bench/serve.py``);
 with one request at a time it adds at most ``batch_wait_ms``. The inference backend
 (``inference_mode``, a name from :data:`street2shop.models.fast.MODES`) is a parameter.
+
+A photo search runs the served localisation (``serving.json``'s ``localise``: what the
+evaluate stage scored). A detecting localiser (``boxhead``) also finds the photo's garments;
+the answer names them, searches the best one as evaluated, and a request may name another
+(``garment=``) or any region (``box=``): that region is cut out and embedded, one pass more
+than the whole photo's (:meth:`SearchEngine.query_of`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -37,11 +46,22 @@ from street2shop.crawler.validate import WEB_FORMATS, ImageLimits
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
-from street2shop.models.localise import create_localiser, crop
+from street2shop.models.localise import (
+    WHOLE,
+    Box,
+    Garment,
+    Localiser,
+    create_localiser,
+    crop,
+    expand_box,
+    feature_map_of,
+    load_localiser,
+)
 from street2shop.retrieval.evaluation import LocaliseParams
 from street2shop.retrieval.index import load_index, search
 from street2shop.retrieval.ranking import GalleryItems, combine_crop_scores, rank_items
 from street2shop.service.batching import MicroBatcher
+from street2shop.service.regions import BadRegion, check_box
 from street2shop.service.uploads import decode_upload
 from street2shop.storage import names as N
 from street2shop.storage.promotions import serving_of
@@ -73,8 +93,42 @@ DEFAULT_STREAMS = 1
 UPLOAD_LIMITS = ImageLimits(formats=WEB_FORMATS | {"HEIF"})
 
 
+#: The key of serving.json's ``localise.options`` that names the learned localiser's file
+#: (a store ref ``localise/localiser@<version>`` or a path); read by :func:`served_localiser_file` only.
+LOCALISER_OPTION = "localiser"
+
+#: What a photo search searched (``localised`` in the answer): a garment the localiser found,
+#: the region the request gave, the whole photo (no garment found, or a localiser that
+#: finds none), or the served localiser's fixed crops (``multicrop``).
+Localised = Literal["garment", "box", "whole_photo", "fixed_crops"]
+
+#: A requested box is decoded at up to this many times the model's input size on its
+#: shorter side, so a small region keeps its detail without holding a 12-MP photo.
+MAX_BOX_ZOOM = 4
+
+
 class NotReady(RuntimeError):
     """A lazily built part of the engine is still being built."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What of one photo is searched: the crops to embed (fractions of the photo), the
+    garments found in it (best first), and which region the answer is for."""
+
+    boxes: tuple[Box, ...]
+    garments: tuple[Garment, ...]
+    localised: Localised
+    garment: int | None = None
+    box: Box | None = None
+
+
+@dataclass(frozen=True)
+class PhotoSearch:
+    """A photo search's answer: the hits for the searched region and what was searched."""
+
+    hits: list[dict]
+    query: Query
 
 
 @dataclass(frozen=True)
@@ -156,6 +210,12 @@ class SearchEngine:
             if batch_max > 1
             else None
         )
+        # The box head's feature-map passes of concurrent requests are batched the same way.
+        self._map_batcher: MicroBatcher[torch.Tensor, torch.Tensor] | None = (
+            MicroBatcher(self._maps, batch_max, batch_wait_ms / 1000, name=f"embed-maps-{index_ref.version}")
+            if batch_max > 1 and self.detects_garments
+            else None
+        )
         # The crawl publishes items and images under one version id.
         self._load_items(store, ArtifactRef(stage=images_ref.stage, name=N.ITEMS, version=images_ref.version))
         self._load_photos(store, images_ref)
@@ -206,8 +266,57 @@ class SearchEngine:
         #: the served precision's figures from the evaluate stage (empty when none were scored)
         self.precision_figures: dict = self.serving.get("precisions", {}).get(self.inference_mode, {})
         self.localise = localise or LocaliseParams(**self.serving.get("localise", {}))
-        self._localiser = None if self.localise.name == "none" else create_localiser(self.localise.name, **self.localise.options)
+        self._localiser = self._build_localiser(store, embedder)
         self.crop_scoring = getattr(self._localiser, "scoring", "max")
+        #: whether the served localiser finds garments (answers name them; garment= works)
+        self.detects_garments = self.localise.name == "boxhead"
+
+    def _build_localiser(self, store: ArtifactStore, embedder: Embedder) -> Localiser | None:
+        """The served localiser; a learned one (``boxhead``) reads the served checkpoint's
+        feature map of the whole photo with the box head of its localiser file."""
+        if self.localise.name == "none":
+            return None
+        options = dict(self.localise.options)
+        if self.localise.name == "boxhead":
+            path = served_localiser_file(store, options.pop(LOCALISER_OPTION, None))
+            head, meta = load_localiser(path)
+            backbone = embedder.config.backbone
+            if meta.get("backbone") not in (None, backbone):
+                raise ValueError(f"{path}: its box head reads {meta['backbone']!r} feature maps, the served model is {backbone!r}")
+            if head.in_channels != embedder.backbone.num_features:
+                raise ValueError(f"{path}: its box head takes {head.in_channels} channels, {backbone!r} gives {embedder.backbone.num_features}")
+            size = meta.get("input_size")
+            options.update(head=head, feature_map=self._feature_map_runner(embedder, tuple(size) if size else None))
+        return create_localiser(self.localise.name, **options)
+
+    def _feature_map_runner(self, embedder: Embedder, input_size: tuple[int, int] | None) -> Callable[[Image.Image], torch.Tensor]:
+        """image -> the served backbone's feature map ``(C, h, w)`` of the whole photo, for the box head.
+
+        SWAP POINT (issue 22 part B): today an extra *eager* backbone pass at the head's input
+        size, the pass :func:`feature_map_of` makes, micro-batched like the embedding pass and
+        taking a model slot. Part B's one-pass runner (``models/fast.py``) returns the whole
+        photo's descriptor and this map from one pass of the served precision: plug it in
+        here, and the whole-photo crop of the served localisation then comes from that pass.
+        """
+        height, width = input_size or (embedder.preprocess.image_size,) * 2
+        feature_map_of(embedder.backbone, embedder.preprocess, (height, width))  # refuses a size the backbone cannot take
+        backbone, preprocess = embedder.backbone.eval(), embedder.preprocess
+
+        def pixels(image: Image.Image) -> torch.Tensor:
+            # what feature_map_of feeds the backbone (tests/service check that both give one map)
+            return preprocess.to_tensor(image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC))[None]
+
+        def maps(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+            with self._model_lock, torch.inference_mode():
+                return list(backbone.forward_features(torch.cat(batch)))
+
+        self._maps = maps
+
+        def feature_map(image: Image.Image) -> torch.Tensor:
+            x = pixels(image)  # in the request's thread, beside other requests' passes
+            return self._map_batcher.submit(x) if self._map_batcher is not None else maps([x])[0]
+
+        return feature_map
 
     def _load_items(self, store: ArtifactStore, items_ref: ArtifactRef) -> None:
         """The crawl's items by id, their categories, each index row's category, and the
@@ -273,21 +382,61 @@ class SearchEngine:
                 self.search_vector(self.embed(blank), 1)
             size = self.model.preprocess.image_size
             self._embed_pixels([torch.zeros(2 * len(self.embed(blank)), 3, size, size)])  # a micro-batch of two searches
+            if self.detects_garments:  # a garment= or box= search embeds one crop
+                self._embed_pixels([torch.zeros(1, 3, size, size)])
         finally:
             self.warmed.set()
 
     # ------------------------------------------------------------------ search
 
     def embed(self, image: Image.Image) -> np.ndarray:
-        """``(n_crops, dim)`` unit-norm embeddings of one photo: the whole photo (``(1, dim)``)
-        or each crop of the served localisation, each preprocessed by the checkpoint's own
-        :class:`~street2shop.models.preprocess.Preprocess`."""
+        """``(n_crops, dim)`` unit-norm embeddings of one photo as the served localisation
+        searches it: the whole photo (``(1, dim)``) or each of its crops."""
+        return self.embed_query(image, self.query_of(image))
+
+    def query_of(self, image: Image.Image, garment: int | None = None, box: Box | None = None) -> Query:
+        """What of ``image`` a search embeds, and the garments the served localiser finds in it.
+
+        No ``garment`` nor ``box``: the served localisation (what the evaluate stage scored),
+        for the best garment where one was found. ``garment=i``: that garment, cut out as the
+        localiser cuts its best one (its enlargements, without the whole photo, which would let
+        the best garment win again); ``garment=0`` is the default. ``box``: that region alone.
+        Raises :class:`BadRegion` for a box a search cannot use or a garment not found.
+        """
+        if garment is not None and box is not None:
+            raise BadRegion("give garment= or box=, not both")
+        if box is not None:
+            box = check_box(box)
+        localisation = self._localiser(image) if self._localiser is not None else None
+        served = localisation.boxes if localisation is not None else (WHOLE,)
+        # a detector's only "garment" being the whole photo is its way of finding none
+        garments = tuple(g for g in (localisation.garments if localisation is not None else ()) if g.box != WHOLE)
+        if box is not None:
+            return Query((box,), garments, "box", None, box)
+        if garment is not None and not 0 <= garment < len(garments):
+            found = f"garments 0..{len(garments) - 1}" if garments else "no garment (search the whole photo, or pass box=)"
+            raise BadRegion(f"garment={garment} is out of range: the photo has {len(garments)} ({found})")
+        if garment:  # another garment than the best
+            return Query(self._garment_crops(image, garments[garment].box), garments, "garment", garment, garments[garment].box)
+        if garments:
+            return Query(served, garments, "garment", 0, garments[0].box)
+        return Query(served, (), "whole_photo" if served == (WHOLE,) or self.detects_garments else "fixed_crops")
+
+    def _garment_crops(self, image: Image.Image, box: Box) -> tuple[Box, ...]:
+        """A found garment's crops as the learned localiser cuts its best one: the box at each
+        of its enlargements, reshaped to the shop photos' aspect (``LearnedBoxes``)."""
+        factors, aspect = getattr(self._localiser, "factors", (1.0,)), getattr(self._localiser, "aspect", None)
+        return tuple(expand_box(box, f, aspect, image.width / image.height) for f in factors)
+
+    def embed_query(self, image: Image.Image, query: Query) -> np.ndarray:
+        """``(n_crops, dim)`` unit-norm embeddings of ``query``'s crops of ``image``, each
+        preprocessed by the checkpoint's own :class:`~street2shop.models.preprocess.Preprocess`."""
         # Preprocessing runs in the caller's thread, in parallel with other requests; only
         # the forward pass is batched and serialised.
-        if self._localiser is None:
+        if query.boxes == (WHOLE,):
             pixels = self.model.preprocess(image)[None]
         else:
-            pixels = torch.stack([self.model.preprocess(crop(image, box)) for box in self._localiser(image).boxes])
+            pixels = torch.stack([self.model.preprocess(crop(image, box)) for box in query.boxes])
         if self._batcher is None:
             return self._embed_pixels([pixels])[0]
         return self._batcher.submit(pixels)
@@ -301,8 +450,9 @@ class SearchEngine:
 
     def close(self) -> None:
         """Stop the batching thread after the queued photos (later calls embed directly)."""
-        if self._batcher is not None:
-            self._batcher.close()
+        for batcher in (self._batcher, self._map_batcher):
+            if batcher is not None:
+                batcher.close()
 
     def search_vector(self, query: np.ndarray, k: int, category: str | None = None) -> list[dict]:
         """Top ``k`` items for a query, best first, optionally of one category.
@@ -363,8 +513,21 @@ class SearchEngine:
         return self._gallery_matrix
 
     def search_image(self, data: bytes, k: int, category: str | None = None) -> list[dict]:
-        image = decode_upload(data, self.limits, self.model.preprocess.image_size)
-        return self.search_vector(self.embed(image), k, category)
+        return self.search_photo(data, k, category).hits
+
+    def search_photo(
+        self, data: bytes, k: int, category: str | None = None, *, garment: int | None = None, box: Box | None = None,
+    ) -> PhotoSearch:
+        """Top ``k`` items for an uploaded photo (as :meth:`search_vector`), searching the
+        region :meth:`query_of` picks, with the garments found in the photo."""
+        if box is not None:
+            box = check_box(box)
+        size = self.model.preprocess.image_size
+        if box is not None:  # decode enough pixels that the region fills the model's input
+            size = min(MAX_BOX_ZOOM * size, math.ceil(size / min(box[2] - box[0], box[3] - box[1])))
+        image = decode_upload(data, self.limits, size)
+        query = self.query_of(image, garment, box)
+        return PhotoSearch(self.search_vector(self.embed_query(image, query), k, category), query)
 
     # ------------------------------------------------------------------ reverse search
 
@@ -426,6 +589,22 @@ class SearchEngine:
 
 
 
+def served_localiser_file(store: ArtifactStore, source: str | None) -> Path:
+    """The learned localiser's file that serving.json names: a store ref
+    (``localise/localiser@<version>``) or a path. The one place that reads it, so the key the
+    evaluate stage writes (:data:`LOCALISER_OPTION`) can change here alone."""
+    if not source:
+        raise ValueError(f"serving.json's localise 'boxhead' names no localiser (options.{LOCALISER_OPTION})")
+    if "@" in source and "/" in source.split("@", 1)[0] and not Path(source).exists():
+        stage_name, version = source.split("@", 1)
+        stage, _, name = stage_name.partition("/")
+        return store.file(ArtifactRef(stage=stage, name=name, version=version), N.LOCALISER_FILE)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no localiser file at {source!r}; want a store ref localise/localiser@<version> or a file path")
+    return path
+
+
 def _noise_verdicts(store: ArtifactStore, images_ref: ArtifactRef) -> dict[str, bool]:
     """``image_id -> keep`` from the newest noise filter run over this crawl (empty if none):
     reverse search shows only the customer photos the filter kept, the ones training used."""
@@ -461,8 +640,12 @@ __all__ = [
     "DEFAULT_BATCH_WAIT_MS",
     "DEFAULT_STREAMS",
     "DEFAULT_INFERENCE_MODE",
+    "LOCALISER_OPTION",
     "NotReady",
+    "PhotoSearch",
+    "Query",
     "SearchEngine",
     "Versions",
     "configure_torch_threads",
+    "served_localiser_file",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -28,6 +30,16 @@ class SearchHit(Item):
     item_url: str = Field(description="API URL of the item's details")
 
 
+#: A box in an answer or a request: x0, y0, x1, y1 in fractions of the photo's width and height.
+BOX_DESCRIPTION = "x0, y0, x1, y1 in fractions of the photo's width and height (0 = left/top, 1 = right/bottom)"
+
+
+class FoundGarment(BaseModel):
+    box: list[float] = Field(min_length=4, max_length=4, description=BOX_DESCRIPTION + "; send it back as box= to search it")
+    category: str | None = Field(None, description="the category the localiser predicts, where it predicts one")
+    score: float = Field(description="how sure the localiser is that a garment is there, 0..1")
+
+
 class SearchResponse(BaseModel):
     k: int
     offset: int = Field(0, description="how many better items were skipped (pages: offset = page x k)")
@@ -36,6 +48,18 @@ class SearchResponse(BaseModel):
     results: list[SearchHit]
     index_version: str
     took_ms: float = Field(description="server time: decode, embed and search")
+    garments: list[FoundGarment] = Field(
+        default_factory=list,
+        description="the garments the served localiser found in the photo, best first (empty: none found, or a "
+                    "localiser that does not detect; /health's detects_garments says which); search one with garment=<index>",
+    )
+    localised: Literal["garment", "box", "whole_photo", "fixed_crops"] = Field(
+        "whole_photo",
+        description="what the results are for: a garment found (garment says which), the box asked for, the whole photo "
+                    "(no garment found, or no localiser served), or the served localiser's fixed crops (multicrop)",
+    )
+    garment: int | None = Field(None, description="index in garments of the garment searched")
+    box: list[float] | None = Field(None, description="the region searched, " + BOX_DESCRIPTION + " (none: the whole photo or fixed crops)")
 
 
 class ItemDetail(Item):
@@ -74,6 +98,10 @@ class Health(BaseModel):
         description="the evaluate stage's figures of the served precision (top-1/top-20/mAP on the shop split and each benchmark, images/s)",
     )
     localise: str = Field(default="none", description="the query-side localisation served, as evaluated")
+    detects_garments: bool = Field(
+        default=False,
+        description="the served localiser finds garments: /search answers with them (garments) and takes garment=<index>",
+    )
     vectors: int
     items: int
     categories: list[str]

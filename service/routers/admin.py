@@ -23,6 +23,7 @@ def health(engine: Engine, config: Config) -> Health:
         status="ok" if engine.warmed.is_set() else "warming",
         evaluated=engine.precision_figures,
         localise=engine.localise.name,
+        detects_garments=engine.detects_garments,
         index=v.index,
         checkpoint=v.checkpoint,
         crawl=v.crawl,

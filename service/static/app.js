@@ -4,11 +4,16 @@
 //   "wear it with"    -> POST /search (the best item) -> GET /items/{id}/looks -> lookbook posts.
 // Click an item -> GET /items/{id}, GET /items/{id}/street (reverse search), "complete the
 // look" (one best item per missing type, POST /outfits/complete) and its lookbook posts.
+// "Find this item" draws the garments /search found on the photo: a click on one searches it
+// (garment=<index>), a rectangle dragged on the photo searches that region (box=x0,y0,x1,y1).
 // Plain DOM, nothing external.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let lastFile = null;
+// The region of lastFile the next search is for: null (the best garment, or the whole
+// photo), {garment: index} or {box: "x0,y0,x1,y1"}; a new photo starts again from null.
+let region = null;
 
 function el(tag, attrs = {}, children = []) {
   const node = document.createElement(tag);
@@ -62,11 +67,15 @@ function lookCard(hit, onClick) {
   return node;
 }
 
-async function search(file) {
-  lastFile = file;
-  $("preview").src = URL.createObjectURL(file);
-  $("preview").hidden = false;
-  $("drop-text").hidden = true;
+async function search(file, wanted = null) {
+  if (file !== lastFile) {
+    lastFile = file;
+    $("photo-img").src = URL.createObjectURL(file);
+    $("photo").hidden = false;
+    $("boxes").replaceChildren();
+    $("drop-text").textContent = "Drop another photo here or click to choose one";
+  }
+  region = wanted;
   $("status").className = "muted";
   $("status").textContent = "searching...";
   const k = $("k").value || "20";
@@ -95,9 +104,16 @@ async function search(file) {
     } else {
       const params = new URLSearchParams({ k });
       if (category) params.set("category", category);
+      if (region && region.garment !== undefined) params.set("garment", String(region.garment));
+      if (region && region.box !== undefined) params.set("box", region.box);
       const data = await getJSON(`/search?${params}`, { method: "POST", body: photoForm(file) });
-      $("status").textContent = `${data.results.length} items in ${data.took_ms.toFixed(0)} ms (index ${data.index_version})`;
+      drawGarments(data);
+      $("status").textContent = `${data.results.length} items for ${searchedWhat(data)} in ${data.took_ms.toFixed(0)} ms (index ${data.index_version})`;
       cards = data.results.map((hit) => itemCard(hit, `#${hit.rank}  ${hit.score.toFixed(3)}`));
+    }
+    if (mode() !== "find") {
+      $("boxes").replaceChildren();
+      $("photo-hint").textContent = "garments are drawn and searched one by one in \"find this item\"";
     }
     $("results-title").hidden = false;
     $("results").replaceChildren(...cards);
@@ -105,6 +121,81 @@ async function search(file) {
     $("status").className = "error";
     $("status").textContent = `search failed: ${error.message}`;
   }
+}
+
+// ---------------------------------------------------------------- garments on the photo
+
+function searchedWhat(data) {
+  if (data.localised === "garment") {
+    const garment = data.garments[data.garment];
+    return `garment ${data.garment}${garment.category ? ` (${garment.category})` : ""}`;
+  }
+  if (data.localised === "box") return "the region drawn";
+  return data.localised === "fixed_crops" ? "the photo's crops" : "the whole photo";
+}
+
+// A box [x0, y0, x1, y1] (fractions of the photo) laid over the photo.
+function placeBox(node, box) {
+  node.style.left = `${100 * box[0]}%`;
+  node.style.top = `${100 * box[1]}%`;
+  node.style.width = `${100 * (box[2] - box[0])}%`;
+  node.style.height = `${100 * (box[3] - box[1])}%`;
+  return node;
+}
+
+function drawGarments(data) {
+  const nodes = data.garments.map((garment, i) => {
+    const searched = data.localised === "garment" && data.garment === i;
+    const node = placeBox(el("div", { class: searched ? "garment searched" : "garment", "data-index": String(i),
+      title: `${garment.category || "garment"} (${garment.score.toFixed(2)}): click to search it` },
+      [el("span", { text: `${i}${garment.category ? ` ${garment.category}` : ""}` })]), garment.box);
+    // boxes overlap: the smaller lies on top, so that every one can be clicked
+    node.style.zIndex = String(1 + Math.round(1000 * (1 - (garment.box[2] - garment.box[0]) * (garment.box[3] - garment.box[1]))));
+    node.addEventListener("click", (event) => {
+      event.stopPropagation();
+      search(lastFile, { garment: i });
+    });
+    return node;
+  });
+  if (data.localised === "box") nodes.push(placeBox(el("div", { class: "drawn searched" }), data.box));
+  $("boxes").replaceChildren(...nodes);
+  const found = data.garments.length;
+  $("photo-hint").textContent = found
+    ? `${found} garment${found > 1 ? "s" : ""} found: click one to search it, or drag a rectangle around another`
+    : "no garment found: the whole photo was searched; drag a rectangle to search one region";
+}
+
+// Dragging on the photo draws a rectangle; letting go searches that region (box=).
+function initDrawing() {
+  const layer = $("boxes");
+  let start = null;
+  let drawing = null;
+  const at = (event) => {
+    const r = layer.getBoundingClientRect();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return [clamp((event.clientX - r.left) / r.width), clamp((event.clientY - r.top) / r.height)];
+  };
+  const boxOf = (a, b) => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[0], b[0]), Math.max(a[1], b[1])];
+  layer.addEventListener("pointerdown", (event) => {
+    if (event.target !== layer || !lastFile || mode() !== "find") return;  // a garment's own click
+    event.preventDefault();
+    layer.setPointerCapture(event.pointerId);
+    start = at(event);
+    drawing = placeBox(el("div", { class: "drawing" }), [...start, ...start]);
+    layer.appendChild(drawing);
+  });
+  layer.addEventListener("pointermove", (event) => {
+    if (start) placeBox(drawing, boxOf(start, at(event)));
+  });
+  layer.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    const box = boxOf(start, at(event));
+    start = null;
+    drawing.remove();
+    // a click or a sliver is not a region (the service refuses sides under 1 %)
+    if (box[2] - box[0] < 0.02 || box[3] - box[1] < 0.02) return;
+    search(lastFile, { box: box.map((v) => v.toFixed(4)).join(",") });
+  });
 }
 
 async function showItem(itemId, selectedCard) {
@@ -212,10 +303,11 @@ async function init() {
     drop.classList.remove("over");
     if (event.dataTransfer.files.length) search(event.dataTransfer.files[0]);
   });
-  for (const id of ["category", "k", "style"]) $(id).addEventListener("change", () => { if (lastFile) search(lastFile); });
+  for (const id of ["category", "k", "style"]) $(id).addEventListener("change", () => { if (lastFile) search(lastFile, region); });
   for (const input of document.querySelectorAll("input[name=mode]")) {
-    input.addEventListener("change", () => { showModeControls(); if (lastFile) search(lastFile); });
+    input.addEventListener("change", () => { showModeControls(); if (lastFile) search(lastFile, region); });
   }
+  initDrawing();
   showModeControls();
   initLooks();
 }

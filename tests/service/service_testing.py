@@ -26,8 +26,9 @@ from PIL import Image, ImageDraw
 
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import build_embedder, save_checkpoint
+from street2shop.models.localise import BoxHead, save_localiser
 from street2shop.storage.blobs import BlobStore
-from street2shop.storage.names import CHECKPOINT_FILE, SERVING_FILE
+from street2shop.storage.names import CHECKPOINT_FILE, LOCALISER, LOCALISER_FILE, SERVING_FILE
 from street2shop.storage.schemas import embeddings_schema, vectors_table
 from street2shop.storage.store import ArtifactRef, ArtifactStore, content_version
 from street2shop.retrieval.index import IndexParams
@@ -143,6 +144,35 @@ def publish_serving(store: ArtifactStore, images: ArtifactRef, trained: Artifact
     checkpoint = ArtifactRef(stage="evaluate", name="checkpoint", version=version)
     embeddings = ArtifactRef(stage="evaluate", name="embeddings", version=version)
     return run_build_index(store, embeddings, images, checkpoint, IndexParams(factory="Flat"))["index_ids"]
+
+
+def publish_box_head(store: ArtifactStore, version: str = "random-head", garment_bias: float = 2.0,
+                     edge_bias: float | None = None, seed: int = 0) -> ArtifactRef:
+    """A randomly initialised :class:`BoxHead` on the ``tiny`` backbone's map (32 channels),
+    published as the localise stage publishes one. ``garment_bias`` raises every cell's
+    garment logit (so several garments are found); ``edge_bias`` -30 shrinks every box to
+    nothing (the head then finds no garment)."""
+    torch.manual_seed(seed)
+    head = BoxHead(in_channels=32, hidden=16, categories=("tops", "skirts"))
+    with torch.no_grad():
+        head.out.bias[0] += garment_bias
+        if edge_bias is not None:
+            head.out.weight[1:] = 0.0
+            head.out.bias[1:] = edge_bias
+    with store.publish("localise", [LOCALISER], version) as w:
+        save_localiser(w[LOCALISER].path(LOCALISER_FILE), head, backbone="tiny", input_size=[32, 32], map_stride=4)
+    return ArtifactRef(stage="localise", name=LOCALISER, version=version)
+
+
+def publish_boxhead_store(home, **head) -> tuple[ArtifactStore, ArtifactRef, object, ArtifactRef]:
+    """A store serving the ``boxhead`` localiser (a random head, see :func:`publish_box_head`):
+    (store, index, the tiny model, the localiser's ref)."""
+    store = ArtifactStore(home)
+    images = publish_crawl(store)
+    trained, model = publish_checkpoint(store)
+    localiser = publish_box_head(store, **head)
+    serving = {"localise": {"name": "boxhead", "options": {"localiser": str(localiser)}}}
+    return store, publish_serving(store, images, trained, model, "served-boxhead", serving), model, localiser
 
 
 @contextmanager
