@@ -199,11 +199,11 @@ class EvaluateParams(BaseModel):
             raise ValueError(f"serve_on {self.serve_on!r} is neither {SHOP!r} nor a benchmark ({names})")
         if self.localise.learned:
             raise ValueError(f"localise: {LEARNED!r} needs the localise stage's artifact; it is a learned candidate, chosen by the rule")
+        if any(c.learned for c in self.localise_candidates) or not all(c.learned for c in self.learned_candidates):
+            raise ValueError(f"learned_candidates are the {LEARNED!r} ones, localise_candidates the others")
         labels = [c.label for c in (*self.localise_candidates, *self.learned_candidates)]
         if len(set(labels)) != len(labels):
             raise ValueError(f"localisation candidates repeat: {labels}")
-        if any(c.learned for c in self.localise_candidates) or not all(c.learned for c in self.learned_candidates):
-            raise ValueError(f"learned_candidates are the {LEARNED!r} ones, localise_candidates the others")
         return self
 
     @property

@@ -113,7 +113,8 @@ def run_evaluate(
         writers[METRICS].metrics.update(result.figures)
         if params.report:
             title = f"street2shop evaluation {writers[METRICS].version}"
-            page = build_report_data(title, metrics, annotated, params.split, result.report, result.vectors[TRAINED], seed=params.report_seed)
+            page = build_report_data(title, metrics, annotated, params.split, result.report, result.vectors[TRAINED],
+                                     seed=params.report_seed, figures=result.figures)
             writers[METRICS].path(REPORT_FILE).write_text(render_report(page), encoding="utf-8")
 
         served = writers[CHECKPOINT]
