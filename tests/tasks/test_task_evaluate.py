@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from labelled_testing import publish_shop
+from labelled_testing import publish_localiser, publish_shop
 from street2shop.retrieval.evaluation import EvaluateParams
 from street2shop.storage.names import REPORT_FILE
 from street2shop.tasks.evaluate import run_evaluate
@@ -148,24 +148,7 @@ def test_the_served_precision_is_the_fastest_within_tolerance_of_the_reference()
     assert choose_precision({**figures, "openvino": {"images_per_s": 300.0, "real:top20": 0.1}}, "openvino", "real:top20", 0.0) == "openvino"
 
 
-def publish_localiser(store, checkpoint_ref, seed: int = 0):
-    """A localise/localiser artifact: a randomly initialised BoxHead on the checkpoint's backbone."""
-    import torch
-
-    from street2shop.models.embedder import load_embedder
-    from street2shop.models.localise import BoxHead, save_localiser
-    from street2shop.storage.names import CHECKPOINT_FILE, LOCALISE, LOCALISER, LOCALISER_FILE
-
-    model = load_embedder(store.file(checkpoint_ref, CHECKPOINT_FILE))
-    torch.manual_seed(seed)
-    head = BoxHead(model.backbone.num_features, hidden=8)
-    size = model.preprocess.image_size
-    with store.publish(LOCALISE, [LOCALISER], f"v{seed}") as writers:
-        save_localiser(writers[LOCALISER].path(LOCALISER_FILE), head, backbone=model.config.backbone,
-                       input_size=[size + 16, size], map_stride=model.backbone.feature_stride)
-    return store.latest(LOCALISE, LOCALISER)
-
-
+@pytest.mark.slow  # four localisations scored on the shop split and a benchmark, each timed
 def test_the_localisations_are_scored_side_by_side_and_one_is_served_by_the_rule(tmp_path_factory, tiny_checkpoint, photo_set):
     """none, the configured grid and the learned localiser (a second pass over the box, and
     the box pooled from the first pass's map) at the served precision, on the shop split and
