@@ -646,23 +646,25 @@ def ms_per_query(features: Features, paths: Sequence[str], batch_size: int) -> f
 
 def score_localisations(
     runner: nn.Module,
-    annotated: pa.Table,
+    annotated: pa.Table | None,
     params: EvaluateParams,
     benchmarks: Mapping[str, pa.Table],
-    reference_figures: Mapping[str, Any],
+    reference_figures: Mapping[str, Any] | None = None,
     learned: Mapping[str, OnePassSearch] | None = None,
     num_workers: int = 0,
 ) -> LocalisationChoice:
     """Score each localisation with the served model at the served precision (``runner``),
-    side by side: ``params.localise`` (whose figures the evaluation already has:
+    side by side: ``params.localise`` (whose figures the evaluation may already have:
     ``reference_figures``, ``[<benchmark>:]served_<key>``), ``params.localise_candidates`` and
     the learned ones (``learned``: label -> that candidate's :class:`OnePassSearch`), on the
-    shop split and each benchmark, with passes and ms per query (timed on the judging set's
-    first ``timing_queries`` queries); then choose the served one by :func:`choose_localisation`."""
+    shop split (``annotated``; ``None``: the benchmarks only) and each benchmark, with passes
+    and ms per query (timed on the judging set's first ``timing_queries`` queries); then
+    choose the served one by :func:`choose_localisation`."""
     learned = dict(learned or {})
     others = [c for c in params.localise_candidates if c.label != params.localise.label]
     candidates = [params.localise, *others, *(c for c in params.learned_candidates if c.label in learned)]
-    sets = {SHOP: (annotated, params.split), **{b.name: (benchmarks[b.name], "test") for b in params.benchmarks}}
+    sets = {**({SHOP: (annotated, params.split)} if annotated is not None else {}),
+            **{b.name: (benchmarks[b.name], "test") for b in params.benchmarks}}
     judged_table, judged_split = sets[params.judged_on]
     timing_paths = query_images(judged_table, judged_split).column("path").to_pylist()[: params.timing_queries]
     gallery_vectors: dict[str, np.ndarray] = {}
@@ -674,7 +676,7 @@ def score_localisations(
         out = {"passes": localisation_passes(candidate, search), "ms_per_query": ms_per_query(features, timing_paths, params.batch_size)}
         for name, (table, split) in sets.items():
             prefix = "" if name == SHOP else f"{name}:"
-            if candidate == params.localise:
+            if candidate == params.localise and reference_figures is not None:
                 out |= {f"{prefix}{k}": reference_figures[f"{prefix}served_{k}"] for k in HEADLINE_KEYS if f"{prefix}served_{k}" in reference_figures}
                 continue
             if name not in gallery_vectors:

@@ -1,0 +1,68 @@
+"""bench/served_localisation.py and bench/eval_speed.py on a tiny store: the served model's
+localisations side by side on a benchmark, and `street2shop eval` timed on a set built from it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+from labelled_testing import publish_localiser, publish_shop
+
+from street2shop.retrieval.evaluation import Benchmark, EvaluateParams, LocaliseParams
+from street2shop.tasks.evaluate import run_evaluate
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # the scripts import their sibling ``_results``
+    return lambda name: importlib.import_module(name)
+
+
+@pytest.fixture()
+def served_store(tmp_path, tiny_checkpoint, photo_set):
+    """A store whose evaluate stage served the tiny model with the learned localiser as a candidate."""
+    store, data, checkpoint = publish_shop(tmp_path / "home", tiny_checkpoint)
+    localiser = publish_localiser(store, checkpoint)
+    real = Benchmark(name="real", gallery=str(photo_set["gallery"]), queries=str(photo_set["queries"]))
+    params = EvaluateParams(baselines=[], expansions=[], report=False, benchmarks=[real],
+                            localise=LocaliseParams(name="multicrop", options={"scales": [0.75], "positions": "centre"}))
+    run_evaluate(store, data, checkpoint, params, localiser=localiser)
+    return tmp_path / "home", localiser
+
+
+@pytest.mark.slow  # the stage, then four localisations scored again by the bench
+def test_the_bench_scores_every_localisation_of_the_served_model_side_by_side(bench, served_store, photo_set, tmp_path, capsys):
+    home, localiser = served_store
+    out = tmp_path / "results.jsonl"
+    grid = json.dumps({"scales": [0.75], "positions": "centre"})
+    assert bench("served_localisation").main(["--home", str(home), "--benchmark", str(photo_set["gallery"].parent),
+                                              "--grid", grid, "--budget-ms", "1e6", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    name = record["benchmark"]
+    assert record["localiser"] == str(localiser) and record["queries"] == 8
+    assert {k: v["passes"] for k, v in record["figures"].items()} == {"multicrop": 2, "none": 1, "boxhead": 2, "boxhead_pooled": 1}
+    best = max(record["figures"].values(), key=lambda f: f[f"{name}:top1"])[f"{name}:top1"]
+    assert record["figures"][record["served"]][f"{name}:top1"] == best  # the rule, with a budget nothing exceeds
+    printed = capsys.readouterr().out
+    assert "| boxhead_pooled" in printed and "(served by the rule)" in printed
+
+
+@pytest.mark.slow  # two `street2shop eval` processes
+def test_eval_speed_builds_the_set_with_mirrored_copies_and_times_eval(bench, served_store, photo_set, tmp_path):
+    home, _ = served_store
+    out = tmp_path / "speed.jsonl"
+    assert bench("eval_speed").main(["--home", str(home), "--benchmark", str(photo_set["gallery"].parent), "--queries", "12",
+                                     "--gallery", "14", "--localise", '{"name": "none"}', "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["set"] == {"benchmark": photo_set["gallery"].parent.name, "queries": 12, "gallery": 14,
+                                  "mirrored_queries": 4, "mirrored_distractors": 6}
+    served, whole = record["rows"]
+    assert served["run"] == "as served" and whole["localise"]["name"] == "none"
+    assert served["queries"] == whole["queries"] == 12 and served["gallery"] == 14 and served["seconds"] > 0
+    assert 0 <= whole["top1"] <= whole["top20"] <= 1
+    with pytest.raises(SystemExit, match="at most twice"):
+        bench("eval_speed").build_set(photo_set["gallery"].parent, 17, 8, tmp_path / "x")
