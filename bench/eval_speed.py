@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -83,15 +84,21 @@ def build_set(benchmark: Path, n_queries: int, n_gallery: int, folder: Path) -> 
     return g, q, how
 
 
-def run_eval(home: str, gallery: Path, queries: Path, extra: list[str]) -> tuple[float, dict, str]:
-    """Wall seconds, the JSON figures and the first line (what it ran) of one ``eval`` process."""
+def run_eval(home: str, gallery: Path, queries: Path, extra: list[str]) -> tuple[float, float, dict, str]:
+    """Wall seconds, CPU seconds (user + system, every thread), the JSON figures and what was
+    run, of one ``eval`` process. On a machine shared with other work the wall time grows with
+    the load; the CPU time much less so: CPU / cores is the wall time on idle cores if the
+    process kept them all busy (a lower bound)."""
     command = [sys.executable, "-m", "street2shop.cli", "eval", "--home", home, "--gallery", str(gallery), "--queries", str(queries), *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([*command, "--json"], capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"eval failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1]), " ".join(extra) or "as served"
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, json.loads(done.stdout.strip().splitlines()[-1]), " ".join(extra) or "as served"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,19 +117,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="street2shop-eval-speed-") as folder:
         gallery, queries, how = build_set(Path(args.benchmark), args.queries, args.gallery, Path(folder))
         for extra in [mode, *([*mode, "--localise", loc] for loc in args.localise)]:
-            seconds, figures, what = run_eval(args.home, gallery, queries, extra)
-            rows.append({"run": what, "seconds": seconds, "precision": figures["inference_mode"], "localise": figures["localise"],
+            seconds, cpu, figures, what = run_eval(args.home, gallery, queries, extra)
+            rows.append({"run": what, "seconds": seconds, "cpu_seconds": cpu, "precision": figures["inference_mode"], "localise": figures["localise"],
                          "top1": figures["overall"]["top1"], "top20": figures["overall"]["top20"],
                          "queries": figures["overall"]["n_queries"], "gallery": figures["overall"]["gallery_size"]})
             print(rows[-1], file=sys.stderr)
     print(f"\n`street2shop eval` on {how['queries']} queries x {how['gallery']} gallery photos built from {how['benchmark']} "
           f"({how['mirrored_queries']} mirrored queries, {how['mirrored_distractors']} mirrored distractors); "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; target <= {TARGET_S:.0f} s")
-    print("| run | precision | localisation | wall s | top-1 | top-20 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    cores = len(os.sched_getaffinity(0))
+    print(f"| run | precision | localisation | wall s | CPU s | CPU s / {cores} cores | top-1 | top-20 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         label = r["localise"]["name"] + ("_pooled" if r["localise"].get("options", {}).get("pooled") else "")
-        print(f"| {r['run']} | {r['precision']} | {label} | {r['seconds']:.0f} | {r['top1']:.3f} | {r['top20']:.3f} |")
+        print(f"| {r['run']} | {r['precision']} | {label} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | "
+              f"{r['cpu_seconds'] / cores:.0f} | {r['top1']:.3f} | {r['top20']:.3f} |")
     emit({"bench": "eval_speed", "set": how, "rows": rows, "target_s": TARGET_S, "cores": os.cpu_count(), "load": os.getloadavg()[0]}, args.out)
     return 0
 

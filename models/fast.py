@@ -79,7 +79,23 @@ class BackendUnavailableError(RuntimeError):
     """The library an inference mode needs is not installed or does not work here."""
 
 
-class InferenceEmbedder(nn.Module):
+class _SourceMetadata:
+    """``dim``, ``preprocess`` and ``config`` of the embedder a wrapper runs (its ``source``)."""
+
+    @property
+    def dim(self) -> int:
+        return self.source.dim
+
+    @property
+    def preprocess(self):
+        return self.source.preprocess
+
+    @property
+    def config(self):
+        return self.source.config
+
+
+class InferenceEmbedder(_SourceMetadata, nn.Module):
     """An embedder behind a faster runner: same inputs, outputs and metadata as the original.
 
     ``runner`` maps a float32 image batch ``(B, 3, S, S)`` to embeddings ``(B, dim)`` on the
@@ -100,18 +116,6 @@ class InferenceEmbedder(nn.Module):
         self.streams = streams
         self.train(False)
 
-    @property
-    def dim(self) -> int:
-        return self.source.dim
-
-    @property
-    def preprocess(self):
-        return self.source.preprocess
-
-    @property
-    def config(self):
-        return self.source.config
-
     def train(self, mode: bool = True) -> InferenceEmbedder:
         # An inference runner has frozen weights and BatchNorm statistics: never train it.
         if mode:
@@ -125,7 +129,7 @@ class InferenceEmbedder(nn.Module):
         return f"mode={self.mode!r}"
 
 
-class DescriptorAndMap(nn.Module):
+class DescriptorAndMap(_SourceMetadata, nn.Module):
     """An embedder whose forward pass returns ``(embeddings (B, dim), feature map (B, C, h, w))``:
     the descriptor and the backbone map it pools, from one pass of photos of ``input_size``
     (height, width), which may differ from the embedder's square (GeM pools any map size)."""
@@ -143,16 +147,8 @@ class DescriptorAndMap(nn.Module):
         self.input_size = (int(input_size[0]), int(input_size[1]))
 
     @property
-    def dim(self) -> int:
-        return self.embedder.dim
-
-    @property
-    def preprocess(self):
-        return self.embedder.preprocess
-
-    @property
-    def config(self):
-        return self.embedder.config
+    def source(self) -> Embedder:
+        return self.embedder
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedder = self.embedder
