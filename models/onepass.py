@@ -14,8 +14,9 @@ described either
 
 With ``include_whole`` the whole photo's pass-1 descriptor is one more crop, last (scores
 combine by ``scoring``, as for every localiser). :class:`OnePassSearch` does this for a
-batch of photos (the evaluation) or one photo (a service: ``search.vectors([image])[0]``
-and ``search.localise([image])[2][0].garments``).
+batch of photos (the evaluation) or one photo (a service: ``vectors, (localisation,) =
+search.search([image])`` gives the query's ``(n_boxes, dim)`` vectors ``vectors[0]`` and the
+garments found, ``localisation.garments``, from the same passes).
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ class OnePassSearch:
 
     def vectors(self, images: Sequence[Image.Image]) -> np.ndarray:
         """``(B, n_boxes, dim)`` unit-norm vectors: each box's, then the whole photo's."""
+        return self.search(images)[0]
+
+    def search(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[Localisation]]:
+        """:meth:`vectors` and each photo's localisation (its boxes and the garments found),
+        from the same passes: what a service answers a photo with."""
         whole, fmap, localisations = self.localise(images)
         n_boxes = len(self.factors)
         with torch.inference_mode():
@@ -117,7 +123,7 @@ class OnePassSearch:
                 pixels = torch.stack([preprocess(crop(im, box)) for im, loc in zip(images, localisations) for box in loc.boxes[:n_boxes]])
                 boxes = F.normalize(self.crops_runner(pixels).float(), dim=-1).reshape(len(images), n_boxes, -1)
         parts = [boxes, F.normalize(whole, dim=-1)[:, None]] if self.include_whole else [boxes]
-        return torch.cat(parts, dim=1).numpy()
+        return torch.cat(parts, dim=1).numpy(), localisations
 
     def _pool(self, fmap: torch.Tensor, boxes: Sequence[tuple[float, float, float, float]]) -> torch.Tensor:
         """The embedder's head on each box's window of one photo's map ``(C, h, w)``."""

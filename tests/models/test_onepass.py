@@ -62,6 +62,9 @@ def test_the_crop_variant_embeds_the_box_in_a_second_pass_and_the_whole_photo_fr
     np.testing.assert_allclose(got[0], box.numpy(), atol=1e-5)
     np.testing.assert_allclose(got[1], whole_expected.numpy(), atol=1e-5)
     assert fmap.shape == (1, model.backbone.num_features, 12, 8) and learned.passes == 2
+    vectors, (found,) = learned.search([image])  # one photo, as a service asks
+    np.testing.assert_array_equal(vectors[0], got)
+    assert found == localisation
 
 
 def test_the_pooled_variant_reads_the_box_window_of_the_same_map():
