@@ -5,9 +5,11 @@
 
 The set is built from a real-photo benchmark in ``street2shop eval``'s CSV format: its
 queries and gallery photos as they are, then, to reach the sizes asked for, mirrored copies
-(written to a temporary folder, never into the project): mirrored queries of the same items,
-and mirrored gallery photos as further items (distractors no query belongs to). On hm-dev
-(600 queries, 2,000 gallery photos) that is 400 mirrored queries and 1,000 distractors.
+of its queries (the same items; written to a temporary folder, never into the project) and
+real garment photos of another set as further gallery items no query belongs to
+(``--distractors``, default ``clothing-small``: photos of garments on beds, floors and
+hangers). On hm-dev (600 queries, 2,000 gallery photos) that is 400 mirrored queries and
+1,000 distractors.
 
 Each run is the command a user types, in a fresh process (``python -m street2shop.cli eval
 --home H --json``): start-up, loading the served checkpoint, rebuilding its precision (int8
@@ -62,25 +64,24 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def build_set(benchmark: Path, n_queries: int, n_gallery: int, folder: Path) -> tuple[Path, Path, dict]:
+def build_set(benchmark: Path, n_queries: int, n_gallery: int, folder: Path, distractors: Path) -> tuple[Path, Path, dict]:
     """``(gallery.csv, queries.csv, how it was built)`` of the sizes asked for, in ``folder``."""
     queries, gallery = _rows(benchmark / "queries.csv"), _rows(benchmark / "gallery.csv")
-    if n_queries > 2 * len(queries) or n_gallery > 2 * len(gallery):
-        raise SystemExit(f"{benchmark.name} has {len(queries)} queries and {len(gallery)} gallery photos: at most twice that with mirrored copies")
+    others = sorted(p for p in distractors.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if n_queries > 2 * len(queries) or n_gallery > len(gallery) + len(others):
+        raise SystemExit(f"{benchmark.name} has {len(queries)} queries and {len(gallery)} gallery photos, {distractors.name} "
+                         f"{len(others)} photos: at most {2 * len(queries)} queries and {len(gallery) + len(others)} gallery photos")
     photos = folder / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     extra_q = [_mirrored(row, photos, "q") for row in queries[: max(0, n_queries - len(queries))]]
-    extra_g = []
-    for row in gallery[: max(0, n_gallery - len(gallery))]:
-        copy = _mirrored(row, photos, "g")
-        copy["item_id"] = f"mirror-{row['item_id']}"  # a distractor: no query's item
-        if "product_id" in copy:
-            copy["product_id"] = f"mirror-{row['product_id']}"
-        extra_g.append(copy)
+    # a distractor is an item of its own, which no query belongs to
+    extra_g = [{"path": str(p.resolve()), "item_id": f"distractor-{i}", "product_id": f"distractor-{i}", "category": "distractor",
+                "colour": "distractor"}
+               for i, p in enumerate(others[: max(0, n_gallery - len(gallery))])]
     q = _write(folder / "queries.csv", (queries + extra_q)[:n_queries])
     g = _write(folder / "gallery.csv", (gallery + extra_g)[:n_gallery])
-    how = {"benchmark": benchmark.name, "queries": n_queries, "gallery": n_gallery,
-           "mirrored_queries": len(extra_q), "mirrored_distractors": len(extra_g)}
+    how = {"benchmark": benchmark.name, "queries": n_queries, "gallery": n_gallery, "mirrored_queries": len(extra_q),
+           "distractors": len(extra_g), "distractors_from": distractors.name}
     return g, q, how
 
 
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", required=True, help="a store the pipeline ran on: its served model is evaluated")
     ap.add_argument("--benchmark", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "hm-dev"))
+    ap.add_argument("--distractors", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "clothing-small"),
+                    help="a folder of other garment photos: the gallery's photos beyond the benchmark's")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--gallery", type=int, default=3000)
     ap.add_argument("--localise", action="append", default=[], help="also run with this --localise (JSON); repeatable")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = ["--inference-mode", args.inference_mode] if args.inference_mode else []
     rows = []
     with tempfile.TemporaryDirectory(prefix="street2shop-eval-speed-") as folder:
-        gallery, queries, how = build_set(Path(args.benchmark), args.queries, args.gallery, Path(folder))
+        gallery, queries, how = build_set(Path(args.benchmark), args.queries, args.gallery, Path(folder), Path(args.distractors))
         for extra in [mode, *([*mode, "--localise", loc] for loc in args.localise)]:
             seconds, cpu, figures, what = run_eval(args.home, gallery, queries, extra)
             rows.append({"run": what, "seconds": seconds, "cpu_seconds": cpu, "precision": figures["inference_mode"], "localise": figures["localise"],
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                          "queries": figures["overall"]["n_queries"], "gallery": figures["overall"]["gallery_size"]})
             print(rows[-1], file=sys.stderr)
     print(f"\n`street2shop eval` on {how['queries']} queries x {how['gallery']} gallery photos built from {how['benchmark']} "
-          f"({how['mirrored_queries']} mirrored queries, {how['mirrored_distractors']} mirrored distractors); "
+          f"({how['mirrored_queries']} mirrored queries, {how['distractors']} distractors from {how['distractors_from']}); "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; target <= {TARGET_S:.0f} s")
     cores = len(os.sched_getaffinity(0))
     print(f"| run | precision | localisation | wall s | CPU s | CPU s / {cores} cores | top-1 | top-20 |")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from labelled_testing import publish_localiser, publish_shop
 
 from street2shop.retrieval.evaluation import Benchmark, EvaluateParams, LocaliseParams
@@ -52,17 +53,22 @@ def test_the_bench_scores_every_localisation_of_the_served_model_side_by_side(be
 
 
 @pytest.mark.slow  # two `street2shop eval` processes
-def test_eval_speed_builds_the_set_with_mirrored_copies_and_times_eval(bench, served_store, photo_set, tmp_path):
+def test_eval_speed_builds_the_set_from_mirrored_queries_and_distractors_and_times_eval(bench, served_store, photo_set, tmp_path):
     home, _ = served_store
+    others = tmp_path / "others"
+    others.mkdir()
+    for i in range(6):
+        Image.new("RGB", (30, 40), (40 * i, 90, 200 - 30 * i)).save(others / f"{i}.jpg")
     out = tmp_path / "speed.jsonl"
     assert bench("eval_speed").main(["--home", str(home), "--benchmark", str(photo_set["gallery"].parent), "--queries", "12",
-                                     "--gallery", "14", "--localise", '{"name": "none"}', "--out", str(out)]) == 0
+                                     "--gallery", "14", "--distractors", str(others), "--localise", '{"name": "none"}', "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["set"] == {"benchmark": photo_set["gallery"].parent.name, "queries": 12, "gallery": 14,
-                                  "mirrored_queries": 4, "mirrored_distractors": 6}
+                             "mirrored_queries": 4, "distractors": 6, "distractors_from": "others"}
     served, whole = record["rows"]
     assert served["run"] == "as served" and whole["localise"]["name"] == "none"
     assert served["queries"] == whole["queries"] == 12 and served["gallery"] == 14 and served["seconds"] > 0 < served["cpu_seconds"]
     assert 0 <= whole["top1"] <= whole["top20"] <= 1
-    with pytest.raises(SystemExit, match="at most twice"):
-        bench("eval_speed").build_set(photo_set["gallery"].parent, 17, 8, tmp_path / "x")
+    for queries, gallery in ((17, 8), (8, 15)):  # twice the queries (mirrored), the gallery and the distractors at most
+        with pytest.raises(SystemExit, match="at most 16 queries and 14 gallery photos"):
+            bench("eval_speed").build_set(photo_set["gallery"].parent, queries, gallery, tmp_path / "x", others)
