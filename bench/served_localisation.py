@@ -18,7 +18,8 @@ evaluate stage's own code (:func:`~street2shop.retrieval.evaluation.score_locali
 - ``boxhead_pooled``: the same box pooled from the first pass's map (no further pass).
 
 The learned rows need a localise artifact in the store; without one they are left out, and
-the output says so. ``ms/query`` is the wall time of searching one query's vectors
+the output says so (``--stand-in``: an untrained box head instead, to time the learned rows'
+passes before a localiser is trained; their accuracy then means nothing). ``ms/query`` is the wall time of searching one query's vectors
 (decoding, localisation, every pass; batches of 32 photos), timed on the first
 ``timing_queries`` queries, on this machine, at its load (printed).
 """
@@ -33,7 +34,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from street2shop.models.localise import load_localiser
+import torch
+
+from street2shop.models.localise import BoxHead, load_localiser
 from street2shop.models.onepass import one_pass_searches
 from street2shop.retrieval.evaluation import Benchmark, EvaluateParams, LocaliseParams, score_localisations
 from street2shop.retrieval.served import calibration_of, served_mode, served_runner
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", default=json.dumps(GRID), help="the multicrop grid's options as JSON")
     ap.add_argument("--queries", type=int, default=0, help="score the first N queries only (0: all)")
     ap.add_argument("--timing-queries", type=int, default=64)
+    ap.add_argument("--stand-in", action="store_true",
+                    help="without a localise artifact, time the learned rows with an untrained box head (accuracy meaningless)")
     ap.add_argument("--out", default=None, help="append the result as one JSON line here (default: print it)")
     args = ap.parse_args(argv)
 
@@ -82,8 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     localiser = store.latest_or_none(LOCALISE, LOCALISER)
     learned = {}
-    if localiser is not None:
+    if localiser is None and args.stand_in:
+        # timing only: an untrained head reads the same map and costs the same passes
+        torch.manual_seed(0)
+        size = embedder.preprocess.image_size
+        head, meta = BoxHead(embedder.backbone.num_features), {"backbone": embedder.config.backbone, "input_size": [size, size]}
+        localiser = "stand-in (an untrained BoxHead: its accuracy means nothing, its cost is the learned one's)"
+    elif localiser is not None:
         head, meta = load_localiser(store.file(localiser, LOCALISER_FILE))
+    if localiser is not None:
         variants = {c.label: c.options for c in params.learned_candidates}
         learned = one_pass_searches(embedder, mode, head, meta, variants, calibration=calibration, crops_runner=runner)
     placed = score_localisations(runner, None, params, {name: real}, learned=learned)

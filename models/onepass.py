@@ -90,13 +90,15 @@ class OnePassSearch:
         """Forward passes per photo: the whole photo, plus one per box crop unless pooled."""
         return 1 if self.pooled else 1 + len(self.factors)
 
-    def localise(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor, list[Localisation]]:
+    def localise(
+        self, images: Sequence[Image.Image], pixels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[Localisation]]:
         """Pass 1: ``(whole-photo embeddings (B, dim), feature maps (B, C, h, w), localisations)``;
         each localisation's ``garments`` are the head's, best first, and its boxes the first
-        garment's enlargements (then the whole photo, with ``include_whole``)."""
-        h, w = self.input_size
-        preprocess = self.embedder.preprocess
-        pixels = torch.stack([preprocess.to_tensor(im.convert("RGB").resize((w, h), Image.Resampling.BICUBIC)) for im in images])
+        garment's enlargements (then the whole photo, with ``include_whole``). ``pixels``: the
+        photos already prepared by :meth:`prepare` (e.g. in decoding threads)."""
+        if pixels is None:
+            pixels = torch.stack([self.prepare(im) for im in images])
         with torch.inference_mode():
             whole, fmap = self.runner(pixels)
             garments = detect_garments(self.head.eval(), fmap.float())
@@ -106,22 +108,31 @@ class OnePassSearch:
             localisations.append(Localisation(tuple(boxes) + ((WHOLE,) if self.include_whole else ()), self.scoring, garments=found))
         return whole.float(), fmap.float(), localisations
 
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """Pass 1's input: the whole photo resized to ``input_size`` as the head was trained on it."""
+        h, w = self.input_size
+        return self.embedder.preprocess.to_tensor(image.convert("RGB").resize((w, h), Image.Resampling.BICUBIC))
+
     def vectors(self, images: Sequence[Image.Image]) -> np.ndarray:
         """``(B, n_boxes, dim)`` unit-norm vectors: each box's, then the whole photo's."""
         return self.search(images)[0]
 
-    def search(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[Localisation]]:
+    def search(
+        self, images: Sequence[Image.Image], pixels: torch.Tensor | None = None, pool: ThreadPoolExecutor | None = None
+    ) -> tuple[np.ndarray, list[Localisation]]:
         """:meth:`vectors` and each photo's localisation (its boxes and the garments found),
-        from the same passes: what a service answers a photo with."""
-        whole, fmap, localisations = self.localise(images)
+        from the same passes: what a service answers a photo with. ``pool``: threads that
+        cut and preprocess the box crops (Pillow releases the GIL)."""
+        whole, fmap, localisations = self.localise(images, pixels)
         n_boxes = len(self.factors)
         with torch.inference_mode():
             if self.pooled:
                 boxes = torch.stack([self._pool(fmap[i], loc.boxes[:n_boxes]) for i, loc in enumerate(localisations)])
             else:
                 preprocess = self.embedder.preprocess
-                pixels = torch.stack([preprocess(crop(im, box)) for im, loc in zip(images, localisations) for box in loc.boxes[:n_boxes]])
-                boxes = F.normalize(self.crops_runner(pixels).float(), dim=-1).reshape(len(images), n_boxes, -1)
+                jobs = [(im, box) for im, loc in zip(images, localisations) for box in loc.boxes[:n_boxes]]
+                cut = (pool.map if pool is not None else map)(lambda job: preprocess(crop(*job)), jobs)
+                boxes = F.normalize(self.crops_runner(torch.stack(list(cut))).float(), dim=-1).reshape(len(images), n_boxes, -1)
         parts = [boxes, F.normalize(whole, dim=-1)[:, None]] if self.include_whole else [boxes]
         return torch.cat(parts, dim=1).numpy(), localisations
 
@@ -132,15 +143,24 @@ class OnePassSearch:
         return F.normalize(torch.cat(out).float(), dim=-1)
 
     def embed_paths(self, paths: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """``(len(paths), n_boxes, dim)`` for photo files, decoded by a few threads a batch ahead."""
-        # decode large enough for a box of a quarter of the photo to keep the embedder's resolution
-        min_size = max(*self.input_size, 4 * self.embedder.preprocess.image_size)
+        """``(len(paths), n_boxes, dim)`` for photo files, decoded and prepared by a few threads
+        a batch ahead of the network."""
+        # JPEG draft decoding: just large enough for pass 1, or for a box of a quarter of the photo
+        min_size = max(*self.input_size) if self.pooled else max(*self.input_size, 4 * self.embedder.preprocess.image_size)
+
+        def load(path: str) -> tuple[Image.Image, torch.Tensor]:
+            image = read_image(path, min_size=min_size)
+            return image, self.prepare(image)
+
         out = []
-        with ThreadPoolExecutor(DECODE_THREADS) as pool:
-            batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-            pending = pool.map(lambda batch: [read_image(p, min_size=min_size) for p in batch], batches)
-            for images in pending:
-                out.append(self.vectors(images))
+        batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        with ThreadPoolExecutor(DECODE_THREADS) as pool, ThreadPoolExecutor(1) as ahead:
+            pending = ahead.submit(lambda: list(pool.map(load, batches[0]))) if batches else None
+            for k in range(len(batches)):  # one batch decoded ahead of the one the network works on
+                images, pixels = zip(*pending.result())
+                if k + 1 < len(batches):
+                    pending = ahead.submit(lambda b=batches[k + 1]: list(pool.map(load, b)))
+                out.append(self.search(images, torch.stack(pixels), pool)[0])
         if not out:
             return np.empty((0, len(self.factors) + self.include_whole, self.embedder.dim), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)

@@ -72,3 +72,17 @@ def test_eval_speed_builds_the_set_from_mirrored_queries_and_distractors_and_tim
     for queries, gallery in ((17, 8), (8, 15)):  # twice the queries (mirrored), the gallery and the distractors at most
         with pytest.raises(SystemExit, match="at most 16 queries and 14 gallery photos"):
             bench("eval_speed").build_set(photo_set["gallery"].parent, queries, gallery, tmp_path / "x", others)
+
+
+@pytest.mark.slow  # the stage, then four localisations scored by the bench
+def test_a_stand_in_head_times_the_learned_rows_of_a_store_without_a_localiser(bench, tmp_path, tiny_checkpoint, photo_set):
+    store, data, checkpoint = publish_shop(tmp_path / "home", tiny_checkpoint)
+    run_evaluate(store, data, checkpoint, EvaluateParams(baselines=[], expansions=[], report=False))
+    out = tmp_path / "results.jsonl"
+    args = ["--home", str(tmp_path / "home"), "--benchmark", str(photo_set["gallery"].parent), "--grid", '{"scales": [0.75]}']
+    assert bench("served_localisation").main([*args, "--out", str(out)]) == 0
+    assert bench("served_localisation").main([*args, "--stand-in", "--out", str(out)]) == 0
+    without, stand_in = (json.loads(line) for line in out.read_text().splitlines())
+    assert without["localiser"] is None and set(without["figures"]) == {"multicrop", "none"}
+    assert stand_in["localiser"].startswith("stand-in") and {"boxhead", "boxhead_pooled"} <= set(stand_in["figures"])
+    assert stand_in["figures"]["boxhead"]["passes"] == 2 and stand_in["figures"]["boxhead_pooled"]["passes"] == 1
