@@ -86,3 +86,19 @@ def test_a_stand_in_head_times_the_learned_rows_of_a_store_without_a_localiser(b
     assert without["localiser"] is None and set(without["figures"]) == {"multicrop", "none"}
     assert stand_in["localiser"].startswith("stand-in") and {"boxhead", "boxhead_pooled"} <= set(stand_in["figures"])
     assert stand_in["figures"]["boxhead"]["passes"] == 2 and stand_in["figures"]["boxhead_pooled"]["passes"] == 1
+
+
+def test_one_pass_bench_times_the_plain_and_the_one_pass_side_by_side(bench, tmp_path, tiny_checkpoint, photo_set):
+    store, data, checkpoint = publish_shop(tmp_path / "home", tiny_checkpoint)
+    run_evaluate(store, data, checkpoint, EvaluateParams(baselines=[], expansions=[], report=False))
+    queries = tmp_path / "set" / "queries"
+    queries.mkdir(parents=True)
+    for i in range(4):
+        Image.new("RGB", (30, 44), (60 * i, 120, 90)).save(queries / f"{i}.jpg")
+    out = tmp_path / "one_pass.jsonl"
+    assert bench("one_pass").main(["--home", str(tmp_path / "home"), "--benchmark", str(tmp_path / "set"), "--modes", "eager,openvino",
+                                   "--repeats", "1", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["photos"] == 4 and set(record["ms_per_photo"]) == {"eager", "openvino"}
+    for row in record["ms_per_photo"].values():
+        assert set(row) == {"plain pass", "one pass (+ map)", "box head", "detect (head + boxes + NMS)"} and min(row.values()) > 0
