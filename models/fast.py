@@ -33,6 +33,12 @@ the API use it unchanged. Modes, in the registry :data:`MODES`:
   eager's (int8 rounding accumulates over ~30 layers): check retrieval, not just speed, with
   ``bench/embed.py --home`` before serving it.
 
+One pass for the learned localiser: ``optimize_for_inference(..., feature_map=(h, w))``
+builds the same mode around :class:`DescriptorAndMap`, whose one forward pass of a photo
+resized to ``(h, w)`` returns both the embedding and the backbone's feature map (the map the
+:class:`~street2shop.models.localise.BoxHead` reads): an ONNX / OpenVINO graph with two
+outputs, quantised (int8) like the single-output one.
+
 Both OpenVINO modes need the ``openvino`` package (``openvino_int8`` also ``nncf``).
 ``bench/embed.py`` measures every mode side by side, with top-1/top-20 through the evaluate
 stage's path. The fp32 modes pin fp32 kernels: OpenVINO would otherwise switch to bf16
@@ -73,7 +79,23 @@ class BackendUnavailableError(RuntimeError):
     """The library an inference mode needs is not installed or does not work here."""
 
 
-class InferenceEmbedder(nn.Module):
+class _SourceMetadata:
+    """``dim``, ``preprocess`` and ``config`` of the embedder a wrapper runs (its ``source``)."""
+
+    @property
+    def dim(self) -> int:
+        return self.source.dim
+
+    @property
+    def preprocess(self):
+        return self.source.preprocess
+
+    @property
+    def config(self):
+        return self.source.config
+
+
+class InferenceEmbedder(_SourceMetadata, nn.Module):
     """An embedder behind a faster runner: same inputs, outputs and metadata as the original.
 
     ``runner`` maps a float32 image batch ``(B, 3, S, S)`` to embeddings ``(B, dim)`` on the
@@ -94,18 +116,6 @@ class InferenceEmbedder(nn.Module):
         self.streams = streams
         self.train(False)
 
-    @property
-    def dim(self) -> int:
-        return self.source.dim
-
-    @property
-    def preprocess(self):
-        return self.source.preprocess
-
-    @property
-    def config(self):
-        return self.source.config
-
     def train(self, mode: bool = True) -> InferenceEmbedder:
         # An inference runner has frozen weights and BatchNorm statistics: never train it.
         if mode:
@@ -117,6 +127,52 @@ class InferenceEmbedder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"
+
+
+class DescriptorAndMap(_SourceMetadata, nn.Module):
+    """An embedder whose forward pass returns ``(embeddings (B, dim), feature map (B, C, h, w))``:
+    the descriptor and the backbone map it pools, from one pass of photos of ``input_size``
+    (height, width), which may differ from the embedder's square (GeM pools any map size)."""
+
+    output_names = ("embeddings", "feature_map")
+
+    def __init__(self, embedder: Embedder, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        if len(input_size) != 2 or min(input_size) < 1:
+            raise ValueError(f"input_size must be (height, width) > 0, got {input_size}")
+        fixed = getattr(embedder.backbone, "fixed_input_size", None)
+        if fixed is not None and tuple(input_size) != (fixed, fixed):
+            raise ValueError(f"this backbone takes {fixed}x{fixed} inputs only, not {input_size[0]}x{input_size[1]}")
+        self.embedder = embedder.eval()
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+
+    @property
+    def source(self) -> Embedder:
+        return self.embedder
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedder = self.embedder
+        if embedder.head.reads_global:
+            fmap, pooled = embedder.backbone.forward_pooled(x)
+            vectors = embedder.head(fmap, pooled)
+        else:
+            fmap = embedder.backbone.forward_features(x)
+            vectors = embedder.head(fmap)
+        return torch.nn.functional.normalize(vectors, dim=-1), fmap
+
+
+def _outputs(model: nn.Module) -> tuple[str, ...]:
+    return tuple(getattr(model, "output_names", ("embeddings",)))
+
+
+def _input_size(model: nn.Module) -> tuple[int, int]:
+    size = model.preprocess.image_size
+    return tuple(getattr(model, "input_size", (size, size)))
+
+
+def _as_result(arrays: list[np.ndarray]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    tensors = tuple(torch.from_numpy(a) for a in arrays)
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 # --------------------------------------------------------------------------- modes
@@ -193,13 +249,14 @@ def _mha_fastpath(enabled: bool):
 
 
 def export_onnx(model: Embedder, opset: int = 17) -> bytes:
-    """The embedder as an ONNX model (bytes) with a dynamic batch axis, exported on CPU.
+    """The embedder as an ONNX model (bytes) with a dynamic batch axis, exported on CPU
+    (a :class:`DescriptorAndMap`: two outputs, photos of its ``input_size``).
 
     The TorchScript-based exporter (``dynamo=False``) is used because it needs no extra
     packages (the dynamo exporter needs ``onnxscript``) and traces timm's "same" padding fine.
     """
-    size = model.preprocess.image_size
-    example = torch.zeros(2, 3, size, size)
+    example = torch.zeros(2, 3, *_input_size(model))
+    outputs = _outputs(model)
     buffer = io.BytesIO()
     cpu_model = model.eval().cpu()
     with warnings.catch_warnings(), _mha_fastpath(False):
@@ -213,8 +270,8 @@ def export_onnx(model: Embedder, opset: int = 17) -> bytes:
             (example,),
             buffer,
             input_names=["images"],
-            output_names=["embeddings"],
-            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+            output_names=list(outputs),
+            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
@@ -240,8 +297,7 @@ def _onnx(model: Embedder, options: BuildOptions) -> nn.Module:
 
     def run(images: torch.Tensor) -> torch.Tensor:
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        (vectors,) = session.run(["embeddings"], {"images": array})
-        return torch.from_numpy(vectors)
+        return _as_result(session.run(list(_outputs(model)), {"images": array}))
 
     return InferenceEmbedder(model, run, "onnx")
 
@@ -320,10 +376,11 @@ def _openvino_runner(
         request = idle.get()
         try:
             # copy: the returned array is a view of the request's buffer, reused next call.
-            vectors = request.infer({0: array})[0].copy()
+            result = request.infer({0: array})
+            arrays = [result[i].copy() for i in range(len(_outputs(model)))]
         finally:
             idle.put(request)
-        return torch.from_numpy(vectors)
+        return _as_result(arrays)
 
     return InferenceEmbedder(model, run, mode, streams=streams)
 
@@ -363,6 +420,8 @@ def quantize_openvino(model: Embedder, calibration: torch.Tensor):
             f"calibration must be preprocessed photos of shape (N, 3, {size}, {size}) with N >= 1, "
             f"got {tuple(calibration.shape)}"
         )
+    if _input_size(model) != (size, size):  # a one-pass network on photos of another size
+        calibration = torch.nn.functional.interpolate(calibration, size=_input_size(model), mode="bilinear", align_corners=False)
     network = openvino_model(model)
     names, transformer = int8_kept_in_fp32(network)
     ov = _import_openvino("openvino_int8")
@@ -447,6 +506,7 @@ def optimize_for_inference(
     fallback: str | None = None,
     calibration: torch.Tensor | None = None,
     streams: int = 1,
+    feature_map: tuple[int, int] | None = None,
 ) -> nn.Module:
     """``model`` behind the CPU inference path ``mode`` (see :data:`MODES`).
 
@@ -456,8 +516,12 @@ def optimize_for_inference(
     ``calibration``: preprocessed training photos ``(N, 3, S, S)`` for quantising modes
     (``openvino_int8``); ignored by the others. ``streams``: forward passes that may run at
     once (OpenVINO modes; others run one at a time and say so with ``.streams == 1``).
+    ``feature_map``: ``(height, width)`` of the photos for a one-pass runner, whose forward
+    returns ``(embeddings, feature map)`` (:class:`DescriptorAndMap`) in any mode.
     The model's weights are shared, not copied: do not train it afterwards.
     """
+    if feature_map is not None:
+        model = DescriptorAndMap(model, feature_map)
     for name in (mode, fallback):
         if name is not None:
             MODES.get(name)  # an unknown name fails here, listing the modes

@@ -44,6 +44,7 @@ from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, pretrained_features
 from street2shop.models.fast import BackendUnavailableError, list_modes, optimize_for_inference
 from street2shop.models.localise import create_localiser
+from street2shop.models.onepass import OnePassSearch
 from street2shop.retrieval.baselines import baseline_features
 from street2shop.retrieval.expansion import EXPANSIONS, expand
 from street2shop.retrieval.metrics import RetrievalReport, evaluate_retrieval
@@ -84,11 +85,30 @@ class Benchmark(BaseModel):
 
 
 class LocaliseParams(BaseModel):
-    """Query-side localisation by name (a localiser of :mod:`street2shop.models.localise`)."""
+    """Query-side localisation by name (a localiser of :mod:`street2shop.models.localise`).
+
+    ``boxhead`` is the learned localiser on the served embedder's one pass
+    (:class:`~street2shop.models.onepass.OnePassSearch`; options ``factors``, ``aspect``,
+    ``include_whole``, ``pooled``, ``scoring``), loaded from the artifact ``localiser``."""
 
     name: str = "none"
     #: the localiser's own parameters, e.g. ``{"scales": [0.75, 0.55], "scoring": "max"}``
     options: dict[str, Any] = {}
+    #: the localise stage's artifact a learned localiser is loaded from ("localise/localiser@...")
+    localiser: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How figures name it: the localiser's name, ``_pooled`` for a box pooled from the map."""
+        return f"{self.name}_pooled" if self.options.get("pooled") else self.name
+
+    @property
+    def learned(self) -> bool:
+        return self.name == LEARNED
+
+
+#: the learned localiser's name (models/localise.py registers it as ``boxhead``)
+LEARNED = "boxhead"
 
 
 class EvaluateParams(BaseModel):
@@ -125,6 +145,22 @@ class EvaluateParams(BaseModel):
     precision_tolerance: float = Field(default=0.01, ge=0)
     #: training-split photos that calibrate quantised precisions (never evaluation photos)
     calibration_photos: int = Field(default=64, ge=1)
+    #: localisations scored beside ``localise`` with the served model at the served precision
+    #: (forward passes and ms per query measured too); the served one is chosen among them
+    localise_candidates: list[LocaliseParams] = Field(default_factory=lambda: [LocaliseParams(name="none")])
+    #: the learned localiser's variants, scored when the evaluation is given a localiser
+    #: artifact: a second pass over the box's crop, and the box pooled from the first pass's map
+    learned_candidates: list[LocaliseParams] = Field(default_factory=lambda: [
+        LocaliseParams(name=LEARNED, options={"factors": [1.1]}),
+        LocaliseParams(name=LEARNED, options={"factors": [1.1], "pooled": True}),
+    ])  # fmt: skip
+    #: the served localisation: the best ``localise_metric`` on ``judged_on`` among those whose
+    #: ms per query is within this budget (ties: fewer passes, then fewer ms); None: no budget.
+    #: If none is within it, the fastest is served.
+    latency_budget_ms: float | None = Field(default=None, gt=0)
+    localise_metric: str = "top1"
+    #: query photos of the judging set each localisation's ms per query is timed on
+    timing_queries: int = Field(default=64, ge=1)
     #: the served model is the better of trained / pretrained on this figure ...
     serve_metric: str = "top20"
     #: ... of this set (a benchmark's name, or "shop"; default: the first benchmark, else "shop")
@@ -147,7 +183,7 @@ class EvaluateParams(BaseModel):
             raise ValueError(f"unknown inference mode(s) {unknown}; known: {', '.join(known)}")
         return value
 
-    @field_validator("serve_metric")
+    @field_validator("serve_metric", "localise_metric")
     @classmethod
     def _headline(cls, value: str) -> str:
         if value not in HEADLINE_KEYS:
@@ -161,6 +197,13 @@ class EvaluateParams(BaseModel):
             raise ValueError(f"benchmark names repeat: {names}")
         if self.serve_on is not None and self.serve_on not in (SHOP, *names):
             raise ValueError(f"serve_on {self.serve_on!r} is neither {SHOP!r} nor a benchmark ({names})")
+        if self.localise.learned:
+            raise ValueError(f"localise: {LEARNED!r} needs the localise stage's artifact; it is a learned candidate, chosen by the rule")
+        if any(c.learned for c in self.localise_candidates) or not all(c.learned for c in self.learned_candidates):
+            raise ValueError(f"learned_candidates are the {LEARNED!r} ones, localise_candidates the others")
+        labels = [c.label for c in (*self.localise_candidates, *self.learned_candidates)]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"localisation candidates repeat: {labels}")
         return self
 
     @property
@@ -251,11 +294,18 @@ def _has_values(table: pa.Table, column: str) -> bool:
 # --------------------------------------------------------------------------- models as features
 
 
-def localised_features(model: Embedder, localise: LocaliseParams, batch_size: int = 32, num_workers: int = 0) -> Features:
-    """A model's features with the query-side localisation ``localise`` (what ``/search`` runs)."""
+def localised_features(
+    model: Embedder, localise: LocaliseParams, batch_size: int = 32, num_workers: int = 0, learned: OnePassSearch | None = None
+) -> Features:
+    """A model's features with the query-side localisation ``localise`` (what ``/search`` runs);
+    a learned one (``boxhead``) needs ``learned``, that model's one-pass search."""
     gallery = partial(embed_images, model, batch_size=batch_size, num_workers=num_workers)
     if localise.name == "none":
         return Features(gallery, gallery)
+    if localise.learned:
+        if learned is None:
+            raise ValueError(f"localisation {LEARNED!r} needs the learned localiser (a localise artifact)")
+        return Features(gallery, partial(learned.embed_paths, batch_size=batch_size), learned.scoring)
     localiser = create_localiser(localise.name, **localise.options)
     scoring = getattr(localiser, "scoring", "max")
     parse_crop_scoring(scoring)
@@ -441,6 +491,8 @@ class PrecisionChoice:
     skipped: dict[str, str]
     #: each scored precision's vectors of the shop split (the reference's are the evaluation's)
     vectors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: the chosen mode's runner (what the localisations are then scored with)
+    runner: nn.Module | None = None
 
 
 def calibration_sample(annotated: pa.Table, n: int, seed: int = 0) -> pa.Table:
@@ -526,7 +578,7 @@ def score_precisions(
                 out |= {f"{b.name}:{k}": report.overall[k] for k in HEADLINE_KEYS if k in report.overall}
         figures[mode] = out
     chosen = choose_precision(figures, reference, f"{judged}{key}", params.precision_tolerance)
-    return PrecisionChoice(chosen, figures, rows, skipped, vectors)
+    return PrecisionChoice(chosen, figures, rows, skipped, vectors, runners[chosen])
 
 
 def choose_precision(figures: Mapping[str, Mapping[str, float]], reference: str, key: str, tolerance: float) -> str:
@@ -535,6 +587,108 @@ def choose_precision(figures: Mapping[str, Mapping[str, float]], reference: str,
     floor = figures[reference].get(key, math.nan) - tolerance
     good = [m for m in figures if m == reference or figures[m].get(key, -math.inf) >= floor]
     return max(good, key=lambda m: (figures[m]["images_per_s"], m == reference))
+
+
+# --------------------------------------------------------------------------- localisations
+
+
+@dataclass(frozen=True)
+class LocalisationChoice:
+    """The served localisation and every candidate's figures (``label -> figures``: the
+    headline figures on the shop split and each benchmark, ``passes`` and ``ms_per_query``)."""
+
+    served: LocaliseParams
+    figures: dict[str, dict[str, float]]
+    rows: list[dict[str, Any]]
+    rule: str
+
+
+def localisation_rule(params: EvaluateParams) -> str:
+    """The served-localisation rule in words (written into serving.json and the metrics)."""
+    budget = "no latency budget" if params.latency_budget_ms is None else f"ms/query <= {params.latency_budget_ms:g}"
+    return (f"best {params.localise_metric} on {params.judged_on} among the localisations with {budget} "
+            "at the served precision; ties: fewer passes, then fewer ms/query; none within the budget: the fastest")
+
+
+def choose_localisation(figures: Mapping[str, Mapping[str, float]], key: str, budget_ms: float | None) -> str:
+    """The label of the best ``key`` among candidates within ``budget_ms`` ms per query
+    (ties: fewer passes, then fewer ms); the fastest when none is within it. NaN never wins."""
+    def value(label: str) -> float:
+        v = figures[label].get(key, math.nan)
+        return -math.inf if v is None or math.isnan(v) else float(v)
+
+    within = [label for label in figures if budget_ms is None or figures[label]["ms_per_query"] <= budget_ms]
+    if not within:
+        return min(figures, key=lambda label: figures[label]["ms_per_query"])
+    return max(within, key=lambda label: (value(label), -figures[label]["passes"], -figures[label]["ms_per_query"]))
+
+
+def localisation_passes(localise: LocaliseParams, learned: OnePassSearch | None = None) -> int:
+    """Forward passes of the network per query photo under ``localise``."""
+    if localise.name == "none":
+        return 1
+    if localise.learned:
+        assert learned is not None
+        return learned.passes
+    from PIL import Image
+
+    return create_localiser(localise.name, **localise.options)(Image.new("RGB", (64, 96))).passes
+
+
+def ms_per_query(features: Features, paths: Sequence[str], batch_size: int) -> float:
+    """Wall-clock ms per query photo of ``features.queries`` (decoding, localisation and every
+    pass included) over ``paths``, after one warm-up batch (a runner compiles per shape)."""
+    features.queries(list(paths[: min(len(paths), batch_size)]))
+    started = time.perf_counter()
+    features.queries(list(paths))
+    return 1000 * (time.perf_counter() - started) / max(1, len(paths))
+
+
+def score_localisations(
+    runner: nn.Module,
+    annotated: pa.Table | None,
+    params: EvaluateParams,
+    benchmarks: Mapping[str, pa.Table],
+    reference_figures: Mapping[str, Any] | None = None,
+    learned: Mapping[str, OnePassSearch] | None = None,
+    num_workers: int = 0,
+) -> LocalisationChoice:
+    """Score each localisation with the served model at the served precision (``runner``),
+    side by side: ``params.localise`` (whose figures the evaluation may already have:
+    ``reference_figures``, ``[<benchmark>:]served_<key>``), ``params.localise_candidates`` and
+    the learned ones (``learned``: label -> that candidate's :class:`OnePassSearch`), on the
+    shop split (``annotated``; ``None``: the benchmarks only) and each benchmark, with passes
+    and ms per query (timed on the judging set's first ``timing_queries`` queries); then
+    choose the served one by :func:`choose_localisation`."""
+    learned = dict(learned or {})
+    others = [c for c in params.localise_candidates if c.label != params.localise.label]
+    candidates = [params.localise, *others, *(c for c in params.learned_candidates if c.label in learned)]
+    sets = {**({SHOP: (annotated, params.split)} if annotated is not None else {}),
+            **{b.name: (benchmarks[b.name], "test") for b in params.benchmarks}}
+    judged_table, judged_split = sets[params.judged_on]
+    timing_paths = query_images(judged_table, judged_split).column("path").to_pylist()[: params.timing_queries]
+    gallery_vectors: dict[str, np.ndarray] = {}
+    figures: dict[str, dict[str, float]] = {}
+    rows: list[dict[str, Any]] = []
+    for candidate in candidates:
+        search = learned.get(candidate.label)
+        features = localised_features(runner, candidate, params.batch_size, num_workers, learned=search)
+        out = {"passes": localisation_passes(candidate, search), "ms_per_query": ms_per_query(features, timing_paths, params.batch_size)}
+        for name, (table, split) in sets.items():
+            prefix = "" if name == SHOP else f"{name}:"
+            if candidate == params.localise and reference_figures is not None:
+                out |= {f"{prefix}{k}": reference_figures[f"{prefix}served_{k}"] for k in HEADLINE_KEYS if f"{prefix}served_{k}" in reference_figures}
+                continue
+            if name not in gallery_vectors:
+                gallery_vectors[name] = features.gallery(gallery_images(table).column("path").to_pylist())
+            report, _ = evaluate_features(features, table, split, ks=params.ks, gallery_vectors=gallery_vectors[name])
+            rows.extend(report.to_rows(f"served@{candidate.label}", split, **({} if name == SHOP else {"benchmark": name})))
+            out |= {f"{prefix}{k}": report.overall[k] for k in HEADLINE_KEYS if k in report.overall}
+        figures[candidate.label] = out
+    judged = "" if params.judged_on == SHOP else f"{params.judged_on}:"
+    label = choose_localisation(figures, f"{judged}{params.localise_metric}", params.latency_budget_ms)
+    served = next(c for c in candidates if c.label == label)
+    return LocalisationChoice(served, figures, rows, localisation_rule(params))
 
 
 def _one_vector_per_query(query_vectors: np.ndarray) -> np.ndarray:
@@ -575,12 +729,13 @@ def evaluate_csvs(
     ks: Sequence[int] = (1, 5, 10, 20),
     batch_size: int = 32,
     localise: LocaliseParams | None = None,
+    learned: OnePassSearch | None = None,
 ) -> tuple[RetrievalReport, dict[str, np.ndarray], pa.Table]:
     """Score ``model`` on a labelled set of CSVs (:mod:`street2shop.sources.labelled`), with
-    the query-side localisation ``localise``; returns the report, the vectors and the
-    annotated table."""
+    the query-side localisation ``localise`` (a learned one runs ``learned``); returns the
+    report, the vectors and the annotated table."""
     annotated = annotated_from_csvs(read_labelled_csv(gallery_csv), read_labelled_csv(queries_csv))
-    features = localised_features(model, localise or LocaliseParams(), batch_size=batch_size)
+    features = localised_features(model, localise or LocaliseParams(), batch_size=batch_size, learned=learned)
     report, vectors = evaluate_features(features, annotated, SPLIT, ks=ks)
     return report, vectors, annotated
 
@@ -601,6 +756,12 @@ __all__ = [
     "candidate_models",
     "choose_precision",
     "choose_served",
+    "choose_localisation",
+    "LEARNED",
+    "LocalisationChoice",
+    "localisation_rule",
+    "ms_per_query",
+    "score_localisations",
     "PrecisionChoice",
     "calibration_pixels",
     "calibration_sample",

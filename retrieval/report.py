@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -82,6 +83,11 @@ class ReportData:
     map_xy: np.ndarray | None = None  # (n, 2) t-SNE coordinates
     map_categories: list[str] = field(default_factory=list)
     map_domains: list[str] = field(default_factory=list)
+    #: the evaluate stage's query localisations: label -> figures (``passes``, ``ms_per_query``,
+    #: ``[<set>:]top1`` ...), the rule that chose the served one, and its label
+    localisations: dict[str, dict[str, float]] = field(default_factory=dict)
+    localise_rule: str = ""
+    served_localisation: str = ""
 
 
 # --------------------------------------------------------------------------- building
@@ -148,12 +154,14 @@ def build_report_data(
     vectors: dict[str, np.ndarray],
     seed: int = 0,
     max_map_points: int = 400,
+    figures: Mapping[str, Any] | None = None,
 ) -> ReportData:
     """Collect the page's contents from one evaluation of the trained model.
 
     ``vectors`` are that model's ``gallery`` and ``queries`` vectors (rows aligned with
     ``gallery_images`` / ``query_images``); the map shows at most ``max_map_points`` of
-    them, a seeded sample, since t-SNE is quadratic.
+    them, a seeded sample, since t-SNE is quadratic. ``figures``: the evaluation's headline
+    figures, whose ``localise:<label>:<key>`` entries fill the localisation table.
     """
     gallery, queries = gallery_images(annotated), query_images(annotated, split)
     query_points = vectors["queries"][:, 0] if vectors["queries"].ndim == 3 else vectors["queries"]  # localised: the whole photo
@@ -177,7 +185,19 @@ def build_report_data(
         map_xy=xy,
         map_categories=[categories[i] for i in keep],
         map_domains=[domains[i] for i in keep],
+        **localisations_of(figures or {}),
     )
+
+
+def localisations_of(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """The localisation table's contents from an evaluation's figures (``localise:<label>:<key>``)."""
+    table: dict[str, dict[str, float]] = {}
+    for key, value in figures.items():
+        if key.startswith("localise:"):
+            _, label, name = key.split(":", 2)
+            table.setdefault(label, {})[name] = value
+    return {"localisations": table, "localise_rule": str(figures.get("localise_rule", "")),
+            "served_localisation": str(figures.get("localise", "")) if table else ""}
 
 
 def _column_or(table: pa.Table, column: str, default: str = "unknown") -> list[str]:
@@ -208,6 +228,8 @@ def render_report(data: ReportData) -> str:
             "backbone, under the same query localisation. Its photos are not shown in this report.</p>",
             _comparison_table(bench_rows, _ordered_models({r["model"] for r in bench_rows})),
         ]
+    if data.localisations:
+        sections += ["<h2>Query localisation (the served model at the served precision)</h2>", _localisation_table(data)]
     sections += [
         "<h2>Recall@k per category</h2>",
         "<div class='plots'>" + "".join(_recall_plots(shop_rows, models)) + "</div>",
@@ -270,6 +292,20 @@ def _comparison_table(rows: list[dict], models: list[str]) -> str:
             cells.append(f"<td{cls}>{'–' if v is None else f'{v:.3f}'}</td>")
         body.append(f"<tr><td>{_e(m)}</td>{''.join(cells)}</tr>")
     return f"<table class='comparison'><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _localisation_table(data: ReportData) -> str:
+    """One row per localisation: forward passes and ms per query, then each set's top-1 / top-20."""
+    keys = sorted({k for fig in data.localisations.values() for k in fig if k.rpartition(":")[2] in ("top1", "top20")},
+                  key=lambda k: (k.count(":"), k))  # the shop split first
+    head = "".join(f"<th>{_e(h)}</th>" for h in ["localisation", "passes", "ms/query", *keys])
+    body = []
+    for label, fig in sorted(data.localisations.items(), key=lambda item: item[1].get("passes", 0)):
+        served = " (served)" if label == data.served_localisation else ""
+        cells = [f"{fig.get('passes', 0):.0f}", f"{fig.get('ms_per_query', math.nan):.1f}", *(f"{fig[k]:.3f}" if k in fig else "–" for k in keys)]
+        body.append(f"<tr><td>{_e(label + served)}</td>{''.join(f'<td>{c}</td>' for c in cells)}</tr>")
+    table = f"<table class='comparison'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<p class='note'>Served by the rule: {_e(data.localise_rule)}.</p>{table}"
 
 
 def _recall_plots(rows: list[dict], models: list[str]) -> list[str]:

@@ -32,7 +32,7 @@ def report_from_store(store: ArtifactStore, metrics_ref: ArtifactRef, seed: int 
     vectors = vectors_for(store, metrics_ref.model_copy(update={"name": EMBEDDINGS}), annotated, split)
     report = score_vectors(vectors["queries"], vectors["gallery"], annotated, split, ks)
     title = f"street2shop evaluation {metrics_ref.version}"
-    return build_report_data(title, store.read_table(metrics_ref), annotated, split, report, vectors, seed=seed)
+    return build_report_data(title, store.read_table(metrics_ref), annotated, split, report, vectors, seed=seed, figures=manifest.metrics)
 
 
 def vectors_for(store: ArtifactStore, embeddings_ref: ArtifactRef, annotated: pa.Table, split: str) -> dict[str, np.ndarray]:

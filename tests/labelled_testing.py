@@ -79,3 +79,21 @@ def publish_shop(home: Path, checkpoint: Path, seed: int = 0):
     with store.publish("train", ["checkpoint"], "v1") as writers:
         shutil.copyfile(checkpoint, writers["checkpoint"].path("model.pt"))
     return store, DataRefs(**refs), store.latest("train", "checkpoint")
+
+
+def publish_localiser(store, checkpoint_ref, seed: int = 0):
+    """A localise/localiser artifact: a randomly initialised BoxHead on the checkpoint's backbone."""
+    import torch
+
+    from street2shop.models.embedder import load_embedder
+    from street2shop.models.localise import BoxHead, save_localiser
+    from street2shop.storage.names import CHECKPOINT_FILE, LOCALISE, LOCALISER, LOCALISER_FILE
+
+    model = load_embedder(store.file(checkpoint_ref, CHECKPOINT_FILE))
+    torch.manual_seed(seed)
+    head = BoxHead(model.backbone.num_features, hidden=8)
+    size = model.preprocess.image_size
+    with store.publish(LOCALISE, [LOCALISER], f"v{seed}") as writers:
+        save_localiser(writers[LOCALISER].path(LOCALISER_FILE), head, backbone=model.config.backbone,
+                       input_size=[size + 16, size], map_stride=model.backbone.feature_stride)
+    return store.latest(LOCALISE, LOCALISER)

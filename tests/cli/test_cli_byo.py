@@ -37,7 +37,8 @@ def test_eval_command_prints_one_json_object_and_writes_the_report(photo_set, ti
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert set(figures) == {"overall", "per_category"}
+    assert set(figures) == {"overall", "per_category", "inference_mode", "localise"}
+    assert figures["inference_mode"] in ("openvino", "eager") and figures["localise"]["name"] == "none"  # a named model: fp32, whole photo
     assert {"top1", "top5", "top10", "top20", "map", "wrong_colour_top1"} <= set(figures["overall"])
     assert set(figures["per_category"]) == {"shoes", "tops"}
     assert figures["overall"]["n_queries"] == 8
@@ -77,3 +78,52 @@ def test_index_command_without_a_published_model_says_so(photo_set, tmp_path):
     result = CliRunner().invoke(_app(index_command, "index"), ["index", "--catalog", str(photo_set["gallery"]), "--home", str(tmp_path / "h")])
     assert result.exit_code == 2
     assert "no published version of train/checkpoint" in result.output
+
+
+@pytest.mark.slow  # int8 quantisation of the plain and one-pass graphs, in the stage and in each eval
+def test_eval_runs_the_served_precision_and_localisation_and_flags_override_them(photo_set, tiny_checkpoint, tmp_path):
+    """A store whose evaluate stage served int8 (calibrated on training photos) and the learned
+    localiser: `eval` rebuilds that int8 model from serving.json's calibration, loads the
+    localiser from its artifact, says both, and scores as the service would; the flags
+    override either."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from isolated import in_child, run_in_child
+
+    if not in_child():
+        return run_in_child(f"{__file__}::test_eval_runs_the_served_precision_and_localisation_and_flags_override_them")
+    from labelled_testing import publish_localiser, publish_shop
+
+    from street2shop.retrieval.evaluation import Benchmark, EvaluateParams, LocaliseParams
+    from street2shop.storage.names import SERVING_FILE
+    from street2shop.tasks.evaluate import run_evaluate
+
+    store, data, checkpoint = publish_shop(tmp_path / "home", tiny_checkpoint)
+    localiser = publish_localiser(store, checkpoint)
+    bench = Benchmark(name="real", gallery=str(photo_set["gallery"]), queries=str(photo_set["queries"]))
+    pooled = LocaliseParams(name="boxhead", options={"factors": [1.1], "pooled": True})
+    params = EvaluateParams(baselines=[], expansions=[], report=False, benchmarks=[bench], calibration_photos=8, precision_tolerance=1.0,
+                            precisions=["openvino_int8"], localise_candidates=[], learned_candidates=[pooled], latency_budget_ms=1e6)
+    result = run_evaluate(store, data, checkpoint, params, localiser=localiser)
+    serving = json.loads(store.file(result["checkpoint"], SERVING_FILE).read_text())
+    figures = store.manifest(result["metrics"]).metrics
+    args = ["eval", "--home", str(tmp_path / "home"), "--gallery", str(photo_set["gallery"]), "--queries", str(photo_set["queries"])]
+    app = _app(eval_command, "eval")
+
+    said = CliRunner().invoke(app, args)
+    assert said.exit_code == 0, said.output
+    assert f"precision: {serving['inference_mode']} (as served)" in said.output
+    assert f"query localisation: {serving['localise']['name']}" in said.output.replace("_pooled", "")
+    got = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert got["inference_mode"] == serving["inference_mode"] and got["localise"] == serving["localise"]
+    # the benchmark is the stage's: eval scores exactly what the stage scored for the served variant
+    assert got["overall"]["top1"] == pytest.approx(figures["real:served_top1"], abs=1e-9)
+    assert got["overall"]["top20"] == pytest.approx(figures["real:served_top20"], abs=1e-9)
+
+    # the learned localiser (loaded from the newest localise artifact) gives the stage's figures of it
+    learned = json.loads(CliRunner().invoke(app, [*args, "--json", "--localise", pooled.model_dump_json()]).stdout)
+    assert learned["inference_mode"] == serving["inference_mode"] and learned["localise"]["name"] == "boxhead"
+    assert learned["overall"]["top1"] == pytest.approx(figures["localise:boxhead_pooled:real:top1"], abs=1e-9)
+    assert learned["overall"]["map"] == pytest.approx(figures["localise:boxhead_pooled:real:map"], abs=1e-9)
+    override = json.loads(CliRunner().invoke(app, [*args, "--json", "--inference-mode", "eager", "--localise", '{"name": "none"}']).stdout)
+    assert override["inference_mode"] == "eager" and override["localise"]["name"] == "none"

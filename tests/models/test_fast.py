@@ -242,3 +242,48 @@ def test_missing_nncf_names_it(monkeypatch):
         optimize_for_inference(tiny_model(), mode="openvino_int8", calibration=random_batch(4))
     # The fp32 OpenVINO mode does not need NNCF.
     assert optimize_for_inference(tiny_model(), mode="openvino").mode == "openvino"
+
+
+@pytest.mark.parametrize("mode", ["eager", "onnx", "openvino"])
+def test_one_pass_returns_the_embedding_and_the_backbone_map_of_one_photo(mode):
+    """``feature_map=(h, w)``: one forward pass gives the embedding the model gives photos of
+    that size and the feature map its backbone computes, in every fp32 mode."""
+    if mode == "openvino":
+        pytest.importorskip("openvino")
+    reference = tiny_model()
+    images = torch.randn(3, 3, 48, 32, generator=torch.Generator().manual_seed(3))  # not the model's square
+    fast = optimize_for_inference(tiny_model(), mode=mode, feature_map=(48, 32))
+    with torch.inference_mode():
+        vectors, fmap = fast(images)
+        expected_map = reference.backbone.forward_features(images)
+        expected = reference(images)
+    assert fmap.shape == expected_map.shape == (3, 32, 12, 8)
+    np.testing.assert_allclose(fmap.numpy(), expected_map.numpy(), atol=1e-4)
+    np.testing.assert_allclose(vectors.numpy(), expected.numpy(), atol=1e-4)
+    assert fast.dim == 16 and fast.preprocess == reference.preprocess
+
+
+def test_one_pass_int8_is_quantised_like_the_single_output_model():
+    """The calibrated int8 one-pass graph embeds as the int8 single-output graph does (the
+    same network, calibration and kept-fp32 ends), and its map is close to fp32's."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from isolated import in_child, run_in_child
+
+    if not in_child():
+        return run_in_child(f"{__file__}::test_one_pass_int8_is_quantised_like_the_single_output_model")
+    calibration = random_batch(24)
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    single = optimize_for_inference(tiny_model(), mode="openvino_int8", threads=1, calibration=calibration)
+    both = optimize_for_inference(tiny_model(), mode="openvino_int8", threads=1, calibration=calibration, feature_map=(32, 32))
+    with torch.inference_mode():
+        vectors, fmap = both(images)
+        reference_map = tiny_model().backbone.forward_features(images)
+        assert (vectors * single(images)).sum(1).min().item() > 0.999
+    cosine = torch.nn.functional.cosine_similarity(fmap.flatten(1), reference_map.flatten(1))
+    assert cosine.min().item() > 0.98 and (fmap - reference_map).abs().max().item() > 1e-5  # really quantised
+
+
+def test_one_pass_rejects_a_bad_input_size():
+    with pytest.raises(ValueError, match="input_size"):
+        optimize_for_inference(tiny_model(), mode="eager", feature_map=(0, 32))

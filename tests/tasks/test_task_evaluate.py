@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from labelled_testing import publish_shop
+from labelled_testing import publish_localiser, publish_shop
 from street2shop.retrieval.evaluation import EvaluateParams
 from street2shop.storage.names import REPORT_FILE
 from street2shop.tasks.evaluate import run_evaluate
@@ -146,3 +146,81 @@ def test_the_served_precision_is_the_fastest_within_tolerance_of_the_reference()
     assert choose_precision(figures, "openvino", "real:top20", 0.0) == "openvino"
     # a faster reference stays served whatever the others score
     assert choose_precision({**figures, "openvino": {"images_per_s": 300.0, "real:top20": 0.1}}, "openvino", "real:top20", 0.0) == "openvino"
+
+
+@pytest.mark.slow  # four localisations scored on the shop split and a benchmark, each timed
+def test_the_localisations_are_scored_side_by_side_and_one_is_served_by_the_rule(tmp_path_factory, tiny_checkpoint, photo_set):
+    """none, the configured grid and the learned localiser (a second pass over the box, and
+    the box pooled from the first pass's map) at the served precision, on the shop split and
+    the benchmark, with passes and ms per query; serving.json names the one the rule picks,
+    the rule, the budget and every candidate's figures."""
+    import json
+
+    from street2shop.retrieval.evaluation import Benchmark, LocaliseParams, choose_localisation
+    from street2shop.storage.names import SERVING_FILE
+
+    store, data, checkpoint = publish_shop(tmp_path_factory.mktemp("home"), tiny_checkpoint)
+    localiser = publish_localiser(store, checkpoint)
+    bench = Benchmark(name="real", gallery=str(photo_set["gallery"]), queries=str(photo_set["queries"]))
+    grid = LocaliseParams(name="multicrop", options={"scales": [0.75], "positions": "centre"})
+    params = EvaluateParams(baselines=[], expansions=[], report=False, benchmarks=[bench], localise=grid, latency_budget_ms=1e6)
+    result = run_evaluate(store, data, checkpoint, params, localiser=localiser)
+    figures = store.manifest(result["metrics"]).metrics
+    labels = ("multicrop", "none", "boxhead", "boxhead_pooled")
+    assert {label: figures[f"localise:{label}:passes"] for label in labels} == {"multicrop": 2, "none": 1, "boxhead": 2, "boxhead_pooled": 1}
+    for label in labels:
+        assert figures[f"localise:{label}:ms_per_query"] > 0
+        assert 0 <= figures[f"localise:{label}:top1"] <= 1 and 0 <= figures[f"localise:{label}:real:top20"] <= 1
+    # the configured grid's figures are the evaluation's own (no second scoring)
+    assert figures["localise:multicrop:real:top1"] == figures["real:trained_top1"]
+    candidates = {label: {k: figures[f"localise:{label}:{k}"] for k in ("real:top1", "passes", "ms_per_query")} for label in labels}
+    served = choose_localisation(candidates, "real:top1", 1e6)
+    assert figures["localise"] == served and figures["real:served_top1"] == figures[f"localise:{served}:real:top1"]
+    serving = json.loads(store.file(result["checkpoint"], SERVING_FILE).read_text())
+    name, pooled = served.removesuffix("_pooled"), served.endswith("_pooled")
+    assert serving["localise"]["name"] == name and bool(serving["localise"]["options"].get("pooled")) == pooled
+    assert serving["localise"]["localiser"] == (str(localiser) if name == "boxhead" else None)
+    assert set(serving["localisations"]) == set(labels) and serving["latency_budget_ms"] == 1e6
+    assert "best top1 on real" in serving["localise_rule"] and figures["localise_rule"] == serving["localise_rule"]
+    rows = store.read_table(result["metrics"]).to_pylist()
+    assert {("shop", "served@boxhead"), ("real", "served@boxhead_pooled"), ("real", "served@none")} <= {(r["benchmark"], r["model"]) for r in rows}
+    assert localiser in store.manifest(result["metrics"]).inputs  # a new localiser is a new evaluation
+
+
+def test_the_report_shows_each_localisation_with_its_cost_and_the_rule(evaluated, tmp_path):
+    store, _, _, result = evaluated
+    html = store.file(result["metrics"], REPORT_FILE).read_text()
+    section = html.split("<h2>Query localisation")[1].split("<h2>")[0]
+    assert "<td>none (served)</td><td>1</td>" in section and "best top1 on shop" in section
+    assert write_report(store, result["metrics"], tmp_path / "r.html").read_text().count("<td>none (served)</td>") == 1
+
+
+def test_the_served_localisation_is_the_most_accurate_within_the_budget():
+    from street2shop.retrieval.evaluation import choose_localisation
+
+    figures = {
+        "multicrop": {"real:top1": 0.385, "passes": 11, "ms_per_query": 90.0},
+        "none": {"real:top1": 0.20, "passes": 1, "ms_per_query": 8.0},
+        "boxhead": {"real:top1": 0.41, "passes": 2, "ms_per_query": 18.0},
+        "boxhead_pooled": {"real:top1": 0.41, "passes": 1, "ms_per_query": 9.0},
+    }
+    assert choose_localisation(figures, "real:top1", None) == "boxhead_pooled"  # a tie goes to fewer passes
+    assert choose_localisation(figures, "real:top1", 10.0) == "boxhead_pooled"
+    assert choose_localisation(figures, "real:top1", 8.5) == "none"
+    assert choose_localisation(figures, "real:top1", 1.0) == "none"  # none within the budget: the fastest
+    worse = {**figures, "boxhead": {**figures["boxhead"], "real:top1": 0.3}, "boxhead_pooled": {**figures["boxhead_pooled"], "real:top1": float("nan")}}
+    assert choose_localisation(worse, "real:top1", None) == "multicrop"
+    assert choose_localisation(worse, "real:top1", 50.0) == "boxhead"
+
+
+def test_localisation_candidates_are_checked():
+    from street2shop.retrieval.evaluation import LocaliseParams
+
+    with pytest.raises(ValueError, match="needs the localise stage's artifact"):
+        EvaluateParams(localise=LocaliseParams(name="boxhead"))
+    with pytest.raises(ValueError, match="candidates repeat"):
+        EvaluateParams(localise_candidates=[LocaliseParams(name="none"), LocaliseParams(name="none")])
+    with pytest.raises(ValueError, match="learned_candidates"):
+        EvaluateParams(localise_candidates=[LocaliseParams(name="boxhead")])
+    with pytest.raises(ValueError, match="greater than 0"):
+        EvaluateParams(latency_budget_ms=0)
