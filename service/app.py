@@ -57,6 +57,7 @@ from street2shop.service.looks import looks_router
 from street2shop.service.outfits import outfits_router
 from street2shop.service.routers import admin, items, page, search
 from street2shop.service.security import BodyLimit, SecurityHeaders, check_exposure
+from street2shop.service.side_engine import SideModels
 from street2shop.storage.promotions import index_to_serve
 from street2shop.storage.store import ArtifactStore
 
@@ -121,7 +122,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.served = served
-    app.state.config = ServiceConfig(store=store, admin_token=admin_token, public_url=public_url, load=load)
+    app.state.config = ServiceConfig(store=store, admin_token=admin_token, public_url=public_url, load=load,
+                                     side_models=SideModels(store))
     app.add_middleware(BodyLimit, max_bytes=served.engine.limits.max_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(SecurityHeaders)
     install_error_handlers(app)

@@ -2,7 +2,8 @@
 published for the served crawl, the one-line request error, featurising an uploaded photo
 with the frozen extractor the model's features were made with (built on first use), and what
 was served by measurement (:func:`served_by_measurement`, :func:`side_models`: the rule, each
-candidate's validation figures and the served one's test figures, for ``/health``)."""
+candidate's validation figures and the served one's test figures, for ``/health``, read once
+per served crawl by :class:`SideModels`)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,25 @@ def side_models(store: ArtifactStore, crawl_version: str) -> dict[str, dict]:
         except ArtifactNotFound:
             continue
     return out
+
+
+class SideModels:
+    """``self(crawl_version)``: :func:`side_models` of the served crawl, read from the manifests
+    once per crawl (again only when a reload serves another one), as the side engines are
+    built once per crawl: ``/health`` is polled, and each call would otherwise read every side
+    stage's manifests."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self._crawl: str | None = None
+        self._models: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, crawl_version: str) -> dict[str, dict]:
+        with self._lock:
+            if crawl_version != self._crawl:
+                self._models, self._crawl = side_models(self.store, crawl_version), crawl_version
+            return self._models
 
 
 class SideEngine:
