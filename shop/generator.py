@@ -103,7 +103,7 @@ class ShopParams(BaseModel):
     p_near_colour: float = Field(0.4, ge=0, le=1)  # a product's next colour is a near one
     #: curated outfits (real garments only): designs per lookbook, outfits per design
     lookbook_size: int = Field(12, ge=1)
-    outfits_per_design: float = Field(5.0, ge=0)
+    outfits_per_design: float = Field(5.5, ge=0)
     #: the share of outfits a noisy curator puts together by type only, not by the rule
     curator_noise: float = Field(0.1, ge=0, le=1)
     #: snapshot posts of the lookbook, per outfit (real garments only). 0.45: the default demo

@@ -32,7 +32,7 @@ agree depends on which two types meet, so no single notion of "similar" explains
   shop does not.
 
 Stylists work in *lookbooks*: a lookbook is a seeded mix of about ``lookbook_size`` garments
-of every kind, plus shoes and hats dealt round, and its outfits use only its designs, so every
+of every type, plus shoes and hats (each type dealt round), and its outfits use only its designs, so every
 product belongs to one lookbook (split by lookbook and no product is in two splits). An
 outfit's style is its top's (or dress's). A random item of the same type swapped into an
 outfit is usually incompatible but not always: that share is the ceiling any model meets.
@@ -89,6 +89,8 @@ FORMALITY: dict[str, int] = {
 #: categories of one season whatever their silhouette (the others: cold when long, warm when short)
 SEASON: dict[str, str] = {"sweaters": "cold", "hoodies-sweatshirts": "cold", "t-shirts": "warm", "shorts": "warm"}
 SEASONS = ("warm", "cold")
+#: a small shop still has this many lookbooks, so its outfits split into train, validation and test
+MIN_LOOKBOOKS = 4
 
 
 @dataclass(frozen=True)
@@ -273,8 +275,9 @@ def plan_outfits(
     """Lookbooks and their outfits.
 
     ``colours_of``: design id -> the (item id, colour) of its original listing (re-listings
-    are never styled). Returns (design id -> (traits, lookbook), outfits). The garments are
-    dealt, in a seeded order, into lookbooks of about ``lookbook_size``; a lookbook gets about
+    are never styled). Returns (design id -> (traits, lookbook), outfits). The designs of each
+    type are dealt, in a seeded order, round lookbooks of about ``lookbook_size`` garments
+    (``MIN_LOOKBOOKS`` at least); a lookbook gets about
     ``outfits_per_design`` outfits per design, drawn item by item under the pair rules (given
     up on after a few tries, and a repeat of an earlier outfit is dropped); a share
     ``curator_noise`` of them keeps the types only.
@@ -283,14 +286,17 @@ def plan_outfits(
     traits = {d.design_id: t for d in designs if d.design_id in colours_of and (t := traits_of(d)) is not None}
     styled = [d for d in designs if d.design_id in traits]
     garments = [d for d in styled if TYPE_OF_CATEGORY[d.category] in GARMENTS]
-    accessories = [d for d in styled if TYPE_OF_CATEGORY[d.category] not in GARMENTS]
-    n_books = max(1, round(len(garments) / lookbook_size)) if garments else 0
-    order = rng.permutation(len(garments))
-    lookbooks = [(f"lb{k + 1:02d}", [garments[i] for i in sorted(order[k::n_books])]) for k in range(n_books)]
-    # Shoes and hats are dealt round the lookbooks, in a seeded order.
-    for k, i in enumerate(rng.permutation(len(accessories))):
-        if lookbooks:
-            lookbooks[k % len(lookbooks)][1].append(accessories[i])
+    n_books = min(len(garments), max(MIN_LOOKBOOKS, round(len(garments) / lookbook_size)))
+    lookbooks: list[tuple[str, list[G.Design]]] = [(f"lb{k + 1:02d}", []) for k in range(n_books)]
+    # Each type's designs are dealt round the lookbooks in a seeded order, so every lookbook
+    # has tops, bottoms, dresses, ... as far as the shop has them (shoes and hats too).
+    dealt = 0
+    for t in TYPES:
+        mine = [d for d in styled if TYPE_OF_CATEGORY[d.category] == t]
+        for i in rng.permutation(len(mine)):
+            if lookbooks:
+                lookbooks[dealt % n_books][1].append(mine[i])
+                dealt += 1
     assigned = {d.design_id: (traits[d.design_id], name) for name, members in lookbooks for d in members}
     outfits: list[PlannedOutfit] = []
     seen: set[frozenset[str]] = set()
