@@ -90,7 +90,7 @@ FORMALITY: dict[str, int] = {
 SEASON: dict[str, str] = {"sweaters": "cold", "hoodies-sweatshirts": "cold", "t-shirts": "warm", "shorts": "warm"}
 SEASONS = ("warm", "cold")
 #: a small shop still has this many lookbooks, so its outfits split into train, validation and test
-MIN_LOOKBOOKS = 4
+MIN_LOOKBOOKS = 3
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ CFG = OutfitConfig(features=FeatureParams(backbone="tiny", image_size=32), train
 @pytest.fixture(scope="module")
 def outfit_home(tmp_path_factory):
     root = tmp_path_factory.mktemp("outfit-api")
-    store, crawl, dedup = crawled_shop(root, 24)
+    store, crawl, dedup = crawled_shop(root, 30)
     features = run_features(store, crawl["images"], CFG.features)
     run_outfit_train(store, OutfitRefs.of_photos(crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES]), CFG.split, CFG.train)
     publish_index(store, crawl["images"])
@@ -133,7 +133,7 @@ def test_the_engine_serves_the_untrained_features_when_they_are_chosen(tmp_path)
     import numpy as np
     from street2shop.service.outfit_engine import OutfitEngine
 
-    store, crawl, dedup = crawled_shop(tmp_path, 24)
+    store, crawl, dedup = crawled_shop(tmp_path, 30)
     features = run_features(store, crawl["images"], CFG.features)
     refs = OutfitRefs.of_photos(crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES])
     trained = run_outfit_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": "backbone"}))
