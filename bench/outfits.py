@@ -64,14 +64,14 @@ def _oracle(shop: Path):
     with open(shop / "truth" / "items.csv", newline="") as f:
         items = {r["item_id"]: r for r in csv.DictReader(f)}
     with open(shop / "truth" / "styles.csv", newline="") as f:
-        style = {r["design_id"]: r["style"] for r in csv.DictReader(f)}
+        traits = O.traits_from_rows(csv.DictReader(f))
 
     def piece(item_id: str):
         r = items[item_id]
         return O.OutfitPiece(item_id, r["design_id"].split(":")[0], r["colour"], O.TYPE_OF_CATEGORY[r["category"]])
 
-    return (lambda its: float(O.compatible([piece(i) for i in its], style)),
-            lambda ctx, cands: [float(O.compatible([piece(i) for i in ctx] + [piece(c)], style)) for c in cands])
+    return (lambda its: float(O.compatible([piece(i) for i in its], traits)),
+            lambda ctx, cands: [float(O.compatible([piece(i) for i in ctx] + [piece(c)], traits)) for c in cands])
 
 
 def _latency(home: Path, n: int) -> dict:

@@ -5,7 +5,7 @@ On a store with a crawl that has outfits and a lookbook, its ``outfit_train`` an
 ``looks_train`` models published (``street2shop demo --home H`` makes one; so do
 ``bench/outfits.py`` and ``bench/looks.py``) and a served index::
 
-    python bench/side_latency.py --home H [--clients 1,10] [--requests 200] [--threads 1,2]
+    python bench/side_latency.py --home H [--clients 1,10] [--requests 200] [--threads 1,2] [--side-modes eager,openvino]
 
 ``--build-index``: when H serves no index, publish one of the crawl's shop photos with an
 untrained tiny embedder (``backbone="tiny"``), only so the app starts: the side endpoints
@@ -17,7 +17,13 @@ street-to-shop embedder.
 may use), each measured in turn: on a busy 2-core machine one thread is faster per photo than
 two (two wait on each other), which is most of ``/looks/related``'s time.
 
-The app runs in-process (FastAPI's TestClient, ``inference_mode="eager"``); clients are
+``--side-modes``: the side engines' fp32 inference paths for uploads (``create_app``'s
+``side_inference_mode``; default: the served one, OpenVINO fp32), each measured in turn, in
+one process, so their figures are side by side; each row also says how far that path's
+features of the photos are from eager fp32's, the precision the side stages' features were
+made in (min cosine, max absolute difference).
+
+The app runs in-process (FastAPI's TestClient, the search engine ``inference_mode="eager"``); clients are
 threads, each sending its share of the requests back to back. The timings include the
 multipart encoding and the app's whole handler (the upload's decoding and features for
 ``/looks/related``), not a network hop. Other work on the machine slows every figure: the
@@ -63,13 +69,33 @@ def _percentiles(times: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(times, 99)), 1), "n": len(times)}
 
 
-def measure(home: Path, clients: list[int], requests: int, threads: int | None = None) -> dict:
+def agreement(photos: list[bytes], params, mode: str) -> dict:
+    """How far ``mode``'s features of ``photos`` are from eager fp32's (the side stages')."""
+    import io
+
+    from PIL import Image
+
+    from street2shop.models.features import feature_extractor, image_features
+    from street2shop.service.side_engine import fp32_inference
+
+    model = feature_extractor(params)
+    eager, fast = fp32_inference(model, "eager"), fp32_inference(model, mode)
+    a = np.stack([image_features(eager, Image.open(io.BytesIO(p)), params) for p in photos])
+    b = np.stack([image_features(fast, Image.open(io.BytesIO(p)), params) for p in photos])
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return {"min_cosine_to_eager": round(float(cos.min()), 6), "max_abs_diff": float(np.abs(a - b).max())}
+
+
+def measure(home: Path, clients: list[int], requests: int, threads: int | None = None, side_mode: str | None = None) -> dict:
     from fastapi.testclient import TestClient
 
     from street2shop.service.app import create_app
+    from street2shop.service.side_engine import SIDE_INFERENCE
 
+    side_mode = side_mode or SIDE_INFERENCE
     store = ArtifactStore(home)
-    client = TestClient(create_app(home, street_in_background=False, inference_mode="eager", torch_threads=threads))
+    client = TestClient(create_app(home, street_in_background=False, inference_mode="eager", torch_threads=threads,
+                                   side_inference_mode=side_mode))
     crawl = client.get("/health").json()["crawl"]
     snaps = store.newest(N.CRAWL, N.SNAPS, nonempty=True)
     outfits = store.read_table(snaps.sibling(N.OUTFITS)).to_pylist()
@@ -110,9 +136,16 @@ def measure(home: Path, clients: list[int], requests: int, threads: int | None =
                 times = list(pool.map(one, range(requests)))
             wall = time.perf_counter() - started
             out[f"{endpoint} c{n}"] = _percentiles(times) | {"requests_per_s": round(requests / wall, 1)}
-            print(f"{endpoint} at {n} client(s), torch threads {threads or 'all'}: {out[f'{endpoint} c{n}']}")
+            print(f"{endpoint} at {n} client(s), torch threads {threads or 'all'}, side mode {side_mode}: "
+                  f"{out[f'{endpoint} c{n}']}")
     health = client.get("/health").json().get("side_models", {})
     out["served"] = {side: v.get("served") for side, v in health.items()}
+    out["side_mode"] = side_mode
+    from street2shop.service.look_engine import LookEngine, find_looks_model
+
+    looks = LookEngine(store, find_looks_model(store, crawl), side_mode)
+    out["agreement"] = agreement(photos, looks.feature_params, side_mode)
+    print(f"features by {side_mode} against eager fp32 on {len(photos)} photos: {out['agreement']}")
     return out
 
 
@@ -122,6 +155,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,10", help="concurrent clients, comma-separated")
     ap.add_argument("--requests", type=int, default=200, help="requests per endpoint and client count")
     ap.add_argument("--threads", default="", help="the app's torch threads, comma-separated, each in turn ('': the default)")
+    ap.add_argument("--side-modes", default="", help="the side engines' fp32 paths, comma-separated ('': the served one)")
     ap.add_argument("--build-index", action="store_true", help="publish a tiny index when H serves none")
     ap.add_argument("--out", help="append the JSON results to this file")
     args = ap.parse_args()
@@ -129,9 +163,10 @@ def main() -> None:
     if args.build_index and store.latest_or_none(N.INDEX, N.INDEX_IDS) is None:
         snaps = store.newest(N.CRAWL, N.SNAPS, nonempty=True, missing=f"{args.home} has no crawl with a lookbook")
         build_index(store, snaps.sibling(N.IMAGES))
-    for threads in [int(n) for n in args.threads.split(",") if n] or [None]:
+    for threads, side_mode in [(t, m) for t in [int(n) for n in args.threads.split(",") if n] or [None]
+                               for m in [m for m in args.side_modes.split(",") if m] or [None]]:
         load_before = os.getloadavg()
-        figures = measure(args.home, [int(c) for c in args.clients.split(",")], args.requests, threads)
+        figures = measure(args.home, [int(c) for c in args.clients.split(",")], args.requests, threads, side_mode)
         emit({"bench": "side_latency", "home": str(args.home), "machine": platform.node(), "cpus": os.cpu_count(),
               "torch_threads": threads, "load_before": [round(x, 1) for x in load_before],
               "load_after": [round(x, 1) for x in os.getloadavg()], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -57,6 +57,7 @@ from street2shop.service.looks import looks_router
 from street2shop.service.outfits import outfits_router
 from street2shop.service.routers import admin, items, page, search
 from street2shop.service.security import BodyLimit, SecurityHeaders, check_exposure
+from street2shop.service.side_engine import SIDE_INFERENCE, SideModels
 from street2shop.storage.promotions import index_to_serve
 from street2shop.storage.store import ArtifactStore
 
@@ -84,6 +85,7 @@ def create_app(
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     streams: int = DEFAULT_STREAMS,
     public_url: str | None = None,
+    side_inference_mode: str = SIDE_INFERENCE,
 ) -> FastAPI:
     """The API over the store at ``home``, serving ``index_version`` (default: the newest).
 
@@ -103,6 +105,8 @@ def create_app(
             batching thread and share of the threads.
         public_url: the address clients reach the service at, for the absolute URLs in
             answers (default: the scheme and host each request came to).
+        side_inference_mode: the fp32 path the outfits and looks engines run an upload's
+            features on (``side_engine.SIDE_INFERENCE``: OpenVINO fp32, eager without it).
     """
     store = ArtifactStore(home)
     configure_torch_threads(torch_threads)
@@ -121,15 +125,16 @@ def create_app(
         redoc_url=None,
     )
     app.state.served = served
-    app.state.config = ServiceConfig(store=store, admin_token=admin_token, public_url=public_url, load=load)
+    app.state.config = ServiceConfig(store=store, admin_token=admin_token, public_url=public_url, load=load,
+                                     side_models=SideModels(store))
     app.add_middleware(BodyLimit, max_bytes=served.engine.limits.max_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(SecurityHeaders)
     install_error_handlers(app)
     for router in (search.router, items.router, admin.router, page.router):
         app.include_router(router)
     engine = partial(get_engine_of, served)
-    app.include_router(outfits_router(store, engine))  # complete the look
-    app.include_router(looks_router(store, engine))  # shop the look
+    app.include_router(outfits_router(store, engine, side_inference_mode))  # complete the look
+    app.include_router(looks_router(store, engine, side_inference_mode))  # shop the look
     page.mount_static(app)
     return app
 

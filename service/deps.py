@@ -29,6 +29,7 @@ class ServiceConfig:
     admin_token: str | None
     public_url: str | None
     load: object  # (version | None) -> SearchEngine
+    side_models: object  # (crawl version) -> the side models served for it (side_engine.SideModels)
 
 
 def get_served(request: Request) -> Served:

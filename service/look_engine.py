@@ -5,8 +5,9 @@ indexes, found by its lineage, with the embeddings of every item and every lookb
 served crawl's ``images``; :class:`LookEngine` loads the space the stage chose by measurement
 (a head, or a baseline: the untrained features, or the street-to-shop embedder's embedding),
 the posts and items it was trained from (``models/looks_view.load_looks_view``) and what
-featurises an uploaded photo exactly as the posts were: the frozen feature extractor, or the
-embedder (its descriptors of the shop are kept in the model file). Plain Python, no HTTP; the
+featurises an uploaded photo as the posts were: the frozen feature extractor, or the embedder
+(its descriptors of the shop are kept in the model file), each behind the fp32 fast path
+(``side_engine.SIDE_INFERENCE``: OpenVINO fp32, the posts' precision). Plain Python, no HTTP; the
 router is :mod:`street2shop.service.looks`.
 """
 
@@ -25,7 +26,14 @@ from street2shop.models.embedder import load_embedder
 from street2shop.models.features import FeatureParams
 from street2shop.models.looks import STREET2SHOP, embed, load_looks
 from street2shop.models.looks_view import load_looks_view, refs_of_model
-from street2shop.service.side_engine import EngineInputError, SideEngine, find_model, served_by_measurement
+from street2shop.service.side_engine import (
+    SIDE_INFERENCE,
+    EngineInputError,
+    SideEngine,
+    find_model,
+    fp32_inference,
+    served_by_measurement,
+)
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 
@@ -45,7 +53,7 @@ class Hit:
 class LookEngine(SideEngine):
     """Posts and items of one crawl in the served looks space."""
 
-    def __init__(self, store: ArtifactStore, model_ref: ArtifactRef) -> None:
+    def __init__(self, store: ArtifactStore, model_ref: ArtifactRef, inference_mode: str = SIDE_INFERENCE) -> None:
         refs = refs_of_model(store, model_ref)
         self.version = model_ref.version
         self.crawl = refs.images.version
@@ -53,7 +61,7 @@ class LookEngine(SideEngine):
         #: the space served (a head, "backbone" or "street2shop") and why
         self.served = loaded.served_name
         self.selection = served_by_measurement(store, model_ref)
-        super().__init__(FeatureParams(**loaded.features))
+        super().__init__(FeatureParams(**loaded.features), inference_mode)
         self.view = load_looks_view(store, refs)
         self._head = loaded.served
         self._reads = loaded.served_reads
@@ -97,9 +105,10 @@ class LookEngine(SideEngine):
         with self._embedder_lock:
             if self._embedder is None:
                 ref = ArtifactRef(**self._embedded.checkpoint)
-                self._embedder = load_embedder(self._store.file(ref, N.CHECKPOINT_FILE)).eval()
+                self._embedder = fp32_inference(load_embedder(self._store.file(ref, N.CHECKPOINT_FILE)).eval(),
+                                                self.inference_mode)
             with torch.inference_mode():
-                return self._embedder(self._embedder.preprocess(image.convert("RGB"))[None]).numpy()[0]
+                return self._embedder(self._embedder.preprocess(image.convert("RGB"))[None]).float().numpy()[0]
 
     # -- checks ------------------------------------------------------------------------------
     def _style(self, style: str | None) -> str | None:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from street2shop.service.deps import AbsoluteUrls
 from street2shop.service.look_engine import LookEngine, find_looks_model
+from street2shop.service.side_engine import SIDE_INFERENCE
 from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
 from street2shop.storage.store import ArtifactStore
 
@@ -74,10 +75,11 @@ _ERRORS = {400: {"description": "unknown style or category, empty or broken phot
            413: {"description": "photo too large"}, 415: {"description": "not an image"}}
 
 
-def looks_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
-    """The router; ``search_engine()`` is the served search engine (its crawl decides the model)."""
+def looks_router(store: ArtifactStore, search_engine: Callable, inference_mode: str = SIDE_INFERENCE) -> APIRouter:
+    """The router; ``search_engine()`` is the served search engine (its crawl decides the model);
+    ``inference_mode``: the fp32 path uploads' features run on."""
     router = APIRouter(tags=["looks"])
-    engine = ServedSideEngine(store, search_engine, LookEngine, find_looks_model)
+    engine = ServedSideEngine(store, search_engine, LookEngine, find_looks_model, inference_mode)
 
     @router.post("/looks/related", response_model=RelatedResponse, responses=_ERRORS,
                  summary="Shop the look: a snapshot photo in, the items related to it out")

@@ -20,7 +20,7 @@ import torch
 from street2shop.models.features import FeatureParams
 from street2shop.models.outfit_view import OutfitRefs, load_view
 from street2shop.models.outfits import load_outfit_models
-from street2shop.service.side_engine import EngineInputError, SideEngine, find_model, served_by_measurement
+from street2shop.service.side_engine import SIDE_INFERENCE, EngineInputError, SideEngine, find_model, served_by_measurement
 from street2shop.storage import names as N
 from street2shop.storage.store import ArtifactRef, ArtifactStore
 
@@ -40,7 +40,7 @@ class Completion:
 class OutfitEngine(SideEngine):
     """Compatibility of items (and photos) of one crawl, by the served outfit model."""
 
-    def __init__(self, store: ArtifactStore, model_ref: ArtifactRef) -> None:
+    def __init__(self, store: ArtifactStore, model_ref: ArtifactRef, inference_mode: str = SIDE_INFERENCE) -> None:
         refs = OutfitRefs.of_model(store, model_ref)
         self.version = model_ref.version
         self.crawl = refs.images.version
@@ -53,7 +53,7 @@ class OutfitEngine(SideEngine):
         self.types = sorted(set(self.view.type_of.values()))
         self.by_type = {t: sorted(i for i, ty in self.view.type_of.items() if ty == t) for t in self.types}
         self.product_of = {i: i.split(":")[0] for i in self.view.type_of}
-        super().__init__(FeatureParams(**self.models.features))
+        super().__init__(FeatureParams(**self.models.features), inference_mode)
 
     # -- checks ------------------------------------------------------------------------------
     def _known(self, items: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from street2shop.service.deps import AbsoluteUrls, Urls
 from street2shop.service.outfit_engine import OutfitEngine, find_outfit_model
+from street2shop.service.side_engine import SIDE_INFERENCE
 from street2shop.service.side_routes import ServedSideEngine, ShopItem, answer, shop_fields, upload_features
 from street2shop.storage.store import ArtifactStore
 
@@ -63,10 +64,11 @@ _ERRORS = {400: {"description": "empty outfit, an item twice, a type the shop la
            404: {"description": "unknown item, or no outfit model for the served crawl"}}
 
 
-def outfits_router(store: ArtifactStore, search_engine: Callable) -> APIRouter:
-    """The router; ``search_engine()`` is the served search engine (its crawl decides the model)."""
+def outfits_router(store: ArtifactStore, search_engine: Callable, inference_mode: str = SIDE_INFERENCE) -> APIRouter:
+    """The router; ``search_engine()`` is the served search engine (its crawl decides the model);
+    ``inference_mode``: the fp32 path uploads' features run on."""
     router = APIRouter(tags=["outfits"])
-    engine = ServedSideEngine(store, search_engine, OutfitEngine, find_outfit_model)
+    engine = ServedSideEngine(store, search_engine, OutfitEngine, find_outfit_model, inference_mode)
 
     def hit(served, outfit: OutfitEngine, item_id: str, score: float, urls: Urls) -> OutfitItemHit:
         return OutfitItemHit(type=outfit.view.type_of[item_id], score=score, **shop_fields(served, item_id, urls))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -13,7 +14,7 @@ from fastapi import HTTPException, UploadFile
 from pydantic import BaseModel
 
 from street2shop.service.deps import Urls
-from street2shop.service.side_engine import EngineInputError, SideEngine
+from street2shop.service.side_engine import SIDE_INFERENCE, EngineInputError, SideEngine, check_fp32
 from street2shop.service.uploads import BadImage, decode_upload
 from street2shop.storage.store import ArtifactNotFound, ArtifactRef, ArtifactStore
 
@@ -22,11 +23,13 @@ E = TypeVar("E", bound=SideEngine)
 
 class ServedSideEngine(Generic[E]):
     """``self()`` -> (the side engine of the served crawl, the served search engine); a crawl
-    with no published model is a 404 saying so."""
+    with no published model is a 404 saying so. ``inference_mode``: the side engine's fp32
+    path for uploads."""
 
-    def __init__(self, store: ArtifactStore, search_engine: Callable, build: Callable[[ArtifactStore, ArtifactRef], E],
-                 find: Callable[[ArtifactStore, str], ArtifactRef]) -> None:
-        self.store, self.search_engine, self.build, self.find = store, search_engine, build, find
+    def __init__(self, store: ArtifactStore, search_engine: Callable, build: Callable[..., E],
+                 find: Callable[[ArtifactStore, str], ArtifactRef], inference_mode: str = SIDE_INFERENCE) -> None:
+        self.store, self.search_engine, self.find = store, search_engine, find
+        self.build = partial(build, inference_mode=check_fp32(inference_mode))
         self._cache: dict[str, E] = {}
         self._lock = threading.Lock()
 

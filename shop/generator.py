@@ -8,8 +8,9 @@ Layout of a shop folder::
     truth/items.csv     item_id, design_id, product_id, seller_id, category, colour, pattern, relist_of
     truth/images.csv    file, image_id, item_id, kind, review_id
     truth/designs.csv   design_id, category, pattern, kind, seed, asset, flip (to re-render)
-    truth/styles.csv    design_id, style, lookbook: the hidden style rule's half per design
-    truth/outfits.csv   outfit_id, lookbook, style, item_id, type, position (``outfits.py``)
+    truth/styles.csv    design_id, style, formality, season, patterned, lookbook: each design's
+                        traits, the hidden rule's half per design (``outfits.py``)
+    truth/outfits.csv   outfit_id, lookbook, style, item_id, type, position, by_rule (``outfits.py``)
     truth/snaps.csv     snap_id, outfit_id, lookbook, style, file, image_id (``looks.py``)
     truth/snap_items.csv snap_id, item_id, shown (1: in the photo, 0: related), position
     truth/boxes.csv     file, image_id, x0, y0, x1, y1: each customer (street) photo's true
@@ -78,8 +79,8 @@ ITEM_COLUMNS = ["item_id", "design_id", "product_id", "seller_id", "category", "
 IMAGE_COLUMNS = ["file", "image_id", "item_id", "kind", "review_id"]
 LABEL_COLUMNS = ["image_id", "label"]
 DESIGN_COLUMNS = ["design_id", "category", "pattern", "kind", "seed", "asset", "flip"]
-STYLE_COLUMNS = ["design_id", "style", "lookbook"]
-OUTFIT_COLUMNS = ["outfit_id", "lookbook", "style", "item_id", "type", "position"]
+STYLE_COLUMNS = ["design_id", "style", "formality", "season", "patterned", "lookbook"]
+OUTFIT_COLUMNS = ["outfit_id", "lookbook", "style", "item_id", "type", "position", "by_rule"]
 SNAP_COLUMNS = ["snap_id", "outfit_id", "lookbook", "style", "file", "image_id"]
 SNAP_ITEM_COLUMNS = ["snap_id", "item_id", "shown", "position"]
 BOX_COLUMNS = ["file", "image_id", "x0", "y0", "x1", "y1"]
@@ -105,7 +106,9 @@ class ShopParams(BaseModel):
     p_near_colour: float = Field(0.4, ge=0, le=1)  # a product's next colour is a near one
     #: curated outfits (real garments only): designs per lookbook, outfits per design
     lookbook_size: int = Field(12, ge=1)
-    outfits_per_design: float = Field(4.0, ge=0)
+    outfits_per_design: float = Field(5.5, ge=0)
+    #: the share of outfits a noisy curator puts together by type only, not by the rule
+    curator_noise: float = Field(0.1, ge=0, le=1)
     #: snapshot posts of the lookbook, per outfit (real garments only). 0.45: the default demo
     #: has 316 posts and its looks split tests 64 of them, every style (0.35: 218 and 44);
     #: 98 more photos to draw, crawl and embed (``bench/lookbook_size.py``)
@@ -481,17 +484,18 @@ def _add_outfits(b: _ShopBuilder) -> None:
         if not row["relist_of"]:
             colours_of.setdefault(row["design_id"].split(":")[0], []).append((row["item_id"], row["colour"]))
     assigned, planned = O.plan_outfits(b.designs, colours_of, b.params.seed, b.params.lookbook_size,
-                                       b.params.outfits_per_design)
+                                       b.params.outfits_per_design, b.params.curator_noise)
     b.lookbook_of = {d: lookbook for d, (_, lookbook) in assigned.items()}
     _add_snaps(b, planned, assigned, colours_of)
     for outfit in planned:
         b.catalog.outfits.append(Outfit(outfit_id=outfit.outfit_id,
                                         items=[OutfitItem(item_id=p.item_id, type=p.type) for p in outfit.pieces]))
         b.outfits.extend({"outfit_id": outfit.outfit_id, "lookbook": outfit.lookbook, "style": outfit.style,
-                          "item_id": p.item_id, "type": p.type, "position": k} for k, p in enumerate(outfit.pieces))
+                          "item_id": p.item_id, "type": p.type, "position": k,
+                          "by_rule": int(outfit.by_rule)} for k, p in enumerate(outfit.pieces))
 
 
-def _add_snaps(b: _ShopBuilder, planned: list[O.PlannedOutfit], assigned: dict[str, tuple[str, str]],
+def _add_snaps(b: _ShopBuilder, planned: list[O.PlannedOutfit], assigned: dict[str, tuple[O.Traits, str]],
                colours_of: dict[str, list[tuple[str, str]]]) -> None:
     """The lookbook: snapshot posts of some outfits, their photos queued, their links."""
     designs = {d.design_id: d for d in b.designs}
@@ -499,9 +503,9 @@ def _add_snaps(b: _ShopBuilder, planned: list[O.PlannedOutfit], assigned: dict[s
     for design_id, (_, lookbook) in sorted(assigned.items()):
         t = O.TYPE_OF_CATEGORY[designs[design_id].category]
         pool.setdefault(lookbook, []).extend(O.OutfitPiece(i, design_id, c, t) for i, c in colours_of[design_id])
-    style = {d: s for d, (s, _) in assigned.items()}
+    traits = {d: t for d, (t, _) in assigned.items()}
     rooms, _ = _props(b.params.seed)
-    for snap in L.plan_snaps(planned, pool, style, rooms, b.params.seed, b.params.snaps_per_outfit):
+    for snap in L.plan_snaps(planned, pool, traits, rooms, b.params.seed, b.params.snaps_per_outfit):
         look = tuple((designs[p.design_id], p.colour, p.type) for p in snap.shown)
         job = _PhotoJob("", look[0][0], look[0][1], "look", snap.snap_id, seed=snap.seed, look=look, room=snap.room)
         linked = [p.item_id for p in snap.shown] + list(snap.related)
@@ -562,7 +566,7 @@ def _save(b: _ShopBuilder) -> None:
     _write_csv(b.out_dir / "truth" / "designs.csv", DESIGN_COLUMNS,
                [{**vars(d), "asset": d.asset or "", "flip": int(d.flip)} for d in b.designs])
     _write_csv(b.out_dir / "truth" / "styles.csv", STYLE_COLUMNS,
-               [{"design_id": d.design_id, "style": O.style_of(d) or "", "lookbook": b.lookbook_of.get(d.design_id, "")}
+               [{"design_id": d.design_id, **O.trait_row(O.traits_of(d)), "lookbook": b.lookbook_of.get(d.design_id, "")}
                 for d in b.designs])
     _write_csv(b.out_dir / "truth" / "outfits.csv", OUTFIT_COLUMNS, b.outfits)
     _write_csv(b.out_dir / "truth" / "snaps.csv", SNAP_COLUMNS, b.snaps)

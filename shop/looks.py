@@ -60,14 +60,14 @@ class PlannedSnap:
 def plan_snaps(
     outfits: Sequence[O.PlannedOutfit],
     pool: dict[str, list[O.OutfitPiece]],
-    style: dict[str, str],
+    traits: dict[str, O.Traits],
     rooms: Sequence[str],
     seed: int,
     per_outfit: float = 0.35,
 ) -> list[PlannedSnap]:
     """Snapshot posts: about ``per_outfit`` of the outfits (more of the frequent styles),
-    each with its related items. ``pool``: lookbook -> its items (as pieces); ``style``:
-    design id -> style."""
+    each with its related items. ``pool``: lookbook -> its items (as pieces); ``traits``:
+    design id -> traits."""
     rng = np.random.default_rng([seed, 5])
     if not outfits or not rooms:
         return []
@@ -83,7 +83,7 @@ def plan_snaps(
             if candidate.item_id in shown or candidate.type not in {x.type for x in outfit.pieces}:
                 continue
             swapped = [candidate if x.type == candidate.type else x for x in outfit.pieces]
-            if O.compatible(swapped, style):
+            if outfit.by_rule and O.compatible(swapped, traits):
                 alternatives.append(candidate.item_id)
         order = rng.permutation(len(alternatives))
         related = tuple(sorted(alternatives[i] for i in order[:MAX_RELATED]))

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 
 from street2shop.service.deps import Config, Engine, Served, get_served
 from street2shop.service.schemas import ErrorDetail, Health, ReloadResponse, StreetStatus
-from street2shop.service.side_engine import side_models
 from street2shop.storage.promotions import index_to_serve
 
 router = APIRouter(tags=["admin"])
@@ -34,7 +33,7 @@ def health(engine: Engine, config: Config) -> Health:
         items=len(engine.items),
         categories=engine.categories,
         street_photos=StreetStatus(**engine.street_status()),
-        side_models=side_models(config.store, v.crawl),
+        side_models=config.side_models(v.crawl),
     )
 
 

@@ -53,7 +53,7 @@ def test_crawl_reads_every_post(real_shop, tmp_path, adapter, monkeypatch):
 
 def test_a_post_keeps_only_the_items_the_crawl_has(real_shop, tmp_path):
     with ShopServer(real_shop) as server:
-        result = crawl(fast_params(server.url, max_products=6), BlobStore(tmp_path), tmp_path / "state")
+        result = crawl(fast_params(server.url, max_products=10), BlobStore(tmp_path), tmp_path / "state")
     crawled = {r["item_id"] for r in result.items.to_pylist()}
     kept = result.snap_items.to_pylist()
     assert kept and {r["item_id"] for r in kept} <= crawled

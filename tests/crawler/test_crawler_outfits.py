@@ -28,7 +28,7 @@ from street2shop.tasks.crawl import run_crawl
 @pytest.fixture(scope="module")
 def real_shop(tmp_path_factory) -> Path:
     return generate_shop(tmp_path_factory.mktemp("rs") / "s",
-                         ShopParams(seed=4, n_products=24, garments="real", image_size=48, reviews_per_item=(0, 1)),
+                         ShopParams(seed=4, n_products=30, garments="real", image_size=48, reviews_per_item=(0, 1)),
                          workers=1)
 
 

@@ -18,6 +18,7 @@ from street2shop.models.features import FeatureParams
 from street2shop.models.looks import LooksTrainParams
 from street2shop.service.app import create_app
 from street2shop.service.look_engine import LookEngine, find_looks_model
+from street2shop.storage.store import ArtifactStore
 from street2shop.tasks.looks import LooksConfig, run_looks_train
 
 CFG = LooksConfig(features=FeatureParams(backbone="tiny", image_size=32), train=LooksTrainParams(epochs=3, dim=16))
@@ -63,6 +64,24 @@ def test_related_items_of_a_snapshot_photo(client, looks_home):
     q = engine._project(query)[0]  # into the space served (a head, or a baseline's own)
     assert [h["item_id"] for h in body["results"]] == _expected(engine, q, engine.items, engine.item_ids, lambda i: True, 4)
     assert body["results"][0]["image_url"].startswith("http://testserver/images/") and body["results"][0]["item_url"].startswith("http://testserver/items/")
+
+
+def test_uploads_run_on_the_fp32_fast_path_with_the_posts_features(looks_home):
+    """What is served is what the stage measured: OpenVINO fp32 (the side engines' default)
+    gives an upload the features eager fp32 gives it (the precision the posts' were made in)."""
+    from street2shop.service.side_engine import SIDE_INFERENCE
+
+    home, engine = looks_home
+    store = ArtifactStore(home)
+    assert engine.inference_mode == SIDE_INFERENCE == "openvino"
+    eager = LookEngine(store, find_looks_model(store, engine.crawl), "eager")
+    for snap_id in engine.snap_ids[:3]:
+        photo = Image.open(io.BytesIO(_snap_photo(engine, snap_id)))
+        fast, ref = engine.photo_features(photo), eager.photo_features(photo)
+        assert float(fast @ ref / np.linalg.norm(fast) / np.linalg.norm(ref)) > 0.9999
+    assert type(engine._extractor).__name__ == "InferenceEmbedder" and engine._extractor.mode == "openvino"
+    with pytest.raises(ValueError, match="not fp32"):
+        LookEngine(store, find_looks_model(store, engine.crawl), "openvino_int8")
 
 
 def test_related_with_style_and_category_filters(client, looks_home):

@@ -24,7 +24,7 @@ CFG = OutfitConfig(features=FeatureParams(backbone="tiny", image_size=32), train
 @pytest.fixture(scope="module")
 def outfit_home(tmp_path_factory):
     root = tmp_path_factory.mktemp("outfit-api")
-    store, crawl, dedup = crawled_shop(root, 24)
+    store, crawl, dedup = crawled_shop(root, 30)
     features = run_features(store, crawl["images"], CFG.features)
     run_outfit_train(store, OutfitRefs.of_photos(crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES]), CFG.split, CFG.train)
     publish_index(store, crawl["images"])
@@ -107,13 +107,33 @@ def test_health_says_which_outfit_model_is_served_and_why(client):
     assert "looks" not in side  # no looks model is published for this crawl
 
 
+def test_health_reads_the_side_manifests_once_per_served_crawl(client, outfit_home, monkeypatch):
+    from street2shop.service import side_engine
+    from street2shop.storage.store import ArtifactStore
+
+    config = client.app.state.config
+    reads = []
+    original = ArtifactStore.manifest
+    monkeypatch.setattr(ArtifactStore, "manifest", lambda self, ref: reads.append(ref) or original(self, ref))
+    monkeypatch.setattr(config.side_models, "_crawl", None)  # as if a reload served another crawl
+    first = client.get("/health").json()["side_models"]
+    after_first = len(reads)
+    assert after_first > 0 and first["outfits"]["served"]
+    for _ in range(3):
+        assert client.get("/health").json()["side_models"] == first
+    assert len(reads) == after_first  # not re-read
+    # another crawl is read afresh (it has no side model here)
+    assert config.side_models("another-crawl") == {} and config.side_models(client.get("/health").json()["crawl"]) == first
+    assert side_engine.side_models(config.store, client.get("/health").json()["crawl"]) == first
+
+
 @pytest.mark.slow
 def test_the_engine_serves_the_untrained_features_when_they_are_chosen(tmp_path):
     """A baseline served: candidates scored by minus their mean cosine distance to the outfit."""
     import numpy as np
     from street2shop.service.outfit_engine import OutfitEngine
 
-    store, crawl, dedup = crawled_shop(tmp_path, 24)
+    store, crawl, dedup = crawled_shop(tmp_path, 30)
     features = run_features(store, crawl["images"], CFG.features)
     refs = OutfitRefs.of_photos(crawl["images"], dedup["groups"], features[N.PHOTO_FEATURES])
     trained = run_outfit_train(store, refs, CFG.split, CFG.train.model_copy(update={"serve": "backbone"}))

@@ -26,17 +26,17 @@ from street2shop.shop.server import ShopServer
 
 def _pieces(shop):
     items = {r["item_id"]: r for r in read_rows(shop / "truth" / "items.csv")}
-    style = {r["design_id"]: r["style"] for r in read_rows(shop / "truth" / "styles.csv") if r["style"]}
+    traits = O.traits_from_rows(read_rows(shop / "truth" / "styles.csv"))
 
     def piece(item_id):
         r = items[item_id]
         return O.OutfitPiece(item_id, r["design_id"].split(":")[0], r["colour"], O.TYPE_OF_CATEGORY[r["category"]])
 
-    return piece, style
+    return piece, traits
 
 
 def test_a_post_links_the_items_shown_then_related_ones_that_keep_the_rule(shop):
-    piece, style = _pieces(shop)
+    piece, traits = _pieces(shop)
     snaps = {r["snap_id"]: r for r in read_rows(shop / "truth" / "snaps.csv")}
     outfits = defaultdict(list)
     for r in sorted(read_rows(shop / "truth" / "outfits.csv"), key=lambda r: int(r["position"])):
@@ -57,7 +57,7 @@ def test_a_post_links_the_items_shown_then_related_ones_that_keep_the_rule(shop)
         for item in related:
             assert piece(item).type in types
             swapped = [piece(item) if piece(i).type == piece(item).type else piece(i) for i in shown]
-            assert O.compatible(swapped, style), (snap_id, item)  # the stylists' rule
+            assert O.compatible(swapped, traits), (snap_id, item)  # the stylists' rule
             assert lookbook_of.get(item, snaps[snap_id]["lookbook"]) == snaps[snap_id]["lookbook"]
             replaced = piece(types[piece(item).type])
             not_look_alike += piece(item).design_id != replaced.design_id
