@@ -38,7 +38,7 @@ import torch
 
 from street2shop.models.localise import BoxHead, load_localiser
 from street2shop.models.onepass import one_pass_searches
-from street2shop.retrieval.evaluation import Benchmark, EvaluateParams, LocaliseParams, score_localisations
+from street2shop.retrieval.evaluation import LEARNED, Benchmark, EvaluateParams, LocaliseParams, score_localisations
 from street2shop.retrieval.served import calibration_of, served_mode, served_runner
 from street2shop.sources.labelled import annotated_from_csvs, read_labelled_csv
 from street2shop.storage.names import LOCALISE, LOCALISER, LOCALISER_FILE
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timing-queries", type=int, default=64)
     ap.add_argument("--stand-in", action="store_true",
                     help="without a localise artifact, time the learned rows with an untrained box head (accuracy meaningless)")
+    ap.add_argument("--learned", default=None,
+                    help='the learned localiser\'s variants as a JSON list of options, e.g. \'[{"factors": [1.0, 1.4]}, {"pooled": true}]\' '
+                         "(default: the evaluate stage's learned candidates)")
     ap.add_argument("--out", default=None, help="append the result as one JSON line here (default: print it)")
     args = ap.parse_args(argv)
 
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     params = EvaluateParams(
         benchmarks=[Benchmark(name=name, gallery=str(folder / "gallery.csv"), queries=str(folder / "queries.csv"))],
         localise=LocaliseParams(name="multicrop", options=json.loads(args.grid)),
+        **({"learned_candidates": [LocaliseParams(name=LEARNED, options=o) for o in json.loads(args.learned)]} if args.learned else {}),
         latency_budget_ms=args.budget_ms, timing_queries=args.timing_queries, ks=[1, 5, 10, 20],
     )
     localiser = store.latest_or_none(LOCALISE, LOCALISER)

@@ -99,8 +99,19 @@ class LocaliseParams(BaseModel):
 
     @property
     def label(self) -> str:
-        """How figures name it: the localiser's name, ``_pooled`` for a box pooled from the map."""
-        return f"{self.name}_pooled" if self.options.get("pooled") else self.name
+        """How figures name it: the localiser's name; for the learned one, ``_x<factors>`` when its
+        box enlargements are not the default 1.1, ``_free`` when the box keeps its own aspect, and
+        ``_pooled`` for a box pooled from the map."""
+        parts = [self.name]
+        if self.learned:
+            factors = [float(f) for f in self.options.get("factors", [1.1])]
+            if factors != [1.1]:
+                parts.append("x" + "-".join(f"{f:g}" for f in factors))
+            if "aspect" in self.options and self.options["aspect"] is None:
+                parts.append("free")
+        if self.options.get("pooled"):
+            parts.append("pooled")
+        return "_".join(parts)
 
     @property
     def learned(self) -> bool:

@@ -94,3 +94,12 @@ def test_bad_settings_are_refused(photo_set):
         Benchmark(name="shop", gallery="g", queries="q")
     with pytest.raises(ValueError, match="serve_metric"):
         EvaluateParams(serve_metric="top5")
+
+
+def test_learned_localisation_labels_name_their_variant():
+    from street2shop.retrieval.evaluation import LEARNED, LocaliseParams
+
+    assert LocaliseParams(name=LEARNED, options={"factors": [1.1]}).label == LEARNED
+    assert LocaliseParams(name=LEARNED, options={"factors": [1.1], "pooled": True}).label == f"{LEARNED}_pooled"
+    assert LocaliseParams(name=LEARNED, options={"factors": [0.9, 1.2], "aspect": None}).label == f"{LEARNED}_x0.9-1.2_free"
+    assert LocaliseParams(name="multicrop", options={"scales": [0.75]}).label == "multicrop"
