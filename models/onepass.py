@@ -142,11 +142,16 @@ class OnePassSearch:
         out = [self.embedder.head(fmap[None, :, r0:r1, c0:c1]) for r0, c0, r1, c1 in windows.tolist()]
         return F.normalize(torch.cat(out).float(), dim=-1)
 
+    @property
+    def decode_size(self) -> int:
+        """The shorter side a JPEG is draft-decoded to at least (files here, uploads in the
+        service): just large enough for pass 1, or for a box of a quarter of the photo."""
+        return max(*self.input_size) if self.pooled else max(*self.input_size, 4 * self.embedder.preprocess.image_size)
+
     def embed_paths(self, paths: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """``(len(paths), n_boxes, dim)`` for photo files, decoded and prepared by a few threads
         a batch ahead of the network."""
-        # JPEG draft decoding: just large enough for pass 1, or for a box of a quarter of the photo
-        min_size = max(*self.input_size) if self.pooled else max(*self.input_size, 4 * self.embedder.preprocess.image_size)
+        min_size = self.decode_size
 
         def load(path: str) -> tuple[Image.Image, torch.Tensor]:
             image = read_image(path, min_size=min_size)
