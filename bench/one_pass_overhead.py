@@ -17,7 +17,6 @@ import cProfile
 import os
 import pstats
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,25 +25,12 @@ from street2shop.models.embed import embed_images
 from street2shop.models.preprocess import read_image
 from street2shop.retrieval.evaluation import LocaliseParams
 from street2shop.retrieval.served import calibration_of, served_mode, served_runner, served_search
-from street2shop.storage.promotions import served_checkpoint, serving_of
-from street2shop.storage.store import ArtifactStore
-from street2shop.tasks.catalog import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import emit  # noqa: E402
+from one_pass import best_ms, served_model  # noqa: E402
 
 VARIANTS = {"boxhead": {}, "boxhead_pooled": {"pooled": True}}
-
-
-def best_ms(fn, n: int, repeats: int) -> float:
-    """The best of ``repeats`` runs of ``fn`` after a warm-up, in ms per photo of ``n``."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return 1000 * min(times) / n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    store = ArtifactStore(args.home)
-    checkpoint = served_checkpoint(store)
-    serving = serving_of(store, checkpoint)
-    embedder = load_checkpoint(store, checkpoint)
+    store, checkpoint, serving, embedder = served_model(args.home)
     mode = served_mode(serving, args.mode)
     calibration = calibration_of(store, checkpoint, serving, embedder) if "int8" in mode else None
     runner = served_runner(embedder, mode, calibration)

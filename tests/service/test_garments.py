@@ -100,11 +100,7 @@ def test_a_named_garment_is_searched_by_its_own_crop(boxhead_store, engine) -> N
     crop_box = expand_box(found.query.box, 1.1, 2 / 3, 1.0)  # the localiser's enlargement; the photos are square
     assert found.query.boxes == (crop_box,)  # one crop: the garment, not the whole photo again
     image = open_image(path, min_size=128)  # decoded as the crop pass's search decodes it (4 x the input's 32)
-    with torch.no_grad():
-        vector = model(model.preprocess(crop(image, crop_box))[None]).numpy()[None]
-    items, scores = expected_ranking(store, model, path, None, crops=vector)
-    assert [h["item_id"] for h in found.hits] == items
-    np.testing.assert_allclose([h["score"] for h in found.hits], scores, atol=1e-5)
+    assert_ranked_as(found, store, model, path, crop_vector(model, image, crop_box))
 
 
 def test_a_box_is_searched_alone(boxhead_store, engine) -> None:
@@ -118,8 +114,17 @@ def test_a_box_is_searched_alone(boxhead_store, engine) -> None:
     # the 32 a whole-photo search decodes), so that it fills the model's input
     image = open_image(path, min_size=math.ceil(32 / 0.6))
     assert image.size == (64, 64)
+    assert_ranked_as(found, store, model, path, crop_vector(model, image, box))
+
+
+def crop_vector(model, image, box) -> np.ndarray:
+    """``(1, 1, dim)``: the model's vector of ``box`` cut from ``image``."""
     with torch.no_grad():
-        vector = model(model.preprocess(crop(image, box))[None]).numpy()[None]
+        return model(model.preprocess(crop(image, box))[None]).numpy()[None]
+
+
+def assert_ranked_as(found, store, model, path, vector) -> None:
+    """The search's hits are the evaluation's ranking of ``vector``."""
     items, scores = expected_ranking(store, model, path, None, crops=vector)
     assert [h["item_id"] for h in found.hits] == items
     np.testing.assert_allclose([h["score"] for h in found.hits], scores, atol=1e-5)
