@@ -44,6 +44,13 @@ def best_ms(fn, n: int, repeats: int) -> float:
     return 1000 * min(times) / n
 
 
+def served_model(home: str):
+    """``(store, served checkpoint, its serving.json, the embedder)`` of the store at ``home``."""
+    store = ArtifactStore(home)
+    checkpoint = served_checkpoint(store)
+    return store, checkpoint, serving_of(store, checkpoint), load_checkpoint(store, checkpoint)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", required=True)
@@ -54,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    store = ArtifactStore(args.home)
-    checkpoint = served_checkpoint(store)
-    serving = serving_of(store, checkpoint)
-    embedder = load_checkpoint(store, checkpoint)
+    store, checkpoint, serving, embedder = served_model(args.home)
     paths = sorted(p for p in (Path(args.benchmark) / "queries").iterdir())[: args.photos]
     pixels = torch.stack([embedder.preprocess(read_image(p)) for p in paths])
     size = embedder.preprocess.image_size

@@ -26,16 +26,18 @@ leak shows as a trend rather than a single end-point.
 
     python bench/serve.py --home /tmp/demo-home --clients 10 --requests 500 --batch-max 1,16
 
-``--localise none,multicrop,boxhead`` compares query localisations side by side, each in a
-fresh server on the same store: the whole photo (1 pass), the 11-crop grid, and the learned
-localiser (``--localiser``: a localise/localiser store ref or a ``localiser.pt``; without it a
-**random-init stand-in** box head on the served backbone's map, which costs what a trained one
-costs but finds nothing real). ``crops2`` embeds the whole photo and one crop, the two
-passes ``boxhead`` embeds, without its feature-map pass: what ``boxhead`` would cost once
-the map comes from the whole photo's own pass. Each setting also reports one client's p50 (``--single-requests``)
+``--localise none,multicrop,boxhead,boxhead_pooled`` compares query localisations side by
+side, each in a fresh server on the same store: the whole photo (1 pass), the 11-crop grid,
+and the learned localiser as the evaluate stage scores it (the one-pass search: the whole
+photo's pass gives the map, then the box crop's pass, or the box pooled from the map).
+``--localiser`` names the localise/localiser store ref; without it a **random-init stand-in**
+box head on the served backbone's map (at the localise stage's 224 px input) is published
+into the store as ``localise/localiser@stand-in-random-init`` (run on a copy of a store): it
+costs what a trained one costs but finds nothing real. ``crops2`` embeds the whole photo and
+one crop (two plain passes). Each setting also reports one client's p50 (``--single-requests``)
 and 10 clients' p50 on a 12-megapixel phone JPEG of the same photo (``--phone-requests``).
 
-    python bench/serve.py --home H --clients 10 --requests 2000 --localise none,multicrop,boxhead
+    python bench/serve.py --home H --clients 10 --requests 2000 --localise none,multicrop,boxhead,boxhead_pooled
 
 Target (issue 5, this 2-core machine): p50 <= 50 ms, p99 <= 150 ms at 10 clients, no errors,
 memory flat over 10,000 requests. The clients run on the same two cores as the server, so
@@ -140,12 +142,16 @@ def served_inputs(home: Path):
     return store, {r.name: r for r in store.manifest(latest_index(store)).inputs}
 
 
+#: the learned localisations by the name --localise gives them: their options
+LEARNED = {"boxhead": {}, "boxhead_pooled": {"pooled": True}}
+
+
 def localise_spec(home: Path, asked: str, localiser: str | None) -> dict | None:
     """The ``localise`` a server is created with: None = what serving.json says."""
     if asked == "served":
         return None
-    if asked == "boxhead":
-        return {"name": "boxhead", "options": {"localiser": localiser}}
+    if asked in LEARNED:
+        return {"name": "boxhead", "options": LEARNED[asked], "localiser": localiser}
     if asked == "crops2":  # the whole photo and one crop: 2 passes, what boxhead embeds
         return {"name": "multicrop", "options": {"scales": [0.75], "positions": "centre"}}
     return {"name": asked}
@@ -162,9 +168,8 @@ def passes_per_query(home: Path, spec: dict | None) -> str:
     name, options = spec.get("name", "none"), dict(spec.get("options", {}))
     if name == "none":
         return "1"
-    if name == "boxhead":
-        crops = len(options.get("factors", (1.1,))) + bool(options.get("include_whole", True))
-        return f"{crops} + 1 map"
+    if name == "boxhead":  # the whole photo's pass gives the map; a pass per box crop unless pooled
+        return "1" if options.get("pooled") else str(1 + len(options.get("factors", (1.1,))))
     from PIL import Image
 
     from street2shop.models.localise import create_localiser
@@ -172,23 +177,32 @@ def passes_per_query(home: Path, spec: dict | None) -> str:
     return str(len(create_localiser(name, **options)(Image.new("RGB", (300, 400))).boxes))
 
 
-def stand_in_localiser(home: Path, folder: Path, seed: int = 0) -> str:
-    """A randomly initialised box head on the served checkpoint's backbone map, saved as the
-    localise stage saves a trained one: the learned localiser's cost, none of its skill."""
+STAND_IN = "stand-in-random-init"
+
+
+def stand_in_localiser(home: Path, seed: int = 0, input_size: int = 224) -> str:
+    """A randomly initialised box head on the served checkpoint's backbone map at the localise
+    stage's input size, published into the store as the localise stage publishes a trained one
+    (once): the learned localiser's cost, none of its skill. Its store ref."""
     import torch
 
     from street2shop.models.embedder import load_embedder
     from street2shop.models.localise import BoxHead, save_localiser
     from street2shop.storage import names as N
+    from street2shop.storage.store import ArtifactRef
 
     store, inputs = served_inputs(home)
-    model = load_embedder(store.file(inputs[N.CHECKPOINT], N.CHECKPOINT_FILE))
-    categories = sorted(set(store.read_table(inputs[N.IMAGES].sibling(N.ITEMS), columns=["category"]).column("category").to_pylist()))
-    torch.manual_seed(seed)
-    head = BoxHead(model.backbone.num_features, 128, categories)
-    path = folder / "stand-in-localiser.pt"
-    save_localiser(path, head, backbone=model.config.backbone, input_size=None, stand_in="random init (bench/serve.py)")
-    return str(path)
+    ref = ArtifactRef(stage=N.LOCALISE, name=N.LOCALISER, version=STAND_IN)
+    if not store.exists(ref):
+        model = load_embedder(store.file(inputs[N.CHECKPOINT], N.CHECKPOINT_FILE))
+        items = store.read_table(inputs[N.IMAGES].sibling(N.ITEMS), columns=["category"])
+        torch.manual_seed(seed)
+        head = BoxHead(model.backbone.num_features, 128, sorted(set(items.column("category").to_pylist())))
+        with store.publish(N.LOCALISE, [N.LOCALISER], STAND_IN) as w:
+            save_localiser(w[N.LOCALISER].path(N.LOCALISER_FILE), head, backbone=model.config.backbone,
+                           input_size=[input_size, input_size], map_stride=int(model.backbone.feature_stride),
+                           stand_in="random init (bench/serve.py)")
+    return str(ref)
 
 
 def free_port() -> int:
@@ -325,10 +339,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="server's torch threads (default: its CPUs)")
     parser.add_argument("--localise", default="served",
                         help="query localisation: 'served' (what the evaluate stage scored), 'none' (the whole photo, one pass), "
-                             "'multicrop' (the 11-crop grid), 'boxhead' (the learned localiser) or 'crops2' (the whole photo and "
-                             "one crop: the 2 passes boxhead embeds, without its map pass); comma-separated to compare")
-    parser.add_argument("--localiser", help="boxhead's localiser: a localise/localiser@<version> store ref or a file "
-                                            "(default: a random-init stand-in head, see stand_in_localiser)")
+                             "'multicrop' (the 11-crop grid), 'boxhead' (the learned localiser: box crop pass), 'boxhead_pooled' "
+                             "(the box pooled from the map: one pass) or 'crops2' (the whole photo and one crop, plain passes); "
+                             "comma-separated to compare")
+    parser.add_argument("--localiser", help="boxhead's localiser: a localise/localiser@<version> store ref "
+                                            "(default: a random-init stand-in head published into the store, see stand_in_localiser)")
     parser.add_argument("--single-requests", type=int, default=200, help="then this many requests from one client (its p50)")
     parser.add_argument("--phone-requests", type=int, default=200,
                         help="then this many 12-megapixel phone JPEGs of the same photo from --clients clients (their p50); 0: skip")
@@ -354,12 +369,9 @@ def main() -> None:
     args.phone_data = phone_photo(data) if args.phone_requests else None
     if args.phone:
         data = args.phone_data
-    stand_in = None
-    if "boxhead" in args.localise.split(",") and not args.localiser:
-        import tempfile
-
-        stand_in = tempfile.TemporaryDirectory(prefix="bench-serve-")
-        args.localiser = stand_in_localiser(args.home, Path(stand_in.name))
+    stand_in = bool(set(LEARNED) & set(args.localise.split(","))) and not args.localiser
+    if stand_in:
+        args.localiser = stand_in_localiser(args.home)
     results = []
     settings = [(m, s, int(b), loc) for m in args.inference_mode.split(",") for s in args.streams.split(",")
                 for b in args.batch_max.split(",") for loc in args.localise.split(",")]
@@ -393,9 +405,8 @@ def main() -> None:
         print(f"  {mode}, {streams} stream(s), batch {batch_max}: " + "; ".join(parts))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    if stand_in is not None:
+    if stand_in:
         print(f"\nboxhead ran a random-init stand-in box head ({args.localiser}): its cost, not its accuracy")
-        stand_in.cleanup()
 
 
 def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: bytes) -> dict:
@@ -405,7 +416,7 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
     cmd = [sys.executable, __file__, "--home", str(args.home), "--serve-port", str(port),
            "--inference-mode", args.inference_mode, "--batch-max", str(batch_max), "--batch-wait-ms", str(args.batch_wait_ms),
            "--streams", str(args.streams), "--localise", args.localise]
-    if args.localise == "boxhead":
+    if args.localise in LEARNED:
         cmd += ["--localiser", args.localiser]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -442,7 +453,7 @@ def run_once(args: argparse.Namespace, batch_max: int, image_id: str, data: byte
             home=str(args.home), index=health["index"], checkpoint=health["checkpoint"], vectors=health["vectors"],
             clients=args.clients, inference_mode=health["inference_mode"], streams=health["streams"],
             localise=health.get("localise"), passes_per_query=passes_per_query(args.home, localise_spec(args.home, args.localise, args.localiser)),
-            localiser=args.localiser if args.localise == "boxhead" else None,
+            localiser=args.localiser if args.localise in LEARNED else None,
             evaluated={k: round(v, 3) for k, v in health.get("evaluated", {}).items() if "top" in k}, batch_max=batch_max, batch_wait_ms=args.batch_wait_ms,
             query=f"{args.role} photo {image_id[:12]} ({len(data)} bytes)", ready_s=round(ready_s, 1),
             first_search_ms=round(first_search_ms, 1),

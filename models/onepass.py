@@ -21,8 +21,10 @@ garments found, ``localisation.garments``, from the same passes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +124,20 @@ class OnePassSearch:
     ) -> tuple[np.ndarray, list[Localisation]]:
         """:meth:`vectors` and each photo's localisation (its boxes and the garments found),
         from the same passes: what a service answers a photo with. ``pool``: threads that
-        cut and preprocess the box crops (Pillow releases the GIL)."""
+        cut and preprocess the box crops (Pillow releases the GIL).
+
+        With a compiled runner (OpenVINO, ONNX Runtime) the few eager ops around the passes
+        (the box head, the box's pooling) run on one torch thread: on two cores torch's
+        intra-op workers, spinning after each small op, took the CPUs from the compiled pass
+        (a pooled search 25-60 ms a photo on 2 threads, 12-14 ms on one; bench/one_pass_overhead.py)."""
+        if getattr(self.runner, "mode", "eager") == "eager":
+            return self._search(images, pixels, pool)
+        with _one_torch_thread():
+            return self._search(images, pixels, pool)
+
+    def _search(
+        self, images: Sequence[Image.Image], pixels: torch.Tensor | None, pool: ThreadPoolExecutor | None
+    ) -> tuple[np.ndarray, list[Localisation]]:
         whole, fmap, localisations = self.localise(images, pixels)
         n_boxes = len(self.factors)
         with torch.inference_mode():
@@ -142,11 +157,16 @@ class OnePassSearch:
         out = [self.embedder.head(fmap[None, :, r0:r1, c0:c1]) for r0, c0, r1, c1 in windows.tolist()]
         return F.normalize(torch.cat(out).float(), dim=-1)
 
+    @property
+    def decode_size(self) -> int:
+        """The shorter side a JPEG is draft-decoded to at least (files here, uploads in the
+        service): just large enough for pass 1, or for a box of a quarter of the photo."""
+        return max(*self.input_size) if self.pooled else max(*self.input_size, 4 * self.embedder.preprocess.image_size)
+
     def embed_paths(self, paths: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """``(len(paths), n_boxes, dim)`` for photo files, decoded and prepared by a few threads
         a batch ahead of the network."""
-        # JPEG draft decoding: just large enough for pass 1, or for a box of a quarter of the photo
-        min_size = max(*self.input_size) if self.pooled else max(*self.input_size, 4 * self.embedder.preprocess.image_size)
+        min_size = self.decode_size
 
         def load(path: str) -> tuple[Image.Image, torch.Tensor]:
             image = read_image(path, min_size=min_size)
@@ -164,6 +184,30 @@ class OnePassSearch:
         if not out:
             return np.empty((0, len(self.factors) + self.include_whole, self.embedder.dim), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch's intra-op threads set to 1 while any caller is inside (counted, so overlapping
+    callers on several threads restore the setting once, when the last leaves)."""
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 def one_pass_searches(

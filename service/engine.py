@@ -21,10 +21,14 @@ with one request at a time it adds at most ``batch_wait_ms``. The inference back
 (``inference_mode``, a name from :data:`street2shop.models.fast.MODES`) is a parameter.
 
 A photo search runs the served localisation (``serving.json``'s ``localise``: what the
-evaluate stage scored). A detecting localiser (``boxhead``) also finds the photo's garments;
-the answer names them, searches the best one as evaluated, and a request may name another
+evaluate stage scored). The learned localiser (``boxhead``, crop or pooled) runs the evaluate
+stage's own one-pass search (:func:`street2shop.retrieval.served.served_search`, a
+:class:`~street2shop.models.onepass.OnePassSearch` at the served precision): the photo is
+decoded as the evaluation decodes it, and its query vectors and garments come from the passes
+the evaluation scored, micro-batched across concurrent requests like the plain pass. The
+answer names the garments and searches the best one; a request may name another
 (``garment=``) or any region (``box=``): that region is cut out and embedded, one pass more
-than the whole photo's (:meth:`SearchEngine.query_of`).
+(:meth:`SearchEngine.query_of`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,20 +50,12 @@ from street2shop.crawler.validate import WEB_FORMATS, ImageLimits
 from street2shop.models.embed import embed_images
 from street2shop.models.embedder import Embedder, load_embedder
 from street2shop.models.fast import optimize_for_inference
-from street2shop.models.localise import (
-    WHOLE,
-    Box,
-    Garment,
-    Localiser,
-    create_localiser,
-    crop,
-    expand_box,
-    feature_map_of,
-    load_localiser,
-)
+from street2shop.models.localise import WHOLE, Box, Garment, Localisation, Localiser, create_localiser, crop, expand_box
+from street2shop.models.onepass import OnePassSearch
 from street2shop.retrieval.evaluation import LocaliseParams
 from street2shop.retrieval.index import load_index, search
 from street2shop.retrieval.ranking import GalleryItems, combine_crop_scores, rank_items
+from street2shop.retrieval.served import served_search
 from street2shop.service.batching import MicroBatcher
 from street2shop.service.regions import BadRegion, check_box
 from street2shop.service.uploads import decode_upload
@@ -92,11 +88,6 @@ DEFAULT_STREAMS = 1
 #: What an upload may be: the crawler's limits, plus HEIC/HEIF (what an iPhone sends).
 UPLOAD_LIMITS = ImageLimits(formats=WEB_FORMATS | {"HEIF"})
 
-
-#: The key of serving.json's ``localise.options`` that names the learned localiser's file
-#: (a store ref ``localise/localiser@<version>`` or a path); read by :func:`served_localiser_file` only.
-LOCALISER_OPTION = "localiser"
-
 #: What a photo search searched (``localised`` in the answer): a garment the localiser found,
 #: the region the request gave, the whole photo (no garment found, or a localiser that
 #: finds none), or the served localiser's fixed crops (``multicrop``).
@@ -121,6 +112,8 @@ class Query:
     localised: Localised
     garment: int | None = None
     box: Box | None = None
+    #: the ``(n_crops, dim)`` vectors of ``boxes`` when the localiser's passes already gave them
+    vectors: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -210,10 +203,10 @@ class SearchEngine:
             if batch_max > 1
             else None
         )
-        # The box head's feature-map passes of concurrent requests are batched the same way.
-        self._map_batcher: MicroBatcher[torch.Tensor, torch.Tensor] | None = (
-            MicroBatcher(self._maps, batch_max, batch_wait_ms / 1000, name=f"embed-maps-{index_ref.version}")
-            if batch_max > 1 and self.detects_garments
+        # The learned localiser's passes of concurrent requests are batched the same way.
+        self._one_pass_batcher: MicroBatcher[tuple[Image.Image, torch.Tensor], tuple[np.ndarray, Localisation]] | None = (
+            MicroBatcher(self._one_pass_search, batch_max, batch_wait_ms / 1000, name=f"embed-one-pass-{index_ref.version}")
+            if batch_max > 1 and self._one_pass is not None
             else None
         )
         # The crawl publishes items and images under one version id.
@@ -254,69 +247,28 @@ class SearchEngine:
         self.serving = serving_of(store, checkpoint)
         mode = inference_mode or self.serving.get("inference_mode", DEFAULT_INFERENCE_MODE)
         embedder = load_embedder(store.file(checkpoint, N.CHECKPOINT_FILE))
+        calibration = self._calibration(store, images_ref, embedder) if "int8" in mode else None
         self.model: Embedder = optimize_for_inference(
-            embedder,
-            mode,
-            fallback="eager",
-            streams=min(streams, torch.get_num_threads()),
-            calibration=self._calibration(store, images_ref, embedder) if "int8" in mode else None,
+            embedder, mode, fallback="eager", streams=min(streams, torch.get_num_threads()), calibration=calibration
         )
         self.inference_mode = getattr(self.model, "mode", "eager")
         self.streams = getattr(self.model, "streams", 1)  # what the backend really runs
         #: the served precision's figures from the evaluate stage (empty when none were scored)
         self.precision_figures: dict = self.serving.get("precisions", {}).get(self.inference_mode, {})
         self.localise = localise or LocaliseParams(**self.serving.get("localise", {}))
-        self._localiser = self._build_localiser(store, embedder)
-        self.crop_scoring = getattr(self._localiser, "scoring", "max")
+        #: the learned localisation's one-pass search, as the evaluate stage and ``eval`` build it
+        #: (its plain runner, the served model, embeds the box crops); None for the others
+        self._one_pass: OnePassSearch | None = served_search(store, self.localise, embedder, mode, self.model, calibration)
+        self._localiser: Localiser | None = (
+            create_localiser(self.localise.name, **self.localise.options)
+            if self.localise.name != "none" and self._one_pass is None
+            else None
+        )
+        self.crop_scoring = self._one_pass.scoring if self._one_pass is not None else getattr(self._localiser, "scoring", "max")
         #: whether the served localiser finds garments (answers name them; garment= works)
-        self.detects_garments = self.localise.name == "boxhead"
-
-    def _build_localiser(self, store: ArtifactStore, embedder: Embedder) -> Localiser | None:
-        """The served localiser; a learned one (``boxhead``) reads the served checkpoint's
-        feature map of the whole photo with the box head of its localiser file."""
-        if self.localise.name == "none":
-            return None
-        options = dict(self.localise.options)
-        if self.localise.name == "boxhead":
-            path = served_localiser_file(store, options.pop(LOCALISER_OPTION, None))
-            head, meta = load_localiser(path)
-            backbone = embedder.config.backbone
-            if meta.get("backbone") not in (None, backbone):
-                raise ValueError(f"{path}: its box head reads {meta['backbone']!r} feature maps, the served model is {backbone!r}")
-            if head.in_channels != embedder.backbone.num_features:
-                raise ValueError(f"{path}: its box head takes {head.in_channels} channels, {backbone!r} gives {embedder.backbone.num_features}")
-            size = meta.get("input_size")
-            options.update(head=head, feature_map=self._feature_map_runner(embedder, tuple(size) if size else None))
-        return create_localiser(self.localise.name, **options)
-
-    def _feature_map_runner(self, embedder: Embedder, input_size: tuple[int, int] | None) -> Callable[[Image.Image], torch.Tensor]:
-        """image -> the served backbone's feature map ``(C, h, w)`` of the whole photo, for the box head.
-
-        SWAP POINT (issue 22 part B): today an extra *eager* backbone pass at the head's input
-        size, the pass :func:`feature_map_of` makes, micro-batched like the embedding pass and
-        taking a model slot. Part B's one-pass runner (``models/fast.py``) returns the whole
-        photo's descriptor and this map from one pass of the served precision: plug it in
-        here, and the whole-photo crop of the served localisation then comes from that pass.
-        """
-        height, width = input_size or (embedder.preprocess.image_size,) * 2
-        feature_map_of(embedder.backbone, embedder.preprocess, (height, width))  # refuses a size the backbone cannot take
-        backbone, preprocess = embedder.backbone.eval(), embedder.preprocess
-
-        def pixels(image: Image.Image) -> torch.Tensor:
-            # what feature_map_of feeds the backbone (tests/service check that both give one map)
-            return preprocess.to_tensor(image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC))[None]
-
-        def maps(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-            with self._model_lock, torch.inference_mode():
-                return list(backbone.forward_features(torch.cat(batch)))
-
-        self._maps = maps
-
-        def feature_map(image: Image.Image) -> torch.Tensor:
-            x = pixels(image)  # in the request's thread, beside other requests' passes
-            return self._map_batcher.submit(x) if self._map_batcher is not None else maps([x])[0]
-
-        return feature_map
+        self.detects_garments = self._one_pass is not None
+        # threads that cut and preprocess the learned localiser's box crops (Pillow releases the GIL)
+        self._crop_pool = ThreadPoolExecutor(2, thread_name_prefix="crops") if self.detects_garments else None
 
     def _load_items(self, store: ArtifactStore, items_ref: ArtifactRef) -> None:
         """The crawl's items by id, their categories, each index row's category, and the
@@ -381,9 +333,11 @@ class SearchEngine:
             for _ in range(2):  # the first pass compiles, the second runs as every later one
                 self.search_vector(self.embed(blank), 1)
             size = self.model.preprocess.image_size
-            self._embed_pixels([torch.zeros(2 * len(self.embed(blank)), 3, size, size)])  # a micro-batch of two searches
-            if self.detects_garments:  # a garment= or box= search embeds one crop
+            if self._one_pass is not None:  # two searches in one micro-batch; a garment= or box= search's one crop
+                self._one_pass_search([(blank, self._one_pass.prepare(blank))] * 2)
                 self._embed_pixels([torch.zeros(1, 3, size, size)])
+            else:
+                self._embed_pixels([torch.zeros(2 * len(self.embed(blank)), 3, size, size)])  # a micro-batch of two searches
         finally:
             self.warmed.set()
 
@@ -407,7 +361,11 @@ class SearchEngine:
             raise BadRegion("give garment= or box=, not both")
         if box is not None:
             box = check_box(box)
-        localisation = self._localiser(image) if self._localiser is not None else None
+        vectors, localisation = None, None
+        if self._one_pass is not None:  # the evaluated passes: vectors and garments together
+            vectors, localisation = self._learned(image)
+        elif self._localiser is not None:
+            localisation = self._localiser(image)
         served = localisation.boxes if localisation is not None else (WHOLE,)
         # a detector's only "garment" being the whole photo is its way of finding none
         garments = tuple(g for g in (localisation.garments if localisation is not None else ()) if g.box != WHOLE)
@@ -419,18 +377,35 @@ class SearchEngine:
         if garment:  # another garment than the best
             return Query(self._garment_crops(image, garments[garment].box), garments, "garment", garment, garments[garment].box)
         if garments:
-            return Query(served, garments, "garment", 0, garments[0].box)
-        return Query(served, (), "whole_photo" if served == (WHOLE,) or self.detects_garments else "fixed_crops")
+            return Query(served, garments, "garment", 0, garments[0].box, vectors)
+        return Query(served, (), "whole_photo" if served == (WHOLE,) or self.detects_garments else "fixed_crops", vectors=vectors)
 
     def _garment_crops(self, image: Image.Image, box: Box) -> tuple[Box, ...]:
         """A found garment's crops as the learned localiser cuts its best one: the box at each
-        of its enlargements, reshaped to the shop photos' aspect (``LearnedBoxes``)."""
-        factors, aspect = getattr(self._localiser, "factors", (1.0,)), getattr(self._localiser, "aspect", None)
-        return tuple(expand_box(box, f, aspect, image.width / image.height) for f in factors)
+        of its enlargements, reshaped to the shop photos' aspect."""
+        learned = self._one_pass
+        return tuple(expand_box(box, f, learned.aspect, image.width / image.height) for f in learned.factors)
+
+    def _learned(self, image: Image.Image) -> tuple[np.ndarray, Localisation]:
+        """The learned localiser's ``(n_crops, dim)`` vectors and localisation of one photo, from
+        the evaluated one-pass search, batched with concurrent requests'."""
+        item = (image, self._one_pass.prepare(image))  # pass 1's input, in the request's thread
+        if self._one_pass_batcher is None:
+            return self._one_pass_search([item])[0]
+        return self._one_pass_batcher.submit(item)
+
+    def _one_pass_search(self, items: list[tuple[Image.Image, torch.Tensor]]) -> list[tuple[np.ndarray, Localisation]]:
+        """:meth:`OnePassSearch.search` of a batch of photos, holding a model slot."""
+        images, pixels = zip(*items)
+        with self._model_lock:
+            vectors, localisations = self._one_pass.search(images, torch.stack(pixels), self._crop_pool)
+        return list(zip(vectors, localisations))
 
     def embed_query(self, image: Image.Image, query: Query) -> np.ndarray:
         """``(n_crops, dim)`` unit-norm embeddings of ``query``'s crops of ``image``, each
         preprocessed by the checkpoint's own :class:`~street2shop.models.preprocess.Preprocess`."""
+        if query.vectors is not None:
+            return query.vectors
         # Preprocessing runs in the caller's thread, in parallel with other requests; only
         # the forward pass is batched and serialised.
         if query.boxes == (WHOLE,):
@@ -450,9 +425,11 @@ class SearchEngine:
 
     def close(self) -> None:
         """Stop the batching thread after the queued photos (later calls embed directly)."""
-        for batcher in (self._batcher, self._map_batcher):
+        for batcher in (self._batcher, self._one_pass_batcher):
             if batcher is not None:
                 batcher.close()
+        if self._crop_pool is not None:
+            self._crop_pool.shutdown(wait=False)
 
     def search_vector(self, query: np.ndarray, k: int, category: str | None = None) -> list[dict]:
         """Top ``k`` items for a query, best first, optionally of one category.
@@ -525,6 +502,8 @@ class SearchEngine:
         size = self.model.preprocess.image_size
         if box is not None:  # decode enough pixels that the region fills the model's input
             size = min(MAX_BOX_ZOOM * size, math.ceil(size / min(box[2] - box[0], box[3] - box[1])))
+        if self._one_pass is not None:  # at least as the evaluation decodes the photo
+            size = max(size, self._one_pass.decode_size)
         image = decode_upload(data, self.limits, size)
         query = self.query_of(image, garment, box)
         return PhotoSearch(self.search_vector(self.embed_query(image, query), k, category), query)
@@ -589,22 +568,6 @@ class SearchEngine:
 
 
 
-def served_localiser_file(store: ArtifactStore, source: str | None) -> Path:
-    """The learned localiser's file that serving.json names: a store ref
-    (``localise/localiser@<version>``) or a path. The one place that reads it, so the key the
-    evaluate stage writes (:data:`LOCALISER_OPTION`) can change here alone."""
-    if not source:
-        raise ValueError(f"serving.json's localise 'boxhead' names no localiser (options.{LOCALISER_OPTION})")
-    if "@" in source and "/" in source.split("@", 1)[0] and not Path(source).exists():
-        stage_name, version = source.split("@", 1)
-        stage, _, name = stage_name.partition("/")
-        return store.file(ArtifactRef(stage=stage, name=name, version=version), N.LOCALISER_FILE)
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"no localiser file at {source!r}; want a store ref localise/localiser@<version> or a file path")
-    return path
-
-
 def _noise_verdicts(store: ArtifactStore, images_ref: ArtifactRef) -> dict[str, bool]:
     """``image_id -> keep`` from the newest noise filter run over this crawl (empty if none):
     reverse search shows only the customer photos the filter kept, the ones training used."""
@@ -640,12 +603,10 @@ __all__ = [
     "DEFAULT_BATCH_WAIT_MS",
     "DEFAULT_STREAMS",
     "DEFAULT_INFERENCE_MODE",
-    "LOCALISER_OPTION",
     "NotReady",
     "PhotoSearch",
     "Query",
     "SearchEngine",
     "Versions",
     "configure_torch_threads",
-    "served_localiser_file",
 ]

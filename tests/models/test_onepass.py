@@ -103,3 +103,37 @@ def test_variants_share_one_runner_and_bad_options_are_named():
         one_pass_search(model, "eager", head, {**meta(model), "backbone": "efficientnet_lite0"})
     with pytest.raises(ValueError, match="factors must be positive"):
         one_pass_search(model, "eager", head, meta(model), factors=[])
+
+
+def test_a_compiled_search_runs_its_eager_ops_on_one_thread_and_gives_the_threads_back():
+    """With OpenVINO the head and pooling run on one torch thread (their spinning workers took
+    the cores from the compiled pass); the setting is restored after, also when searches overlap."""
+    import threading
+
+    pytest.importorskip("openvino")
+    model = tiny_model()
+    head = centred_head(model.backbone.num_features)
+    compiled = one_pass_search(model, "openvino", head, meta(model), pooled=True, factors=[1.0], aspect=None)
+    eager = one_pass_search(model, "eager", head, meta(model), pooled=True, factors=[1.0], aspect=None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        original = compiled.head.detect
+
+        def detect(fmap):
+            seen.append(torch.get_num_threads())
+            return original(fmap)
+
+        object.__setattr__(compiled.head, "detect", detect)
+        images = [photo(i) for i in range(4)]
+        threads = [threading.Thread(target=compiled.search, args=([im],)) for im in images]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        got = compiled.vectors(images)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        np.testing.assert_allclose(got, eager.vectors(images), atol=1e-4)
+    finally:
+        torch.set_num_threads(before)

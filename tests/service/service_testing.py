@@ -164,15 +164,18 @@ def publish_box_head(store: ArtifactStore, version: str = "random-head", garment
     return ArtifactRef(stage="localise", name=LOCALISER, version=version)
 
 
-def publish_boxhead_store(home, **head) -> tuple[ArtifactStore, ArtifactRef, object, ArtifactRef]:
-    """A store serving the ``boxhead`` localiser (a random head, see :func:`publish_box_head`):
-    (store, index, the tiny model, the localiser's ref)."""
+def publish_boxhead_store(home, options: dict | None = None, serving: dict | None = None,
+                          **head) -> tuple[ArtifactStore, ArtifactRef, object, ArtifactRef]:
+    """A store serving the learned ``boxhead`` localiser (a random head, see
+    :func:`publish_box_head`) with ``options`` (e.g. ``{"pooled": True}``), in eager fp32
+    unless ``serving`` says otherwise: (store, index, the tiny model, the localiser's ref)."""
     store = ArtifactStore(home)
     images = publish_crawl(store)
     trained, model = publish_checkpoint(store)
     localiser = publish_box_head(store, **head)
-    serving = {"localise": {"name": "boxhead", "options": {"localiser": str(localiser)}}}
-    return store, publish_serving(store, images, trained, model, "served-boxhead", serving), model, localiser
+    served = {"inference_mode": "eager", **(serving or {}),
+              "localise": {"name": "boxhead", "options": options or {}, "localiser": str(localiser)}}
+    return store, publish_serving(store, images, trained, model, "served-boxhead", served), model, localiser
 
 
 @contextmanager

@@ -15,10 +15,13 @@ from fastapi.testclient import TestClient
 
 from service_testing import publish_box_head, publish_boxhead_store, publish_checkpoint, publish_crawl, publish_serving
 from street2shop.models.embed import embed_images
-from street2shop.models.localise import WHOLE, create_localiser, crop, expand_box, feature_map_of, load_localiser
+from street2shop.models.localise import WHOLE, crop, expand_box, load_localiser
+from street2shop.models.preprocess import read_image
 from street2shop.retrieval.metrics import evaluate_retrieval
 from street2shop.service.app import create_app
-from street2shop.service.engine import SearchEngine, served_localiser_file
+from street2shop.retrieval.evaluation import LocaliseParams
+from street2shop.retrieval.served import served_search
+from street2shop.service.engine import SearchEngine
 from street2shop.service.regions import BadRegion
 from street2shop.storage import names as N
 from street2shop.storage.images import open_image
@@ -62,25 +65,25 @@ def expected_ranking(store, model, path, boxes, k=3, crops=None):
     return result.ranked_items[0].tolist(), result.ranked_scores[0]
 
 
-def reference_localiser(store, model, localiser_ref):
-    """The boxhead localiser built by hand from its file, as the evaluation builds it."""
-    head, meta = load_localiser(store.file(localiser_ref, N.LOCALISER_FILE))
-    fmap = feature_map_of(model.backbone, model.preprocess, tuple(meta["input_size"]))
-    return create_localiser("boxhead", feature_map=fmap, head=head)
+def reference_search(store, model, localiser_ref):
+    """The learned localiser's one-pass search as the evaluation builds it (eager fp32)."""
+    localise = LocaliseParams(name="boxhead", options={}, localiser=str(localiser_ref))
+    return served_search(store, localise, model, "eager", model)
 
 
 def test_the_answer_names_the_garments_and_searches_the_best_as_evaluated(boxhead_store, engine) -> None:
     store, _, model, localiser_ref = boxhead_store
-    localiser = reference_localiser(store, model, localiser_ref)
+    learned = reference_search(store, model, localiser_ref)
     assert engine.detects_garments
     for row in photos(store, "street")[:4]:
         path = store.home / row["path"]
         found = engine.search_photo(path.read_bytes(), k=3)
-        expected = localiser(open_image(path, min_size=model.preprocess.image_size))  # decoded as uploads are
+        vectors, (expected,) = learned.search([read_image(path, min_size=learned.decode_size)])  # decoded as evaluated
         assert _close(found.query, expected) and len(found.query.garments) >= 2
         assert found.query.localised == "garment" and found.query.garment == 0
-        assert found.query.box == found.query.garments[0].box
-        items, scores = expected_ranking(store, model, path, lambda image: localiser(image).boxes)
+        assert found.query.box == found.query.garments[0].box and found.query.boxes == expected.boxes
+        np.testing.assert_allclose(found.query.vectors, vectors[0], atol=1e-5)
+        items, scores = expected_ranking(store, model, path, None, crops=vectors)
         assert [h["item_id"] for h in found.hits] == items
         np.testing.assert_allclose([h["score"] for h in found.hits], scores, atol=1e-5)
 
@@ -96,9 +99,8 @@ def test_a_named_garment_is_searched_by_its_own_crop(boxhead_store, engine) -> N
     assert _close(found.query, best.query)
     crop_box = expand_box(found.query.box, 1.1, 2 / 3, 1.0)  # the localiser's enlargement; the photos are square
     assert found.query.boxes == (crop_box,)  # one crop: the garment, not the whole photo again
-    items, scores = expected_ranking(store, model, path, lambda image: [crop_box])
-    assert [h["item_id"] for h in found.hits] == items
-    np.testing.assert_allclose([h["score"] for h in found.hits], scores, atol=1e-5)
+    image = open_image(path, min_size=128)  # decoded as the crop pass's search decodes it (4 x the input's 32)
+    assert_ranked_as(found, store, model, path, crop_vector(model, image, crop_box))
 
 
 def test_a_box_is_searched_alone(boxhead_store, engine) -> None:
@@ -112,14 +114,23 @@ def test_a_box_is_searched_alone(boxhead_store, engine) -> None:
     # the 32 a whole-photo search decodes), so that it fills the model's input
     image = open_image(path, min_size=math.ceil(32 / 0.6))
     assert image.size == (64, 64)
+    assert_ranked_as(found, store, model, path, crop_vector(model, image, box))
+
+
+def crop_vector(model, image, box) -> np.ndarray:
+    """``(1, 1, dim)``: the model's vector of ``box`` cut from ``image``."""
     with torch.no_grad():
-        vector = model(model.preprocess(crop(image, box))[None]).numpy()[None]
+        return model(model.preprocess(crop(image, box))[None]).numpy()[None]
+
+
+def assert_ranked_as(found, store, model, path, vector) -> None:
+    """The search's hits are the evaluation's ranking of ``vector``."""
     items, scores = expected_ranking(store, model, path, None, crops=vector)
     assert [h["item_id"] for h in found.hits] == items
     np.testing.assert_allclose([h["score"] for h in found.hits], scores, atol=1e-5)
 
 
-def test_concurrent_searches_batch_their_feature_maps_and_answer_as_one_at_a_time(boxhead_store, engine) -> None:
+def test_concurrent_searches_batch_their_passes_and_answer_as_one_at_a_time(boxhead_store, engine) -> None:
     store, index, _, _ = boxhead_store
     batched = SearchEngine(store, index, street_in_background=False, inference_mode="eager", batch_max=8, batch_wait_ms=200)
     try:
@@ -133,6 +144,7 @@ def test_concurrent_searches_batch_their_feature_maps_and_answer_as_one_at_a_tim
         for i, photo in enumerate(data):
             alone = engine.search_photo(photo, k=3)
             assert _close(answers[i].query, alone.query)
+            np.testing.assert_allclose(answers[i].query.vectors, alone.query.vectors, atol=1e-5)
             assert [h["item_id"] for h in answers[i].hits] == [h["item_id"] for h in alone.hits]
     finally:
         batched.close()
@@ -252,17 +264,6 @@ def test_openapi_documents_the_region_parameters_and_the_garments(client) -> Non
     assert "detects_garments" in spec["components"]["schemas"]["Health"]["properties"]
 
 
-def test_the_localiser_file_is_a_store_ref_or_a_path(boxhead_store, tmp_path) -> None:
-    store, _, _, localiser_ref = boxhead_store
-    in_store = served_localiser_file(store, str(localiser_ref))
-    assert in_store == store.file(localiser_ref, N.LOCALISER_FILE)
-    assert served_localiser_file(store, str(in_store)) == in_store
-    with pytest.raises(ValueError, match="names no localiser"):
-        served_localiser_file(store, None)
-    with pytest.raises(FileNotFoundError, match="no localiser file"):
-        served_localiser_file(store, str(tmp_path / "missing.pt"))
-
-
 def test_a_head_for_another_backbone_is_refused_at_load(tmp_path) -> None:
     store = ArtifactStore(tmp_path)
     images = publish_crawl(store)
@@ -274,9 +275,11 @@ def test_a_head_for_another_backbone_is_refused_at_load(tmp_path) -> None:
 
     other = tmp_path / "other.pt"
     save_localiser(other, head, backbone="efficientnet_lite0", input_size=[32, 32])
-    serving = {"localise": {"name": "boxhead", "options": {"localiser": str(other)}}}
+    with store.publish("localise", [N.LOCALISER], "other-backbone") as w:
+        w[N.LOCALISER].path(N.LOCALISER_FILE).write_bytes(other.read_bytes())
+    serving = {"localise": {"name": "boxhead", "localiser": f"localise/{N.LOCALISER}@other-backbone"}}
     index = publish_serving(store, images, trained, model, "served-other", serving)
-    with pytest.raises(ValueError, match="reads 'efficientnet_lite0' feature maps"):
+    with pytest.raises(ValueError, match="reads backbone 'efficientnet_lite0'"):
         SearchEngine(store, index, street_in_background=False, inference_mode="eager", batch_max=1)
 
 
