@@ -48,6 +48,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -333,13 +334,35 @@ def compare_stores(reference: Path, home: Path) -> Comparison:
             elif filename.endswith(".pt"):
                 sa, sb = torch.load(fa, weights_only=False), torch.load(fb, weights_only=False)
                 out.checkpoints += 1
-                if not _same(sa, sb):
+                if not _same(_untimed(sa), _untimed(sb)):
                     out.differences.append(f"{what}: checkpoint differs")
             else:
                 out.files += 1
-                if fa.read_bytes() != fb.read_bytes():
+                if _untimed_bytes(filename, fa.read_bytes()) != _untimed_bytes(filename, fb.read_bytes()):
                     out.differences.append(f"{what}: bytes differ")
     return out
+
+
+#: a measured wall-clock time: differs between any two runs, so the comparison leaves it out
+_TIME_KEY = re.compile(r"(seconds|_ms|ms_per_query)$")
+_TIME_CELL = re.compile(rb"<td class='timing'>[^<]*</td>")
+
+
+def _untimed(value):
+    """``value`` without the dict entries whose key names a measured time, at any depth."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if not (isinstance(k, str) and _TIME_KEY.search(k))}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_untimed(v) for v in value)
+    return value
+
+
+def _untimed_bytes(filename: str, data: bytes) -> bytes:
+    if filename.endswith(".json"):
+        return json.dumps(_untimed(json.loads(data)), sort_keys=True).encode()
+    if filename.endswith(".html"):
+        return _TIME_CELL.sub(b"<td class='timing'></td>", data)
+    return data
 
 
 def _same(a, b) -> bool:

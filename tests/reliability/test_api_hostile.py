@@ -219,7 +219,7 @@ def test_an_internal_error_answers_without_a_stack_trace(tiny_home, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals at /srv/secret/path.py")
 
-    monkeypatch.setattr(engine, "search_image", broken)
+    monkeypatch.setattr(engine, "search_photo", broken)  # what /search calls
     _, photo = shop_photo(ArtifactStore(tiny_home), "p1:red")
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/search", files={"image": ("q.jpg", photo, "image/jpeg")})

@@ -12,6 +12,8 @@ side by side, and the uninterrupted reference is two runs started at once on one
 
 from __future__ import annotations
 
+import json
+
 import random
 
 import pytest
@@ -66,3 +68,17 @@ def test_killed_and_failed_stages_rerun_alone_and_end_with_the_same_rows(pipelin
     # every version of every store compared by content: tables, checkpoints, index, noise model
     assert c.versions == CHAINS * len(reliability.manifests(home))
     assert c.tables >= CHAINS * len(runs) and c.rows > 0 and c.checkpoints >= CHAINS * 3 and c.files > 0
+
+
+def test_the_comparison_leaves_out_measured_times_only(reliability) -> None:
+    """Two runs differ in the wall-clock times a stage records; in nothing else."""
+    a = {"localisations": {"none": {"passes": 1, "ms_per_query": 4.6, "top1": 0.65}}, "meta": {"training_seconds": 27.0}}
+    b = {"localisations": {"none": {"passes": 1, "ms_per_query": 9.1, "top1": 0.65}}, "meta": {"training_seconds": 75.0}}
+    c = {"localisations": {"none": {"passes": 1, "ms_per_query": 4.6, "top1": 0.66}}, "meta": {"training_seconds": 27.0}}
+    same = reliability._untimed_bytes("serving.json", json.dumps(a).encode())
+    assert same == reliability._untimed_bytes("serving.json", json.dumps(b).encode())
+    assert same != reliability._untimed_bytes("serving.json", json.dumps(c).encode())
+    assert reliability._same(reliability._untimed(a), reliability._untimed(b))
+    row = "<tr><td>none</td><td>1</td><td class='timing'>{}</td><td>{}</td></tr>"
+    html = [reliability._untimed_bytes("report.html", row.format(ms, top).encode()) for ms, top in [(4.6, 0.65), (9.1, 0.65), (4.6, 0.66)]]
+    assert html[0] == html[1] and html[0] != html[2]
